@@ -1,0 +1,60 @@
+# pika-payment: one image for every process (ingress, worker, relay,
+# migrate, expire, reconcile). The subcommand is the container's CMD/args:
+#
+#   docker build -t pika-payment .
+#   docker run --rm -p 5505:5505 --env-file .env pika-payment            # ingress
+#   docker run --rm --env-file .env pika-payment worker                  # ledger worker
+#
+# Needs BuildKit (the default builder since Docker 23) for the cache/bind mounts.
+
+# ---------------------------------------------------------------------------
+# Stage 1: build the project wheel plus wheels for all of its dependencies.
+# ---------------------------------------------------------------------------
+FROM python:3.11-slim AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+# .dockerignore keeps tests, VCS data, caches and deploy files out of the context.
+COPY . .
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --wheel-dir /wheels .
+
+# ---------------------------------------------------------------------------
+# Stage 2: slim runtime, installs only the wheels (no compiler, no sources).
+# ---------------------------------------------------------------------------
+FROM python:3.11-slim AS runtime
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PAYMENT_SERVICE_PORT=5505
+
+# Fixed numeric uid/gid so Kubernetes `runAsNonRoot` can verify it
+# (k8s/base sets runAsUser/runAsGroup to the same 10001).
+RUN groupadd --system --gid 10001 pika \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
+       --shell /usr/sbin/nologin pika
+
+# pip byte-compiles at install time, so the app runs fine on a read-only root fs.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels pika-payment
+
+# `pika-payment migrate` reads alembic.ini and migrations/ from the working dir.
+WORKDIR /app
+COPY alembic.ini ./alembic.ini
+COPY migrations/ ./migrations/
+
+USER 10001:10001
+
+EXPOSE 5505
+
+# Only meaningful for `ingress`; docker-compose disables it for the other
+# processes and Kubernetes ignores it (it uses the probes in k8s/base).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('PAYMENT_SERVICE_PORT', '5505'); r = urllib.request.urlopen(f'http://127.0.0.1:{port}/payment/health', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+
+ENTRYPOINT ["pika-payment"]
+CMD ["ingress"]

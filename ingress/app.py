@@ -1,0 +1,76 @@
+"""The Litestar ingress: HTTP API, docs and (later) the WebSocket, on PAYMENT_SERVICE_PORT."""
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.middleware import ASGIMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from ingress.controllers.commands import CommandsController
+from ingress.controllers.credits import CreditsController
+from ingress.controllers.docs import DocsController
+from ingress.controllers.health import HealthController
+from ingress.errors import EXCEPTION_HANDLERS
+from ingress.resources import Resources
+from services.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from services.settings import Settings, get_settings
+
+MAX_BODY = 64 * 1024
+
+
+class RequestMetrics(ASGIMiddleware):
+    """Counts and times requests by route template (not raw path: bounded labels)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        status = {"code": 500}
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await next_app(scope, receive, capture)
+        finally:
+            handler = scope.get("route_handler")
+            route = "|".join(sorted(handler.paths)) if handler is not None else "unmatched"
+            method = scope.get("method", "WS")
+            HTTP_REQUESTS.labels(method=method, route=route, status=str(status["code"])).inc()
+            HTTP_LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.resources = await Resources.open(settings)
+        try:
+            yield
+        finally:
+            await app.state.resources.close()
+
+    return Litestar(
+        route_handlers=[CreditsController, CommandsController, DocsController, HealthController],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[RequestMetrics()],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        request_max_body_size=MAX_BODY,
+        openapi_config=OpenAPIConfig(
+            title="pika-payment",
+            version="1.0.0",
+            description="Payment and credits service of the Pika platform. Errors are "
+            '`{"code": "PAY0xx", "message": ..., "details": ...}`; see the README for codes.',
+            path="/payment",
+            render_plugins=[SwaggerRenderPlugin(path="/docs")],
+        ),
+        debug=False,
+    )

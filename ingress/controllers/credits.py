@@ -1,0 +1,134 @@
+"""Credits: balance and history for users; grant, refund and transfer for privileged callers."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from ingress.auth import Principal, admin_only, authenticated, privileged
+from ingress.deps import correlation_id as correlation_of
+from ingress.deps import (
+    provide_principal,
+    resources_of,
+    source_of,
+    submit_idempotently,
+    target_user,
+)
+from schemas.api import BalanceRead, GrantRequest, HistoryPage, RefundRequest, TransferRequest
+from schemas.commands import (
+    GrantCredits,
+    GrantPayload,
+    RefundCredits,
+    RefundPayload,
+    TransferCredits,
+    TransferPayload,
+)
+from services.ledger import queries
+
+TRANSACTION_TYPES = (
+    "CREDIT_PURCHASE|MEMBERSHIP_PAYMENT|CREDIT_USAGE|CREDIT_REFUND|CREDIT_TRANSFER|"
+    "CREDIT_EXPIRY|PROMO_BONUS|CREDIT_HOLD|CREDIT_RELEASE|ADJUSTMENT"
+)
+
+
+class CreditsController(Controller):
+    path = "/payment/credits"
+    tags = ["credits"]
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @get("/balance", guards=[authenticated], operation_id="getBalance")
+    async def balance(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        user_id: Annotated[str | None, Parameter(query="userId", max_length=128)] = None,
+    ) -> BalanceRead:
+        """Available, held and total credits, with open batches in the order they are spent."""
+        who = target_user(principal, user_id)
+        async with resources_of(request).engine.connect() as conn:
+            return BalanceRead.model_validate(await queries.balance(conn, who))
+
+    @get("/history", guards=[authenticated], operation_id="getHistory")
+    async def history(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+        type_: Annotated[
+            list[str] | None, Parameter(query="type", pattern=f"^({TRANSACTION_TYPES})$")
+        ] = None,
+        since: Annotated[datetime | None, Parameter(query="from")] = None,
+        until: Annotated[datetime | None, Parameter(query="to")] = None,
+        user_id: Annotated[str | None, Parameter(query="userId", max_length=128)] = None,
+    ) -> HistoryPage:
+        """Ledger transactions, newest first; pass `nextCursor` back as `cursor` for more."""
+        who = target_user(principal, user_id)
+        async with resources_of(request).engine.connect() as conn:
+            items, next_cursor = await queries.history(
+                conn, who, limit=limit, cursor=cursor, types=type_, since=since, until=until
+            )
+        return HistoryPage.model_validate({"items": items, "next_cursor": next_cursor})
+
+    @post("/grant", guards=[privileged], operation_id="grantCredits", status_code=200)
+    async def grant(
+        self, request: Request[Any, Any, Any], principal: Principal, data: GrantRequest
+    ) -> Response[Any]:
+        """Goodwill or adjustment credits as a PROMOTIONAL batch (admin or service)."""
+
+        def build(command_id: uuid.UUID) -> GrantCredits:
+            return GrantCredits(
+                id=command_id,
+                user_id=data.user_id,
+                correlation_id=correlation_of(request),
+                source=source_of(principal),
+                payload=GrantPayload(
+                    credits=data.credits,
+                    reason=data.reason,
+                    expires_at=data.expires_at,
+                    metadata={**data.metadata, "grantedBy": principal.subject},
+                ),
+            )
+
+        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
+
+    @post("/refund", guards=[privileged], operation_id="refundCredits", status_code=200)
+    async def refund(
+        self, request: Request[Any, Any, Any], principal: Principal, data: RefundRequest
+    ) -> Response[Any]:
+        """Refund a CREDIT_USAGE transaction, fully or in part, to its original batches."""
+
+        def build(command_id: uuid.UUID) -> RefundCredits:
+            return RefundCredits(
+                id=command_id,
+                user_id=data.user_id,
+                correlation_id=correlation_of(request),
+                source=source_of(principal),
+                payload=RefundPayload(
+                    transaction_id=data.transaction_id, credits=data.credits, reason=data.reason
+                ),
+            )
+
+        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
+
+    @post("/transfer", guards=[admin_only], operation_id="transferCredits", status_code=200)
+    async def transfer(
+        self, request: Request[Any, Any, Any], principal: Principal, data: TransferRequest
+    ) -> Response[Any]:
+        """Move credits between users (admin only: credits are not transferable by users)."""
+
+        def build(command_id: uuid.UUID) -> TransferCredits:
+            return TransferCredits(
+                id=command_id,
+                user_id=data.from_user_id,
+                correlation_id=correlation_of(request),
+                source=source_of(principal),
+                payload=TransferPayload(
+                    to_user_id=data.to_user_id, credits=data.credits, reason=data.reason
+                ),
+            )
+
+        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)

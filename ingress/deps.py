@@ -1,0 +1,75 @@
+"""Request-scoped helpers shared by the controllers."""
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from litestar import MediaType, Request, Response
+
+from ingress.auth import Principal, principal_of
+from ingress.gateway import Reply
+from ingress.idempotency import idempotent
+from ingress.resources import Resources
+from schemas.commands import CommandEnvelope
+from services.errors import Forbidden
+
+CommandBuilder = Callable[[uuid.UUID], CommandEnvelope]
+
+
+def resources_of(request: Request[Any, Any, Any]) -> Resources:
+    res: Resources = request.app.state.resources
+    return res
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    return principal_of(request)
+
+
+def correlation_id(request: Request[Any, Any, Any]) -> uuid.UUID:
+    raw = request.headers.get("x-correlation-id")
+    try:
+        return uuid.UUID(raw) if raw else uuid.uuid4()
+    except ValueError:
+        return uuid.uuid4()
+
+
+def source_of(principal: Principal) -> str:
+    return f"http:{principal.subject}"[:100]
+
+
+def target_user(principal: Principal, user_id: str | None) -> str:
+    """Whose data a read is about: the caller's own, or anyone's for service/admin."""
+    if user_id is None or user_id == principal.subject:
+        return principal.subject
+    if not principal.privileged:
+        raise Forbidden("you may only see your own account")
+    return user_id
+
+
+def to_response(reply: Reply) -> Response[Any]:
+    return Response(
+        content=reply.body, status_code=reply.status, headers=reply.headers, media_type=MediaType.JSON
+    )
+
+
+async def submit_idempotently(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    body: Any,
+    build: CommandBuilder,
+) -> Response[Any]:
+    """Idempotency-Key handling + publish + wait, shared by every write endpoint."""
+    res = resources_of(request)
+
+    async def action(command_id: uuid.UUID) -> Reply:
+        return await res.gateway.submit(build(command_id))
+
+    reply = await idempotent(
+        res.redis,
+        key=request.headers.get("idempotency-key"),
+        scope=f"{principal.subject}:{request.method}:{request.url.path}",
+        body=body,
+        ttl=res.settings.idempotency_ttl_seconds,
+        action=action,
+    )
+    return to_response(reply)

@@ -1,0 +1,105 @@
+"""Publishing commands from HTTP and waiting for the ledger's answer (DESIGN.md §1).
+
+The caller waits up to PAYMENT_REPLY_TIMEOUT for the command's stored result; after
+that it gets 202 with the status URL. A command published here is marked pending in
+Redis with its owner, so `GET /payment/commands/{id}` can tell "pending" from
+"unknown" and refuse other users.
+"""
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.commands import CommandEnvelope
+from services.errors import ALL_ERRORS, DependencyUnavailable, PaymentError
+from services.ledger.queries import command_status
+from services.settings import Settings
+
+STATUS_BY_CODE = {error.code: error.status for error in ALL_ERRORS}
+POLL_INTERVAL = 0.02
+PENDING_TTL = 86_400
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+def pending_key(command_id: uuid.UUID) -> str:
+    return f"pika:cmd:{command_id}"
+
+
+def reply_for(stored: dict[str, Any]) -> Reply:
+    if stored["status"] == "applied":
+        return Reply(200, {"commandId": str(stored["command_id"]), **stored["result"]}, {})
+    code = stored["error_code"] or "PAY500"
+    return Reply(STATUS_BY_CODE.get(code, 500), stored["result"], {})
+
+
+class CommandGateway:
+    def __init__(
+        self, producer: AIOKafkaProducer, engine: AsyncEngine, redis: Redis, settings: Settings
+    ) -> None:
+        self.producer = producer
+        self.engine = engine
+        self.redis = redis
+        self.settings = settings
+
+    async def publish(self, command: CommandEnvelope) -> None:
+        try:
+            await self.redis.set(pending_key(command.id), command.user_id, ex=PENDING_TTL)
+        except RedisError as error:
+            raise DependencyUnavailable("redis is unavailable") from error
+        try:
+            await self.producer.send_and_wait(
+                self.settings.commands_topic,
+                value=command.model_dump_json().encode(),
+                key=command.user_id.encode(),
+                headers=[("content-type", b"application/json")],
+            )
+        except Exception as error:
+            raise DependencyUnavailable("the command broker is unavailable") from error
+
+    async def stored(self, command_id: uuid.UUID) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            return await command_status(conn, command_id)
+
+    async def submit(self, command: CommandEnvelope, timeout: float | None = None) -> Reply:
+        """Publish (unless already processed) and wait for the result or time out."""
+        existing = await self.stored(command.id)
+        if existing:
+            return reply_for(existing)
+        await self.publish(command)
+        wait = self.settings.payment_reply_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(POLL_INTERVAL)
+            found = await self.stored(command.id)
+            if found:
+                return reply_for(found)
+        location = f"/payment/commands/{command.id}"
+        return Reply(
+            202,
+            {"commandId": str(command.id), "status": "pending", "statusUrl": location},
+            {"Location": location},
+        )
+
+    async def pending_owner(self, command_id: uuid.UUID) -> str | None:
+        try:
+            owner = await self.redis.get(pending_key(command_id))
+        except RedisError:
+            return None
+        return owner.decode() if isinstance(owner, bytes) else owner
+
+
+def error_reply(error: PaymentError) -> Reply:
+    return Reply(error.status, error.as_body(), {})

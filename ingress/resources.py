@@ -1,0 +1,55 @@
+"""The ingress's long-lived clients, built once at start-up and kept on app state."""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ingress.gateway import CommandGateway
+from services.db import make_engine
+from services.settings import Settings
+
+log = logging.getLogger("pika.ingress")
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    producer: AIOKafkaProducer
+    gateway: CommandGateway
+
+    @classmethod
+    async def open(cls, settings: Settings) -> "Resources":
+        engine = make_engine(settings)
+        redis = Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=False
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            acks="all",
+            linger_ms=1,
+            metadata_max_age_ms=30_000,
+            request_timeout_ms=10_000,
+        )
+        for attempt in range(20):
+            try:
+                await producer.start()
+                break
+            except Exception as error:  # the broker may start after us
+                log.warning("kafka not reachable yet (%s), attempt %d", type(error).__name__, attempt)
+                await asyncio.sleep(0.5)
+        gateway = CommandGateway(producer, engine, redis, settings)
+        return cls(settings, engine, redis, producer, gateway)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        await self.engine.dispose()

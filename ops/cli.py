@@ -1,0 +1,196 @@
+"""`pika-payment`: the one command line of the service (DESIGN.md §7)."""
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from ops.logs import configure_logging
+from services.settings import Settings, get_settings
+
+console = Console(stderr=True)
+
+
+def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console)
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from ops.migrate import migrate
+    from ops.topics import provision_topics
+
+    migrate(settings)
+    console.print("database migrated to head")
+    created = asyncio.run(provision_topics(settings))
+    console.print(f"topics ready (created: {', '.join(created) or 'none'})")
+    return 0
+
+
+def cmd_seed(settings: Settings, _: argparse.Namespace) -> int:
+    from ops.seed import seed
+
+    applied, present = asyncio.run(seed(settings))
+    console.print(f"seed: {applied} commands applied, {present} already present")
+    return 0
+
+
+def cmd_ingress(settings: Settings, _: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ingress.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.payment_service_host,
+        port=settings.payment_service_port,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
+    from workers.main import run_ledger_worker
+
+    asyncio.run(run_ledger_worker(settings))
+    return 0
+
+
+def cmd_relay(settings: Settings, _: argparse.Namespace) -> int:
+    from workers.main import run_relay_process
+
+    asyncio.run(run_relay_process(settings))
+    return 0
+
+
+def cmd_expire(settings: Settings, _: argparse.Namespace) -> int:
+    from ops.expire import publish_expiries
+    from services.db import make_engine
+
+    async def go() -> int:
+        engine = make_engine(settings, pool_size=1)
+        bar, update = _progress_bar("publishing expiry commands")
+        try:
+            with bar:
+                return await publish_expiries(engine, settings, update)
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(go())
+    console.print(f"expire: {count} commands published")
+    return 0
+
+
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from services.db import make_engine
+    from services.ledger.reconcile import reconcile
+
+    async def go() -> list[object]:
+        engine = make_engine(settings, pool_size=1)
+        bar, update = _progress_bar("checking accounts")
+        try:
+            with bar:
+                return list(
+                    await reconcile(
+                        engine, progress=update, require_events_sent=args.require_events_sent
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    found = asyncio.run(go())
+    for discrepancy in found:
+        console.print(f"[red]DISCREPANCY[/red] {discrepancy}")
+    if found:
+        console.print(f"reconcile: {len(found)} discrepancies")
+        return 1
+    console.print("reconcile: ledger consistent (0 discrepancies)")
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.tokens import make_token
+
+    print(make_token(settings.payment_jwt_secret, args.sub, args.roles.split(","), args.ttl))
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.runner import run_stack
+
+    return run_stack(settings, with_seed=not args.no_seed)
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.bench import main as bench_main
+
+    return bench_main(settings, args)
+
+
+def cmd_faults(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.faults import main as faults_main
+
+    return faults_main(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pika-payment", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the whole stack locally").add_argument(
+        "--no-seed", action="store_true"
+    )
+    sub.add_parser("ingress", help="serve the HTTP API")
+    sub.add_parser("worker", help="apply commands to the ledger")
+    sub.add_parser("relay", help="publish outbox events")
+    sub.add_parser("migrate", help="migrate the database and create topics")
+    sub.add_parser("seed", help="demo accounts and credits")
+    sub.add_parser("expire", help="publish expiry commands for due batches and holds")
+    rec = sub.add_parser("reconcile", help="check the ledger invariants")
+    rec.add_argument("--require-events-sent", action="store_true",
+                     help="also fail when outbox rows are unsent")
+    tok = sub.add_parser("token", help="print a development JWT")
+    tok.add_argument("--sub", required=True)
+    tok.add_argument("--roles", default="user")
+    tok.add_argument("--ttl", type=int, default=3600)
+    bench = sub.add_parser("bench", help="end-to-end charge benchmark with baselines")
+    bench.add_argument("--charges", type=int, default=20_000)
+    bench.add_argument("--users", type=int, default=2_000)
+    faults = sub.add_parser("faults", help="fault-injection suite")
+    faults.add_argument("--short", action="store_true")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "ingress": cmd_ingress,
+    "worker": cmd_worker,
+    "relay": cmd_relay,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "expire": cmd_expire,
+    "reconcile": cmd_reconcile,
+    "token": cmd_token,
+    "bench": cmd_bench,
+    "faults": cmd_faults,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(os.environ.get("LOG_LEVEL", settings.log_level))
+    return COMMANDS[args.command](settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""`pika-payment expire`: publish expiry commands for due batches and stale holds.
+
+Command ids are derived from the batch or hold id, so running the job twice (or in
+two replicas) publishes duplicates the ledger ignores.
+"""
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.commands import (
+    CommandEnvelope,
+    ExpireCredits,
+    ExpirePayload,
+    ReleaseCredits,
+    ReleasePayload,
+    command_id_for,
+)
+from services.settings import Settings
+
+DUE_BATCHES = text(
+    "SELECT id, user_id FROM credit_batches WHERE status = 'open' AND expires_at <= :now "
+    "ORDER BY expires_at LIMIT :limit"
+)
+STALE_HOLDS = text(
+    "SELECT id, user_id FROM holds WHERE status = 'open' AND expires_at <= :now "
+    "ORDER BY expires_at LIMIT :limit"
+)
+
+
+async def due_commands(engine: AsyncEngine, limit: int = 100_000) -> list[CommandEnvelope]:
+    now = datetime.now(UTC)
+    async with engine.connect() as conn:
+        batches = (await conn.execute(DUE_BATCHES, {"now": now, "limit": limit})).all()
+        holds = (await conn.execute(STALE_HOLDS, {"now": now, "limit": limit})).all()
+    commands: list[CommandEnvelope] = [
+        ExpireCredits(
+            id=command_id_for("expire-batch", str(batch_id)),
+            user_id=user_id,
+            source="pika-payment-expire",
+            payload=ExpirePayload(batch_id=batch_id),
+        )
+        for batch_id, user_id in batches
+    ]
+    commands += [
+        ReleaseCredits(
+            id=command_id_for("expire-hold", str(hold_id)),
+            user_id=user_id,
+            source="pika-payment-expire",
+            payload=ReleasePayload(hold_id=uuid.UUID(str(hold_id)), reason="expired"),
+        )
+        for hold_id, user_id in holds
+    ]
+    return commands
+
+
+async def publish_expiries(
+    engine: AsyncEngine,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    commands = await due_commands(engine)
+    if not commands:
+        return 0
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
+    )
+    await producer.start()
+    try:
+        futures = []
+        for index, command in enumerate(commands, 1):
+            futures.append(
+                await producer.send(
+                    settings.commands_topic,
+                    value=command.model_dump_json().encode(),
+                    key=command.user_id.encode(),
+                )
+            )
+            if progress and (index % 500 == 0 or index == len(commands)):
+                progress(index, len(commands))
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+    return len(commands)

@@ -1,0 +1,46 @@
+"""Structured JSON logs, one line per event; secrets never reach a log line.
+
+Log calls pass only ids, codes and counts; as a last guard, values that look like
+bearer tokens, Stripe secrets or card numbers are masked by the formatter.
+"""
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+
+_SECRETS = re.compile(
+    r"(eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}|(sk|rk|whsec|pk)_(test|live)_\w+|\b\d{13,19}\b)"
+)
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub("[redacted]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        for key in ("correlation_id", "command_id", "user_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = str(value)
+        if record.exc_info:
+            entry["error"] = redact(self.formatException(record.exc_info))[-2000:]
+        return json.dumps(entry)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiokafka", "faststream", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel("WARNING")

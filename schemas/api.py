@@ -1,0 +1,88 @@
+"""HTTP contracts of the ingress: request bodies (Create) and responses (Read)."""
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.base import WireModel
+from schemas.commands import Credits, Metadata, Reason, UserId
+
+
+class ErrorBody(WireModel):
+    code: str = Field(examples=["PAY001"])
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchRead(WireModel):
+    id: uuid.UUID
+    source: str = Field(examples=["PURCHASED"])
+    amount: int
+    remaining: int
+    acquired_at: datetime
+    expires_at: datetime
+
+
+class BalanceRead(WireModel):
+    user_id: str
+    available: int = Field(description="Spendable now.")
+    held: int = Field(description="Reserved by open holds.")
+    total: int
+    batches: list[BatchRead] = Field(description="Open batches in the order they are spent.")
+
+
+class TransactionRead(WireModel):
+    """The seed's transaction record, seen from one user's account."""
+
+    id: uuid.UUID
+    user_id: str
+    type: str
+    amount: int | None = Field(None, description="Money in minor units, where money moved.")
+    currency: str | None = None
+    credits: int = Field(description="Change of the user's available credits (signed).")
+    held_credits: int = Field(description="Change of the user's held credits (signed).")
+    status: str
+    stripe_payment_intent_id: str | None = None
+    reference: str | None = None
+    related_transaction_id: uuid.UUID | None = None
+    metadata: dict[str, Any]
+    created_at: datetime
+    balance_after: int = Field(description="Available credits after this transaction.")
+    held_after: int
+
+
+class HistoryPage(WireModel):
+    items: list[TransactionRead]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class CommandStatusRead(WireModel):
+    command_id: uuid.UUID
+    status: Literal["pending", "applied", "rejected"]
+    type: str | None = None
+    result: dict[str, Any] | None = None
+    error: ErrorBody | None = None
+
+
+class GrantRequest(WireModel):
+    user_id: UserId
+    credits: Credits
+    reason: Reason
+    expires_at: datetime | None = None
+    metadata: Metadata
+
+
+class RefundRequest(WireModel):
+    user_id: UserId
+    transaction_id: uuid.UUID
+    credits: Credits | None = Field(None, description="Default: everything left to refund.")
+    reason: Reason
+
+
+class TransferRequest(WireModel):
+    from_user_id: UserId
+    to_user_id: UserId
+    credits: Credits
+    reason: Reason

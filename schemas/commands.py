@@ -1,0 +1,173 @@
+"""Commands on `payment.commands`: imperative requests to change the ledger.
+
+The envelope `id` is the idempotency key: a command with an id already applied
+changes nothing and yields the stored result. Services that charge for a booking
+should derive it deterministically (`command_id_for`), so a retried publish is harmless.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from schemas.base import WireModel
+
+SCHEMA_VERSION = 1
+Credits = Annotated[int, Field(gt=0, le=1_000_000_000, description="Whole credits, > 0.")]
+UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+Reference = Annotated[str, Field(min_length=1, max_length=200)]
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+Metadata = Annotated[dict[str, Any], Field(default_factory=dict, max_length=50)]
+
+_NAMESPACE = uuid.UUID("4b6f1c1e-5d4c-4f1e-9a57-70696b617061")
+
+
+def command_id_for(*parts: str) -> uuid.UUID:
+    """Deterministic command id (UUIDv5) from business keys, e.g. booking id + action."""
+    return uuid.uuid5(_NAMESPACE, "/".join(parts))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CommandEnvelope(WireModel):
+    """Fields every command carries (DESIGN.md §2)."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Idempotency key.")
+    schema_version: Literal[1] = Field(1, description="Contract version; others go to the DLQ.")
+    occurred_at: datetime = Field(default_factory=_now)
+    user_id: UserId = Field(description="Owner of the account the command acts on.")
+    correlation_id: uuid.UUID | None = Field(None, description="Traces a request end to end.")
+    source: str = Field("unknown", max_length=100, description="Publishing service.")
+
+
+class ChargePayload(WireModel):
+    credits: Credits
+    reference: Reference = Field(description="Business reference, e.g. booking-123.")
+    metadata: Metadata
+
+
+class ChargeCredits(CommandEnvelope):
+    """Spend credits now (a booking without a hold). Earliest-expiring batches go first."""
+
+    type: Literal["credits.charge"] = "credits.charge"
+    payload: ChargePayload
+
+
+class HoldPayload(WireModel):
+    credits: Credits
+    reference: Reference
+    ttl_seconds: int | None = Field(None, gt=0, le=30 * 86_400, description="Hold lifetime.")
+    metadata: Metadata
+
+
+class HoldCredits(CommandEnvelope):
+    """Reserve credits for a booking; they leave `available` and show as `held`."""
+
+    type: Literal["credits.hold"] = "credits.hold"
+    payload: HoldPayload
+
+
+class HoldTarget(WireModel):
+    hold_id: uuid.UUID | None = Field(None, description="Id returned by the hold.")
+    reference: Reference | None = Field(None, description="Or the reference of the hold.")
+
+
+class CapturePayload(HoldTarget):
+    credits: Credits | None = Field(None, description="Partial capture; the rest is released.")
+    metadata: Metadata
+
+
+class CaptureCredits(CommandEnvelope):
+    """Turn a hold into a charge (CREDIT_USAGE)."""
+
+    type: Literal["credits.capture"] = "credits.capture"
+    payload: CapturePayload
+
+
+class ReleasePayload(HoldTarget):
+    reason: Reason | None = None
+
+
+class ReleaseCredits(CommandEnvelope):
+    """Give held credits back to the batches they came from."""
+
+    type: Literal["credits.release"] = "credits.release"
+    payload: ReleasePayload
+
+
+class RefundPayload(WireModel):
+    transaction_id: uuid.UUID = Field(description="The CREDIT_USAGE transaction to refund.")
+    credits: Credits | None = Field(None, description="Partial refund; default all left.")
+    reason: Reason
+
+
+class RefundCredits(CommandEnvelope):
+    """Return spent credits to their original batches (or a fresh REFUNDED batch)."""
+
+    type: Literal["credits.refund"] = "credits.refund"
+    payload: RefundPayload
+
+
+class GrantPayload(WireModel):
+    credits: Credits
+    reason: Reason
+    expires_at: datetime | None = Field(None, description="Default: CREDIT_EXPIRY_DAYS.")
+    metadata: Metadata
+
+
+class GrantCredits(CommandEnvelope):
+    """Goodwill or adjustment credits (trusted services and admins only)."""
+
+    type: Literal["credits.grant"] = "credits.grant"
+    payload: GrantPayload
+
+
+class TransferPayload(WireModel):
+    to_user_id: UserId
+    credits: Credits
+    reason: Reason
+
+
+class TransferCredits(CommandEnvelope):
+    """Admin move of credits between users; they keep their batches' expiry."""
+
+    type: Literal["credits.transfer"] = "credits.transfer"
+    payload: TransferPayload
+
+
+class ExpirePayload(WireModel):
+    batch_id: uuid.UUID
+
+
+class ExpireCredits(CommandEnvelope):
+    """Expire what remains of one batch (published by `pika-payment expire`)."""
+
+    type: Literal["credits.expire"] = "credits.expire"
+    payload: ExpirePayload
+
+
+Command = Annotated[
+    ChargeCredits
+    | HoldCredits
+    | CaptureCredits
+    | ReleaseCredits
+    | RefundCredits
+    | GrantCredits
+    | TransferCredits
+    | ExpireCredits,
+    Field(discriminator="type"),
+]
+COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
+    ChargeCredits,
+    HoldCredits,
+    CaptureCredits,
+    ReleaseCredits,
+    RefundCredits,
+    GrantCredits,
+    TransferCredits,
+    ExpireCredits,
+)
+command_adapter: TypeAdapter[Command] = TypeAdapter(Command)

@@ -1,0 +1,152 @@
+"""Events on `payment.events`: facts in the past tense, published through the outbox.
+
+Consumers must dedupe by `id`: the relay delivers at least once (a crash between
+publish and mark-sent repeats a row). Per user (the message key) order is the
+order in which the ledger committed.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from schemas.base import WireModel
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventEnvelope(WireModel):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Event id: dedupe on it.")
+    schema_version: Literal[1] = 1
+    occurred_at: datetime = Field(default_factory=_now)
+    user_id: str
+    correlation_id: uuid.UUID | None = None
+    source: str = "pika-payment"
+    command_id: uuid.UUID | None = Field(None, description="Command that caused the event.")
+
+
+class BalanceChangedPayload(WireModel):
+    available: int = Field(description="Spendable credits after the change.")
+    held: int = Field(description="Credits reserved by open holds after the change.")
+    total: int = Field(description="available + held.")
+    delta: int = Field(description="Change of available credits.")
+    held_delta: int = Field(0, description="Change of held credits.")
+    transaction_id: uuid.UUID
+    transaction_type: str
+
+
+class BalanceChanged(EventEnvelope):
+    type: Literal["balance.changed"] = "balance.changed"
+    payload: BalanceChangedPayload
+
+
+class LedgerFactPayload(WireModel):
+    """What a ledger transaction did, from the user's point of view."""
+
+    transaction_id: uuid.UUID
+    transaction_type: str
+    credits: int = Field(description="Credits moved (positive).")
+    reference: str | None = None
+    hold_id: uuid.UUID | None = None
+    batches: list[dict[str, Any]] = Field(
+        default_factory=list, description="Batches touched: batchId, credits, expiresAt."
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CreditsGranted(EventEnvelope):
+    type: Literal["credits.granted"] = "credits.granted"
+    payload: LedgerFactPayload
+
+
+class CreditsCharged(EventEnvelope):
+    type: Literal["credits.charged"] = "credits.charged"
+    payload: LedgerFactPayload
+
+
+class CreditsHeld(EventEnvelope):
+    type: Literal["credits.held"] = "credits.held"
+    payload: LedgerFactPayload
+
+
+class CreditsReleased(EventEnvelope):
+    type: Literal["credits.released"] = "credits.released"
+    payload: LedgerFactPayload
+
+
+class CreditsRefunded(EventEnvelope):
+    type: Literal["credits.refunded"] = "credits.refunded"
+    payload: LedgerFactPayload
+
+
+class CreditsTransferred(EventEnvelope):
+    type: Literal["credits.transferred"] = "credits.transferred"
+    payload: LedgerFactPayload
+
+
+class CreditsExpired(EventEnvelope):
+    type: Literal["credits.expired"] = "credits.expired"
+    payload: LedgerFactPayload
+
+
+REJECTABLE = Literal[
+    "credits.charge.rejected",
+    "credits.hold.rejected",
+    "credits.capture.rejected",
+    "credits.release.rejected",
+    "credits.refund.rejected",
+    "credits.grant.rejected",
+    "credits.transfer.rejected",
+    "credits.expire.rejected",
+]
+
+
+class RejectedPayload(WireModel):
+    code: str = Field(description="PAY code, e.g. PAY001.", examples=["PAY001"])
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandRejected(EventEnvelope):
+    """`<command type>.rejected`: the command was valid but the ledger refused it."""
+
+    type: REJECTABLE
+    payload: RejectedPayload
+
+
+Event = Annotated[
+    BalanceChanged
+    | CreditsGranted
+    | CreditsCharged
+    | CreditsHeld
+    | CreditsReleased
+    | CreditsRefunded
+    | CreditsTransferred
+    | CreditsExpired
+    | CommandRejected,
+    Field(discriminator="type"),
+]
+EVENT_MODELS: tuple[type[EventEnvelope], ...] = (
+    BalanceChanged,
+    CreditsGranted,
+    CreditsCharged,
+    CreditsHeld,
+    CreditsReleased,
+    CreditsRefunded,
+    CreditsTransferred,
+    CreditsExpired,
+    CommandRejected,
+)
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+FACT_EVENT_BY_TYPE: dict[str, type[EventEnvelope]] = {
+    "credits.granted": CreditsGranted,
+    "credits.charged": CreditsCharged,
+    "credits.held": CreditsHeld,
+    "credits.released": CreditsReleased,
+    "credits.refunded": CreditsRefunded,
+    "credits.transferred": CreditsTransferred,
+    "credits.expired": CreditsExpired,
+}

@@ -1,0 +1,194 @@
+"""Apply a batch of commands in one DB transaction: the ledger worker's core.
+
+Order of work, all inside one transaction:
+1. drop commands whose id is already in `processed_commands` (redelivery);
+2. split the rest into rounds so a user appears at most once per round, keeping each
+   user's commands in their arrival (partition) order;
+3. per round, charges go through one set-based path, other commands each in a
+   savepoint; a refusal becomes a stored rejection, never a failed batch;
+4. record every outcome in `processed_commands` and its events in the outbox.
+The caller commits, and only then acknowledges the Kafka offsets.
+"""
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from schemas.commands import ChargeCredits, CommandEnvelope
+from services.db import unit_of_work
+from services.errors import PaymentError
+from services.ledger import repository as repo
+from services.ledger.context import LedgerContext, Outcome
+from services.ledger.events import rejected
+from services.ledger.handlers import APPLIED, HANDLERS, charge_credits_many
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+REJECTED = "rejected"
+TRANSIENT_ERRORS = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    ConnectionError,
+    OSError,
+)
+
+
+@dataclass
+class BatchReport:
+    """What one batch did; duplicates are commands already processed before."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def applied(self) -> int:
+        return sum(1 for o in self.outcomes if o.status == APPLIED)
+
+    @property
+    def rejected(self) -> int:
+        return sum(1 for o in self.outcomes if o.status == REJECTED)
+
+    @property
+    def dead_letters(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.dead_letter_reason]
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure of the connection or of concurrency, worth retrying the whole batch."""
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    inner = getattr(cause, "__cause__", None)
+    return isinstance(cause, TRANSIENT_ERRORS) or isinstance(inner, TRANSIENT_ERRORS) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+
+
+def split_rounds(commands: Sequence[CommandEnvelope]) -> list[list[CommandEnvelope]]:
+    """Round k holds each user's k-th command: users unique per round, order kept."""
+    rounds: list[list[CommandEnvelope]] = []
+    seen: dict[str, int] = {}
+    for command in commands:
+        index = seen.get(command.user_id, 0)
+        seen[command.user_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(command)
+    return rounds
+
+
+def _rejection(command: CommandEnvelope, error: PaymentError) -> Outcome:
+    return Outcome(
+        command=command,
+        status=REJECTED,
+        result=error.as_body(),
+        events=[rejected(command, error)],
+        error_code=error.code,
+    )
+
+
+def _failure(command: CommandEnvelope, error: BaseException) -> Outcome:
+    """A command that broke a handler: rejected for good and sent to the DLQ."""
+    failure = PaymentError("the command could not be applied", error=type(error).__name__)
+    outcome = _rejection(command, failure)
+    outcome.dead_letter_reason = f"{type(error).__name__}: {str(error)[:500]}"
+    return outcome
+
+
+async def _apply_one(ctx: LedgerContext, command: CommandEnvelope) -> Outcome:
+    savepoint = await ctx.conn.begin_nested()
+    try:
+        outcome = await HANDLERS[command.type](ctx, command)  # type: ignore[attr-defined]
+    except PaymentError as error:
+        await savepoint.rollback()
+        return _rejection(command, error)
+    except Exception as error:
+        if is_transient(error):
+            raise
+        await savepoint.rollback()
+        log.exception("command %s failed", command.id)
+        return _failure(command, error)
+    await savepoint.commit()
+    return outcome
+
+
+async def _apply_charges(ctx: LedgerContext, charges: list[ChargeCredits]) -> list[Outcome]:
+    savepoint = await ctx.conn.begin_nested()
+    try:
+        results = await charge_credits_many(ctx, charges)
+    except Exception as error:
+        if is_transient(error):
+            raise
+        # Something in the set went wrong: isolate the culprit one charge at a time.
+        await savepoint.rollback()
+        log.warning("set-based charge failed (%s); applying one by one", type(error).__name__)
+        return [await _apply_one(ctx, charge) for charge in charges]
+    await savepoint.commit()
+    return [
+        _rejection(c, r) if isinstance(r, PaymentError) else r
+        for c in charges
+        for r in (results[c.id],)
+    ]
+
+
+async def _record(ctx: LedgerContext, outcomes: list[Outcome]) -> None:
+    await repo.record_processed(
+        ctx.conn,
+        [
+            (o.command.id, o.command.type, o.command.user_id, o.status, o.error_code, o.result)  # type: ignore[attr-defined]
+            for o in outcomes
+        ],
+    )
+    topic = ctx.settings.events_topic
+    await repo.insert_outbox(
+        ctx.conn,
+        [
+            (event.id, o.command.id, topic, event.user_id, event.type, event.model_dump_json())  # type: ignore[attr-defined]
+            for o in outcomes
+            for event in o.events
+        ],
+    )
+
+
+async def apply_in(
+    conn: AsyncConnection, settings: Settings, commands: Sequence[CommandEnvelope]
+) -> BatchReport:
+    """Apply `commands` on an open transaction (no commit)."""
+    report = BatchReport()
+    unique: dict[uuid.UUID, CommandEnvelope] = {}
+    for command in commands:
+        unique.setdefault(command.id, command)
+    done = await repo.processed_command_ids(conn, list(unique))
+    fresh = [c for c in unique.values() if c.id not in done]
+    report.duplicates = len(commands) - len(fresh)
+    if not fresh:
+        return report
+    ctx = LedgerContext(conn, settings, await repo.system_accounts(conn), datetime.now(UTC))
+    for round_ in split_rounds(fresh):
+        charges = [c for c in round_ if isinstance(c, ChargeCredits)]
+        outcomes = await _apply_charges(ctx, charges) if charges else []
+        for command in round_:
+            if not isinstance(command, ChargeCredits):
+                outcomes.append(await _apply_one(ctx, command))
+        await _record(ctx, outcomes)
+        report.outcomes += outcomes
+    return report
+
+
+async def apply_commands(
+    engine: AsyncEngine, settings: Settings, commands: Sequence[CommandEnvelope]
+) -> BatchReport:
+    """Apply and commit one batch; raises (nothing written) on a transient failure."""
+    async with unit_of_work(engine) as conn:
+        report = await apply_in(conn, settings, commands)
+        await conn.execute(repo.NOTIFY_OUTBOX)
+        await conn.commit()
+    return report

@@ -1,0 +1,87 @@
+"""Builders of the events a ledger change emits (written to the outbox, never sent here)."""
+
+import uuid
+from typing import Any
+
+from schemas.commands import CommandEnvelope
+from schemas.events import (
+    FACT_EVENT_BY_TYPE,
+    BalanceChanged,
+    BalanceChangedPayload,
+    CommandRejected,
+    EventEnvelope,
+    LedgerFactPayload,
+    RejectedPayload,
+)
+from services.errors import PaymentError
+from services.ledger.models import Allocation
+
+
+def _envelope(command: CommandEnvelope, user_id: str) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "correlation_id": command.correlation_id,
+        "command_id": command.id,
+    }
+
+
+def balance_changed(
+    command: CommandEnvelope,
+    user_id: str,
+    *,
+    transaction_id: uuid.UUID,
+    transaction_type: str,
+    after: tuple[int, int],
+    delta: int,
+    held_delta: int = 0,
+) -> BalanceChanged:
+    available, held = after
+    return BalanceChanged(
+        **_envelope(command, user_id),
+        payload=BalanceChangedPayload(
+            available=available,
+            held=held,
+            total=available + held,
+            delta=delta,
+            held_delta=held_delta,
+            transaction_id=transaction_id,
+            transaction_type=transaction_type,
+        ),
+    )
+
+
+def ledger_fact(
+    event_type: str,
+    command: CommandEnvelope,
+    user_id: str,
+    *,
+    transaction_id: uuid.UUID,
+    transaction_type: str,
+    credits: int,
+    reference: str | None = None,
+    hold_id: uuid.UUID | None = None,
+    allocations: list[Allocation] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> EventEnvelope:
+    model: Any = FACT_EVENT_BY_TYPE[event_type]
+    event: EventEnvelope = model(
+        **_envelope(command, user_id),
+        payload=LedgerFactPayload(
+            transaction_id=transaction_id,
+            transaction_type=transaction_type,
+            credits=credits,
+            reference=reference,
+            hold_id=hold_id,
+            batches=[a.as_event_item() for a in allocations or []],
+            metadata=metadata or {},
+        ),
+    )
+    return event
+
+
+def rejected(command: CommandEnvelope, error: PaymentError) -> CommandRejected:
+    return CommandRejected(
+        type=f"{command.type}.rejected",  # type: ignore[attr-defined]
+        **_envelope(command, command.user_id),
+        payload=RejectedPayload(code=error.code, message=error.message, details=error.details),
+    )

@@ -1,0 +1,26 @@
+"""Prometheus metrics of every process (one registry; each process exposes its own)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "payment_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "payment_http_request_seconds", "HTTP request latency", ["method", "route"]
+)
+COMMANDS = Counter(
+    "payment_commands_total", "Commands handled by the ledger worker", ["type", "status"]
+)
+COMMAND_DUPLICATES = Counter("payment_command_duplicates_total", "Redelivered commands ignored")
+DEAD_LETTERS = Counter("payment_dead_letters_total", "Messages sent to a DLQ", ["topic"])
+BATCH_SIZE = Histogram(
+    "payment_batch_size", "Commands per ledger batch", buckets=(1, 5, 10, 50, 100, 250, 500, 1000)
+)
+BATCH_LATENCY = Histogram("payment_batch_apply_seconds", "Apply + commit time of one batch")
+BATCH_RETRIES = Counter("payment_batch_retries_total", "Batches retried after a transient error")
+OUTBOX_PUBLISHED = Counter("payment_outbox_published_total", "Events published by the relay")
+OUTBOX_LAG = Gauge("payment_outbox_lag_seconds", "Age of the oldest unsent outbox row")
+CONSUMER_LAG = Gauge("payment_consumer_lag", "Messages behind the log end", ["partition"])
+WEBHOOK_VERIFY_FAILED = Counter(
+    "payment_webhook_verifications_failed_total", "Stripe webhooks with a bad signature"
+)

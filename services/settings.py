@@ -1,0 +1,102 @@
+"""Settings of every pika-payment process, read once from the environment.
+
+One class for all processes: ingress, workers and CLI share the same names, so an
+operator sets a variable once (ConfigMap) and every process agrees on it.
+"""
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Typed view of the environment; every field documents its variable."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    payment_service_port: int = Field(5505, description="HTTP port of the ingress.")
+    payment_service_host: str = Field("0.0.0.0", description="Interface the ingress binds.")
+    payment_service_name: str = Field("payment", description="Service name used in logs.")
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/pika_payment",
+        description="Postgres URL; plain postgresql:// or postgresql+asyncpg:// accepted.",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for idempotency keys.")
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap list.")
+    kafka_command_partitions: int = Field(6, description="Partitions of payment.commands.")
+    kafka_event_partitions: int = Field(6, description="Partitions of payment.events.")
+    topic_prefix: str = Field("", description="Prefix of every topic name (tests isolate by it).")
+    payment_jwt_secret: str = Field(
+        "dev-secret-change-me", description="HS256 secret of user/service/admin JWTs."
+    )
+    stripe_secret_key: str = Field("sk_test_dev", description="Stripe secret key.")
+    stripe_publishable_key: str = Field("pk_test_dev", description="Stripe publishable key.")
+    stripe_webhook_secret: str = Field("whsec_dev", description="Stripe webhook signing secret.")
+    stripe_api_base: str | None = Field(None, description="Stripe API base (the emulator here).")
+    stripe_api_version: str = Field("2023-10-16", description="Pinned Stripe API version.")
+
+    credit_expiry_days: int = Field(365, gt=0, description="Lifetime of a granted batch.")
+    max_credit_balance: int = Field(10_000, gt=0, description="Most credits one user may hold.")
+    min_credit_purchase: int = Field(10, gt=0, description="Fewest credits one purchase buys.")
+    max_daily_transactions: int = Field(100, gt=0, description="Write transactions a user a day.")
+    max_transaction_amount: int = Field(5000, gt=0, description="Most credits in one command.")
+    default_credit_price: int = Field(
+        100, gt=0, description="Price of one credit in minor units of the default currency."
+    )
+    default_currency: str = Field("usd", min_length=3, max_length=3)
+
+    payment_reply_timeout: float = Field(5.0, description="Seconds an HTTP write waits.")
+    hold_ttl_seconds: int = Field(900, gt=0, description="Default lifetime of a hold.")
+    idempotency_ttl_seconds: int = Field(86_400, description="How long HTTP replies replay.")
+    worker_batch_size: int = Field(500, gt=0, description="Most commands one DB transaction.")
+    relay_batch_size: int = Field(1000, gt=0, description="Most outbox rows one publish.")
+    relay_poll_interval: float = Field(0.02, gt=0, description="Idle poll of the outbox, s.")
+    expire_interval_seconds: int = Field(60, gt=0, description="How often `run` expires.")
+    kafka_session_timeout_ms: int = Field(10_000, description="Consumer session timeout.")
+    kafka_heartbeat_interval_ms: int = Field(3_000, description="Consumer heartbeat.")
+    metrics_port: int = Field(0, ge=0, description="Worker/relay /metrics port; 0 = off.")
+    log_level: str = Field("INFO")
+
+    @field_validator("default_currency")
+    @classmethod
+    def _lower_currency(cls, value: str) -> str:
+        return value.lower()
+
+    @property
+    def async_database_url(self) -> str:
+        """SQLAlchemy URL with the asyncpg driver, whatever form the operator gave."""
+        url = self.database_url
+        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        raise ValueError(f"DATABASE_URL must be a postgresql URL, got scheme of {url!r}")
+
+    @property
+    def plain_database_url(self) -> str:
+        """libpq form (asyncpg.connect, psql) of DATABASE_URL."""
+        return "postgresql://" + self.async_database_url[len("postgresql+asyncpg://") :]
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def commands_topic(self) -> str:
+        return self.topic("payment.commands")
+
+    @property
+    def events_topic(self) -> str:
+        return self.topic("payment.events")
+
+    @property
+    def commands_dlq_topic(self) -> str:
+        return self.topic("payment.commands.dlq")
+
+    @property
+    def events_dlq_topic(self) -> str:
+        return self.topic("payment.events.dlq")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

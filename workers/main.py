@@ -1,0 +1,50 @@
+"""Process entry points of the workers: run until SIGTERM/SIGINT, then stop cleanly."""
+
+import asyncio
+import logging
+import signal
+
+from faststream.kafka import KafkaBroker
+from prometheus_client import start_http_server
+
+from services.db import make_engine
+from services.settings import Settings
+from workers.ledger import register_ledger_worker
+from workers.relay import run_relay
+
+log = logging.getLogger("pika.worker")
+
+
+def stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def serve_metrics(settings: Settings) -> None:
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+
+
+async def run_ledger_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or stop_on_signals()
+    serve_metrics(settings)
+    engine = make_engine(settings, pool_size=2)
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log)
+    register_ledger_worker(broker, engine, settings)
+    await broker.start()
+    log.info("ledger worker consuming %s", settings.commands_topic)
+    try:
+        await stop.wait()
+    finally:
+        await broker.stop()
+        await engine.dispose()
+
+
+async def run_relay_process(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or stop_on_signals()
+    serve_metrics(settings)
+    log.info("outbox relay publishing to %s", settings.events_topic)
+    await run_relay(settings, stop)

@@ -1,0 +1,116 @@
+"""Outbox relay: publishes committed events to Kafka in commit order, then marks them sent.
+
+One relay is active at a time: it holds a session-level Postgres advisory lock on its
+own connection; replicas wait on the lock and the first to get it takes over within
+`STANDBY_POLL` seconds of the leader's death (Postgres drops the lock with the
+connection). Rows are read in id order, which per user is commit order because a
+user's account row lock serialises their transactions. A crash between publish and
+mark-sent republishes those rows: consumers dedupe by event id.
+
+It uses one raw asyncpg connection rather than the SQLAlchemy pool because the
+advisory lock and LISTEN both belong to a single long-lived session.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from services.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
+from services.settings import Settings
+
+log = logging.getLogger("pika.relay")
+LOCK_KEY = 0x70696B61  # "pika"
+STANDBY_POLL = 1.0
+FETCH = """
+    SELECT id, topic, key, payload::text AS payload, event_type,
+           extract(epoch FROM now() - created_at) AS age
+      FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1
+"""
+MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=1024 * 1024,
+        metadata_max_age_ms=30_000,
+    )
+
+
+async def publish_rows(producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -> None:
+    """Send rows pipelined, then wait for every acknowledgement."""
+    futures = [
+        await producer.send(
+            row["topic"],
+            value=row["payload"].encode(),
+            key=row["key"].encode(),
+            headers=[("event-type", row["event_type"].encode())],
+        )
+        for row in rows
+    ]
+    await asyncio.gather(*futures)
+
+
+async def relay_once(
+    conn: asyncpg.Connection, producer: AIOKafkaProducer, batch_size: int
+) -> int:
+    rows = await conn.fetch(FETCH, batch_size)
+    if not rows:
+        OUTBOX_LAG.set(0)
+        return 0
+    OUTBOX_LAG.set(float(rows[0]["age"]))
+    await publish_rows(producer, rows)
+    await conn.execute(MARK_SENT, [row["id"] for row in rows])
+    OUTBOX_PUBLISHED.inc(len(rows))
+    return len(rows)
+
+
+async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
+    """Relay until `stop` is set; survives database and broker outages by reconnecting."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        while not stop.is_set():
+            try:
+                await _lead(settings, producer, stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("relay lost its connection (%s); reconnecting", type(error).__name__)
+                await _sleep_unless(stop, 1.0)
+    finally:
+        await producer.stop()
+
+
+async def _lead(settings: Settings, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
+    conn = await asyncpg.connect(settings.plain_database_url)
+    wake = asyncio.Event()
+    try:
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+            if await _sleep_unless(stop, STANDBY_POLL):
+                return
+        log.info("relay is the active replica")
+        await conn.add_listener("pika_outbox", lambda *_: wake.set())
+        while not stop.is_set():
+            started = time.perf_counter()
+            sent = await relay_once(conn, producer, settings.relay_batch_size)
+            if sent:
+                log.debug("relayed %d events in %.3fs", sent, time.perf_counter() - started)
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), settings.relay_poll_interval * 10)
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.close(timeout=2)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep; True when `stop` was set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
