@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.middleware import ASGIMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ingress.controllers.commands import CommandsController
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[CreditsController, CommandsController, DocsController, HealthController],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestMetrics()],
+        plugins=[PydanticPlugin(prefer_alias=True)],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         request_max_body_size=MAX_BODY,
@@ -72,5 +74,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/payment",
             render_plugins=[SwaggerRenderPlugin(path="/docs")],
         ),
+        logging_config=None,  # ops.logs configures JSON lines for every process
         debug=False,
     )

@@ -2,12 +2,28 @@
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import Field
 
 from schemas.base import WireModel
 from schemas.commands import Credits, Metadata, Reason, UserId
+
+
+class TransactionType(StrEnum):
+    """Ledger transaction types (the seed's six plus what holds, promos and admins need)."""
+
+    CREDIT_PURCHASE = "CREDIT_PURCHASE"
+    MEMBERSHIP_PAYMENT = "MEMBERSHIP_PAYMENT"
+    CREDIT_USAGE = "CREDIT_USAGE"
+    CREDIT_REFUND = "CREDIT_REFUND"
+    CREDIT_TRANSFER = "CREDIT_TRANSFER"
+    CREDIT_EXPIRY = "CREDIT_EXPIRY"
+    PROMO_BONUS = "PROMO_BONUS"
+    CREDIT_HOLD = "CREDIT_HOLD"
+    CREDIT_RELEASE = "CREDIT_RELEASE"
+    ADJUSTMENT = "ADJUSTMENT"
 
 
 class ErrorBody(WireModel):

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, RootModel, TypeAdapter
 
 from schemas.base import WireModel
 
@@ -171,3 +171,7 @@ COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
     ExpireCredits,
 )
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
+
+
+class CommandRequest(RootModel[Command]):
+    """Any command as an HTTP body (a root model, so frameworks see one type)."""

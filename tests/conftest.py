@@ -36,7 +36,7 @@ from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-JWT_SECRET = "test-secret-" + uuid.uuid4().hex
+JWT_SECRET = "test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
 
 
 def _docker_answers() -> bool:

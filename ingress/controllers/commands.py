@@ -9,7 +9,7 @@ from litestar.di import Provide
 from ingress.auth import Principal, authenticated, privileged
 from ingress.deps import provide_principal, resources_of, submit_idempotently
 from schemas.api import CommandStatusRead, ErrorBody
-from schemas.commands import Command
+from schemas.commands import CommandRequest
 from services.errors import NotFound
 
 
@@ -43,9 +43,10 @@ class CommandsController(Controller):
 
     @post("/", guards=[privileged], operation_id="publishCommand", status_code=200)
     async def publish(
-        self, request: Request[Any, Any, Any], principal: Principal, data: Command
+        self, request: Request[Any, Any, Any], principal: Principal, data: CommandRequest
     ) -> Response[Any]:
         """Publish any ledger command (service token); the body's `id` is its idempotency key."""
+        command = data.root
         return await submit_idempotently(
-            request, principal, data.model_dump(mode="json"), lambda _derived: data
+            request, principal, command.model_dump(mode="json"), lambda _derived: command
         )

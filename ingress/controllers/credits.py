@@ -17,7 +17,14 @@ from ingress.deps import (
     submit_idempotently,
     target_user,
 )
-from schemas.api import BalanceRead, GrantRequest, HistoryPage, RefundRequest, TransferRequest
+from schemas.api import (
+    BalanceRead,
+    GrantRequest,
+    HistoryPage,
+    RefundRequest,
+    TransactionType,
+    TransferRequest,
+)
 from schemas.commands import (
     GrantCredits,
     GrantPayload,
@@ -27,11 +34,6 @@ from schemas.commands import (
     TransferPayload,
 )
 from services.ledger import queries
-
-TRANSACTION_TYPES = (
-    "CREDIT_PURCHASE|MEMBERSHIP_PAYMENT|CREDIT_USAGE|CREDIT_REFUND|CREDIT_TRANSFER|"
-    "CREDIT_EXPIRY|PROMO_BONUS|CREDIT_HOLD|CREDIT_RELEASE|ADJUSTMENT"
-)
 
 
 class CreditsController(Controller):
@@ -58,9 +60,7 @@ class CreditsController(Controller):
         principal: Principal,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Parameter(max_length=200)] = None,
-        type_: Annotated[
-            list[str] | None, Parameter(query="type", pattern=f"^({TRANSACTION_TYPES})$")
-        ] = None,
+        type_: Annotated[list[TransactionType] | None, Parameter(query="type")] = None,
         since: Annotated[datetime | None, Parameter(query="from")] = None,
         until: Annotated[datetime | None, Parameter(query="to")] = None,
         user_id: Annotated[str | None, Parameter(query="userId", max_length=128)] = None,
@@ -69,7 +69,13 @@ class CreditsController(Controller):
         who = target_user(principal, user_id)
         async with resources_of(request).engine.connect() as conn:
             items, next_cursor = await queries.history(
-                conn, who, limit=limit, cursor=cursor, types=type_, since=since, until=until
+                conn,
+                who,
+                limit=limit,
+                cursor=cursor,
+                types=[t.value for t in type_] if type_ else None,
+                since=since,
+                until=until,
             )
         return HistoryPage.model_validate({"items": items, "next_cursor": next_cursor})
 
