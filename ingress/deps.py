@@ -1,5 +1,6 @@
 """Request-scoped helpers shared by the controllers."""
 
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,7 @@ from ingress.resources import Resources
 from schemas.commands import CommandEnvelope
 from services.errors import Forbidden
 
+log = logging.getLogger("pika.ingress")
 CommandBuilder = Callable[[uuid.UUID], CommandEnvelope]
 
 
@@ -62,7 +64,13 @@ async def submit_idempotently(
     res = resources_of(request)
 
     async def action(command_id: uuid.UUID) -> Reply:
-        return await res.gateway.submit(build(command_id))
+        command = build(command_id)
+        log.info(
+            "submitting %s", command.type,  # type: ignore[attr-defined]
+            extra={"correlation_id": command.correlation_id, "command_id": command.id,
+                   "user_id": command.user_id},
+        )
+        return await res.gateway.submit(command)
 
     reply = await idempotent(
         res.redis,

@@ -44,7 +44,7 @@ async def charge_http(http, user: str, credits: int, reference: str = "booking-1
         None,
         "Bearer not-a-jwt",
         "Basic dXNlcjpwYXNz",
-        "Bearer " + jwt.encode({"sub": "u", "exp": 9_999_999_999}, "wrong-secret", "HS256"),
+        "Bearer " + jwt.encode({"sub": "u", "exp": 9_999_999_999}, "wrong-secret-" + "x" * 32, "HS256"),
         "Bearer " + jwt.encode({"sub": "u", "exp": 1}, JWT_SECRET, "HS256"),
         "Bearer " + jwt.encode({"exp": 9_999_999_999}, JWT_SECRET, "HS256"),
         "Bearer " + jwt.encode({"sub": "u"}, JWT_SECRET, "HS256"),
@@ -325,3 +325,29 @@ async def test_docs_schemas_asyncapi_health_and_metrics(http):
     assert ready["checks"] == {"postgres": "ok", "redis": "ok", "kafka": "ok"}
     metrics = (await http.get("/metrics")).text
     assert "payment_http_requests_total" in metrics
+
+
+async def test_logs_are_json_lines_without_tokens_or_secrets(http, ingress, worker, user_id):
+    import json
+
+    bearer = auth("ops-admin", "admin")
+    bearer["Idempotency-Key"] = str(uuid.uuid4())
+    correlation = str(uuid.uuid4())
+    bearer["X-Correlation-Id"] = correlation
+    response = await http.post(
+        "/payment/credits/grant",
+        json={"userId": user_id, "credits": 2, "reason": "log check"},
+        headers=bearer,
+    )
+    assert response.status_code == 200
+    await http.get("/payment/credits/balance", headers={"Authorization": "Bearer eyJhbGciOi.bad.x"})
+    await asyncio.sleep(0.2)
+    for process in (ingress.process, worker):
+        text = process.log()
+        assert JWT_SECRET not in text
+        assert bearer["Authorization"][7:] not in text
+        lines = [line for line in text.splitlines() if line.strip()]
+        assert lines, process.name
+        for line in lines:
+            json.loads(line)  # one JSON object per line
+    assert correlation in ingress.process.log(), "the request's correlation id is logged"

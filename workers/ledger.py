@@ -94,7 +94,18 @@ def register_ledger_worker(
             BATCH_SIZE.observe(len(commands))
             COMMAND_DUPLICATES.inc(report.duplicates)
             for outcome in report.outcomes:
-                COMMANDS.labels(type=outcome.command.type, status=outcome.status).inc()  # type: ignore[attr-defined]
+                command = outcome.command
+                COMMANDS.labels(type=command.type, status=outcome.status).inc()  # type: ignore[attr-defined]
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "command %s %s", command.type, outcome.status,  # type: ignore[attr-defined]
+                        extra={"correlation_id": command.correlation_id, "command_id": command.id,
+                               "user_id": command.user_id},
+                    )
+            log.info(
+                "batch applied: %d applied, %d rejected, %d duplicates, %d dead letters",
+                report.applied, report.rejected, report.duplicates, len(report.dead_letters),
+            )
             for outcome in report.dead_letters:
                 await send_to_dlq(
                     broker,

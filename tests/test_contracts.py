@@ -1,0 +1,72 @@
+"""The wire contracts other teams code against: README examples, schemas, AsyncAPI."""
+
+import json
+import re
+from pathlib import Path
+
+from schemas.commands import COMMAND_MODELS, command_adapter
+from schemas.events import EVENT_MODELS
+from services.errors import ALL_ERRORS
+from services.settings import Settings
+from workers.contracts import asyncapi_document
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_command_examples() -> dict[str, dict]:
+    text = README.read_text()
+    found = re.findall(r"#### `(credits\.[a-z]+)`.*?```json\n(.*?)\n```", text, re.S)
+    return {name: json.loads(body) for name, body in found}
+
+
+def test_readme_has_one_valid_example_of_every_command():
+    examples = readme_command_examples()
+    kinds = {m.model_fields["type"].default for m in COMMAND_MODELS}
+    assert set(examples) == kinds
+    for name, example in examples.items():
+        command = command_adapter.validate_python(example)
+        assert command.type == name
+        assert json.loads(command.model_dump_json()).keys() == example.keys() | {"payload"}
+
+
+def test_wire_json_is_camel_case_and_round_trips():
+    for name, example in readme_command_examples().items():
+        dumped = json.loads(command_adapter.validate_python(example).model_dump_json())
+        assert "userId" in dumped and "user_id" not in dumped, name
+        assert command_adapter.validate_json(json.dumps(dumped)) == command_adapter.validate_python(
+            example
+        )
+
+
+def test_every_error_code_is_documented_in_the_readme():
+    text = README.read_text()
+    for error in ALL_ERRORS:
+        assert f"| {error.code} | {error.status} |" in text, error.code
+
+
+def test_asyncapi_documents_both_topics_with_their_messages():
+    document = asyncapi_document(Settings())
+    assert {"payment.commands", "payment.events", "payment.commands.dlq"} <= set(
+        document["channels"]
+    )
+    names = set(document["components"]["schemas"])
+    assert {m.__name__ for m in COMMAND_MODELS} <= names
+    assert {m.__name__ for m in EVENT_MODELS} <= names
+    charge = document["components"]["schemas"]["ChargeCredits"]
+    assert "userId" in charge["properties"]
+
+
+def test_unknown_fields_and_versions_are_refused():
+    example = readme_command_examples()["credits.charge"]
+    for broken in (
+        {**example, "surprise": 1},
+        {**example, "schemaVersion": 2},
+        {**example, "payload": {**example["payload"], "credits": 0}},
+        {**example, "payload": {**example["payload"], "credits": 1.5}},
+        {**example, "userId": "x" * 200},
+    ):
+        try:
+            command_adapter.validate_python(broken)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {broken}")
