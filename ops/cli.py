@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from ops.logs import configure_logging
 from services.settings import Settings, get_settings
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:

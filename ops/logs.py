@@ -42,5 +42,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "faststream", "uvicorn.access"):
+    for noisy in ("aiokafka", "faststream", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel("WARNING")

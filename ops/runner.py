@@ -18,7 +18,7 @@ from rich.console import Console
 from ops.stack import RUN_DIR, Stack
 from services.settings import Settings
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 PROCESSES = {"ingress": 0, "worker": 9101, "relay": 9102}
 
 

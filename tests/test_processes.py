@@ -6,10 +6,12 @@ import random
 import time
 import uuid
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
+from ops.stack import free_port
 from ops.topics import provision_topics
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.ledger.reconcile import reconcile
@@ -69,7 +71,11 @@ async def isolated(settings):
 
 
 async def test_two_workers_charging_one_user_never_overdraw(isolated, engine, producer, user_id):
-    workers = [ChildProcess("worker", isolated, name=f"worker-{i}").start() for i in range(2)]
+    ports = [free_port(), free_port()]
+    workers = [
+        ChildProcess("worker", isolated.model_copy(update={"metrics_port": port})).start()
+        for port in ports
+    ]
     try:
         funding = grant(user_id, 100)
         await send_all(producer, isolated.commands_topic, [funding])
@@ -91,6 +97,17 @@ async def test_two_workers_charging_one_user_never_overdraw(isolated, engine, pr
             )
         assert available == 0
         assert await reconcile(engine) == []
+        async with httpx.AsyncClient(timeout=5) as client:
+            scraped = "".join(
+                [(await client.get(f"http://127.0.0.1:{port}/metrics")).text for port in ports]
+            )
+        counted = [
+            line for line in scraped.splitlines()
+            if line.startswith("payment_commands_total{") and 'type="credits.charge"' in line
+        ]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) >= 300
+        assert "payment_batch_apply_seconds_count" in scraped
+        assert "payment_consumer_lag{" in scraped
     finally:
         for child in workers:
             child.stop()

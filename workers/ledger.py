@@ -9,11 +9,12 @@ goes on; a transient DB failure retries the batch, then leaves it to redelivery.
 import asyncio
 import logging
 import time
+from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.annotations import Consumer, KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import CommandEnvelope
@@ -24,6 +25,7 @@ from services.metrics import (
     BATCH_SIZE,
     COMMAND_DUPLICATES,
     COMMANDS,
+    CONSUMER_LAG,
 )
 from services.settings import Settings
 from workers.dead_letters import send_to_dlq
@@ -44,7 +46,10 @@ async def apply_with_retries(
             if delay is None or not is_transient(error):
                 raise
             BATCH_RETRIES.inc()
-            log.warning("batch retry in %.2fs after %s", delay, type(error).__name__)
+            log.warning(
+                "batch retry in %.2fs after %s: %s",
+                delay, type(error).__name__, str(error).split("\n", 1)[0][:200],
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -65,7 +70,7 @@ def register_ledger_worker(
         max_poll_interval_ms=10 * 60 * 1000,
         include_in_schema=False,
     )
-    async def apply_command_batch(msg: KafkaMessage) -> None:
+    async def apply_command_batch(msg: KafkaMessage, consumer: Consumer) -> None:
         records = msg.raw_message
         if not isinstance(records, tuple):
             records = (records,)
@@ -86,8 +91,13 @@ def register_ledger_worker(
             started = time.perf_counter()
             try:
                 report = await apply_with_retries(engine, settings, commands)
-            except Exception:
-                log.exception("batch of %d commands not applied; it will be redelivered", len(commands))
+            except Exception as error:
+                # The cause goes in the message: the formatter keeps only the tail of a
+                # traceback, which for a SQL error is its parameter list.
+                log.exception(
+                    "batch of %d commands not applied (%s: %s); it will be redelivered",
+                    len(commands), type(error).__name__, str(error).split("\n", 1)[0][:300],
+                )
                 await msg.nack()
                 return
             BATCH_LATENCY.observe(time.perf_counter() - started)
@@ -114,3 +124,16 @@ def register_ledger_worker(
                     outcome.dead_letter_reason or "",
                 )
         await msg.ack()
+        record_lag(consumer, records)
+
+
+def record_lag(consumer: Any, records: tuple[ConsumerRecord, ...]) -> None:
+    """Messages behind the log end per partition, from the fetch's high watermark."""
+    last: dict[Any, int] = {}
+    for record in records:
+        last[(record.topic, record.partition)] = record.offset
+    for partition in consumer.assignment():
+        highwater = consumer.highwater(partition)
+        offset = last.get((partition.topic, partition.partition))
+        if highwater is not None and offset is not None:
+            CONSUMER_LAG.labels(partition=str(partition.partition)).set(highwater - offset - 1)

@@ -32,7 +32,7 @@ async def run_ledger_worker(settings: Settings, stop: asyncio.Event | None = Non
     stop = stop or stop_on_signals()
     serve_metrics(settings)
     engine = make_engine(settings, pool_size=2)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log)
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log, log_level=logging.DEBUG)
     register_ledger_worker(broker, engine, settings)
     await broker.start()
     log.info("ledger worker consuming %s", settings.commands_topic)
