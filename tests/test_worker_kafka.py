@@ -94,10 +94,19 @@ async def test_poison_message_goes_to_dlq_and_the_next_command_applies(
 async def test_every_command_delivered_twice_changes_nothing_more(
     settings, engine, worker, events, producer, user_id
 ):
-    commands = [grant(user_id, 20), charge(user_id, 3, "b-1"), charge(user_id, 4, "b-2")]
+    once_user = f"{user_id}-once"
+    script = [("grant", 20), ("charge", 3), ("charge", 4)]
+
+    def build(user: str) -> list:
+        return [grant(user, n) if kind == "grant" else charge(user, n, f"b-{i}")
+                for i, (kind, n) in enumerate(script)]
+
+    reference, commands = build(once_user), build(user_id)
+    await publish(producer, settings, *reference)
     await publish(producer, settings, *commands)
-    await publish(producer, settings, *commands)  # redelivery, e.g. a producer retry
-    await wait_processed(engine, [c.id for c in commands])
+    # Redelivery, e.g. producer retries, the second time in reverse order.
+    await publish(producer, settings, *reversed(commands))
+    await wait_processed(engine, [c.id for c in commands + reference])
     await asyncio.sleep(1.0)  # let the duplicates pass through the worker
     async with engine.connect() as conn:
         available = await conn.scalar(
@@ -108,6 +117,18 @@ async def test_every_command_delivered_twice_changes_nothing_more(
         )
     assert available == 13
     assert transactions == 3
+    async with engine.connect() as conn:
+        remaining = {
+            user: sorted(
+                (
+                    await conn.execute(
+                        text("SELECT remaining FROM credit_batches WHERE user_id = :u"), {"u": user}
+                    )
+                ).scalars()
+            )
+            for user in (user_id, once_user)
+        }
+    assert remaining[user_id] == remaining[once_user] == [13], "same end state as once"
     announced = await events.wait_for(lambda e: e.get("userId") == user_id, count=6)
     assert len({e["id"] for e in announced}) == 6
     assert await reconcile(engine) == []
