@@ -93,15 +93,15 @@ def services() -> Iterator[Services]:
     name = f"pika_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     stack = Stack()
     if _docker_answers() and not os.environ.get("PIKA_NO_CONTAINERS"):
-        from testcontainers.kafka import KafkaContainer
-        from testcontainers.postgres import PostgresContainer
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.kafka import KafkaContainer
+        from testcontainers.community.postgres import PostgresContainer
+        from testcontainers.community.redis import RedisContainer
 
         pg = PostgresContainer("postgres:15").start()
         rd = RedisContainer("redis:7").start()
         kf = KafkaContainer().with_kraft().start()
         found = Services(
-            pg.get_connection_url().replace("+psycopg2", "").rsplit("/", 1)[0] + "/postgres",
+            pg.get_connection_url(driver=None).rsplit("/", 1)[0] + "/postgres",
             name,
             f"redis://{rd.get_container_host_ip()}:{rd.get_exposed_port(6379)}/0",
             kf.get_bootstrap_server(),
