@@ -74,57 +74,79 @@ def register_ledger_worker(
         records = msg.raw_message
         if not isinstance(records, tuple):
             records = (records,)
-        commands: list[CommandEnvelope] = []
-        origin: dict[object, ConsumerRecord] = {}
-        for record in records:
-            parsed = parse_command(record)
-            if isinstance(parsed, str):
-                log.warning(
-                    "dead-lettering %s[%s]@%s: %s",
-                    record.topic, record.partition, record.offset, parsed,
-                )
-                await send_to_dlq(broker, settings.commands_dlq_topic, record, parsed)
-            else:
-                commands.append(parsed)
-                origin[parsed.id] = record
-        if commands:
-            started = time.perf_counter()
-            try:
-                report = await apply_with_retries(engine, settings, commands)
-            except Exception as error:
-                # The cause goes in the message: the formatter keeps only the tail of a
-                # traceback, which for a SQL error is its parameter list.
-                log.exception(
-                    "batch of %d commands not applied (%s: %s); it will be redelivered",
-                    len(commands), type(error).__name__, str(error).split("\n", 1)[0][:300],
-                )
-                await msg.nack()
-                return
-            BATCH_LATENCY.observe(time.perf_counter() - started)
-            BATCH_SIZE.observe(len(commands))
-            COMMAND_DUPLICATES.inc(report.duplicates)
-            for outcome in report.outcomes:
-                command = outcome.command
-                COMMANDS.labels(type=command.type, status=outcome.status).inc()  # type: ignore[attr-defined]
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug(
-                        "command %s %s", command.type, outcome.status,  # type: ignore[attr-defined]
-                        extra={"correlation_id": command.correlation_id, "command_id": command.id,
-                               "user_id": command.user_id},
-                    )
-            log.info(
-                "batch applied: %d applied, %d rejected, %d duplicates, %d dead letters",
-                report.applied, report.rejected, report.duplicates, len(report.dead_letters),
+        try:
+            applied = await _handle(broker, engine, settings, records)
+        except Exception as error:
+            # Never acknowledge past a batch we could not finish (not even its DLQ sends):
+            # seek back, pause, and let the batch come again.
+            log.exception(
+                "batch of %d records not finished (%s: %s); it will be redelivered",
+                len(records), type(error).__name__, str(error).split("\n", 1)[0][:300],
             )
-            for outcome in report.dead_letters:
-                await send_to_dlq(
-                    broker,
-                    settings.commands_dlq_topic,
-                    origin[outcome.command.id],
-                    outcome.dead_letter_reason or "",
-                )
-        await msg.ack()
-        record_lag(consumer, records)
+            await asyncio.sleep(1.0)
+            await msg.nack()
+            return
+        if applied:
+            await msg.ack()
+            record_lag(consumer, records)
+        else:
+            await msg.nack()
+
+
+async def _handle(
+    broker: KafkaBroker,
+    engine: AsyncEngine,
+    settings: Settings,
+    records: tuple[ConsumerRecord, ...],
+) -> bool:
+    """Dead-letter what is not a command, apply the rest; False: leave it to redelivery."""
+    commands: list[CommandEnvelope] = []
+    origin: dict[object, ConsumerRecord] = {}
+    for record in records:
+        parsed = parse_command(record)
+        if isinstance(parsed, str):
+            log.warning(
+                "dead-lettering %s[%s]@%s: %s", record.topic, record.partition, record.offset, parsed
+            )
+            await send_to_dlq(broker, settings.commands_dlq_topic, record, parsed)
+        else:
+            commands.append(parsed)
+            origin[parsed.id] = record
+    if not commands:
+        return True
+    started = time.perf_counter()
+    try:
+        report = await apply_with_retries(engine, settings, commands)
+    except Exception as error:
+        # The cause goes in the message: the formatter keeps only the tail of a
+        # traceback, which for a SQL error is its parameter list.
+        log.exception(
+            "batch of %d commands not applied (%s: %s); it will be redelivered",
+            len(commands), type(error).__name__, str(error).split("\n", 1)[0][:300],
+        )
+        return False
+    BATCH_LATENCY.observe(time.perf_counter() - started)
+    BATCH_SIZE.observe(len(commands))
+    COMMAND_DUPLICATES.inc(report.duplicates)
+    for outcome in report.outcomes:
+        command = outcome.command
+        COMMANDS.labels(type=command.type, status=outcome.status).inc()  # type: ignore[attr-defined]
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "command %s %s", command.type, outcome.status,  # type: ignore[attr-defined]
+                extra={"correlation_id": command.correlation_id, "command_id": command.id,
+                       "user_id": command.user_id},
+            )
+    log.info(
+        "batch applied: %d applied, %d rejected, %d duplicates, %d dead letters",
+        report.applied, report.rejected, report.duplicates, len(report.dead_letters),
+    )
+    for outcome in report.dead_letters:
+        await send_to_dlq(
+            broker, settings.commands_dlq_topic, origin[outcome.command.id],
+            outcome.dead_letter_reason or "",
+        )
+    return True
 
 
 def record_lag(consumer: Any, records: tuple[ConsumerRecord, ...]) -> None:
