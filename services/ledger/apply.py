@@ -1,7 +1,8 @@
 """Apply a batch of commands in one DB transaction: the ledger worker's core.
 
 Order of work, all inside one transaction:
-1. drop commands whose id is already in `processed_commands` (redelivery);
+1. claim each command id in `processed_commands`; ids already there (redelivery, a
+   copy applied by another worker) are skipped;
 2. split the rest into rounds so a user appears at most once per round, keeping each
    user's commands in their arrival (partition) order;
 3. per round, charges go through one set-based path, other commands each in a
@@ -141,11 +142,7 @@ async def _apply_charges(ctx: LedgerContext, charges: list[ChargeCredits]) -> li
 
 async def _record(ctx: LedgerContext, outcomes: list[Outcome]) -> None:
     await repo.record_processed(
-        ctx.conn,
-        [
-            (o.command.id, o.command.type, o.command.user_id, o.status, o.error_code, o.result)  # type: ignore[attr-defined]
-            for o in outcomes
-        ],
+        ctx.conn, [(o.command.id, o.status, o.error_code, o.result) for o in outcomes]
     )
     topic = ctx.settings.events_topic
     await repo.insert_outbox(
@@ -166,8 +163,10 @@ async def apply_in(
     unique: dict[uuid.UUID, CommandEnvelope] = {}
     for command in commands:
         unique.setdefault(command.id, command)
-    done = await repo.processed_command_ids(conn, list(unique))
-    fresh = [c for c in unique.values() if c.id not in done]
+    claimed = await repo.claim_commands(
+        conn, [(c.id, c.type, c.user_id) for c in unique.values()]  # type: ignore[attr-defined]
+    )
+    fresh = [c for c in unique.values() if c.id in claimed]
     report.duplicates = len(commands) - len(fresh)
     if not fresh:
         return report

@@ -179,7 +179,7 @@ async def take_from_batches(
                 SELECT * FROM unnest(CAST(:tx AS uuid[]), CAST(:account AS bigint[]),
                                      CAST(:credits AS bigint[])) AS r(tx_id, account_id, credits)
             ), cand AS (
-                SELECT b.id, b.expires_at, b.source, b.remaining, r.tx_id, r.credits,
+                SELECT b.id, b.expires_at, b.acquired_at, b.source, b.remaining, r.tx_id, r.credits,
                        (sum(b.remaining) OVER (
                            PARTITION BY b.account_id
                            ORDER BY b.expires_at, b.acquired_at, b.id))::bigint AS upto
@@ -187,7 +187,7 @@ async def take_from_batches(
                   JOIN credit_batches b
                     ON b.account_id = r.account_id AND b.status = 'open' AND b.remaining > 0
             ), take AS (
-                SELECT id, expires_at, source, tx_id,
+                SELECT id, expires_at, acquired_at, source, tx_id,
                        LEAST(remaining, credits - (upto - remaining)) AS n
                   FROM cand WHERE upto - remaining < credits
             ), upd AS (
@@ -197,7 +197,8 @@ async def take_from_batches(
                 INSERT INTO batch_allocations (transaction_id, batch_id, amount)
                 SELECT tx_id, id, -n FROM take
             )
-            SELECT tx_id, id, n, expires_at, source FROM take ORDER BY tx_id, expires_at
+            SELECT tx_id, id, n, expires_at, source FROM take
+             ORDER BY tx_id, expires_at, acquired_at, id
             """
         ),
         {
@@ -420,39 +421,65 @@ async def settle_hold(
     )
 
 
-async def processed_command_ids(
-    conn: AsyncConnection, command_ids: Sequence[uuid.UUID]
+async def claim_commands(
+    conn: AsyncConnection, commands: Sequence[tuple[uuid.UUID, str, str]]
 ) -> set[uuid.UUID]:
+    """Claim (command id, type, user id) rows; returns the ids this transaction owns.
+
+    Inserting the `processed_commands` row first, with ON CONFLICT DO NOTHING, makes a
+    second transaction holding the same id (a copy on another partition, a batch
+    redelivered during a rebalance) wait on the unique index until the first commits,
+    then skip it, instead of applying it and failing the whole batch on commit. Ids
+    are claimed in sorted order so two claimers cannot deadlock on each other. The
+    placeholder result is replaced by `record_processed` before commit, so no other
+    transaction ever sees it.
+    """
+    if not commands:
+        return set()
+    ordered = sorted(commands, key=lambda c: c[0])
     rows = await conn.execute(
-        text("SELECT command_id FROM processed_commands WHERE command_id = ANY(CAST(:ids AS uuid[]))"),
-        {"ids": list(command_ids)},
+        text(
+            """
+            INSERT INTO processed_commands (command_id, type, user_id, status, result)
+            SELECT id, type, user_id, 'applied', '{}'::jsonb
+              FROM unnest(CAST(:id AS uuid[]), CAST(:type AS text[]), CAST(:user_id AS text[]))
+                   WITH ORDINALITY AS c(id, type, user_id, n)
+             ORDER BY n
+            ON CONFLICT (command_id) DO NOTHING
+            RETURNING command_id
+            """
+        ),
+        {
+            "id": [c[0] for c in ordered],
+            "type": [c[1] for c in ordered],
+            "user_id": [c[2] for c in ordered],
+        },
     )
     return {row[0] for row in rows}
 
 
 async def record_processed(
     conn: AsyncConnection,
-    rows: Sequence[tuple[uuid.UUID, str, str, str, str | None, dict[str, Any]]],
+    rows: Sequence[tuple[uuid.UUID, str, str | None, dict[str, Any]]],
 ) -> None:
-    """(command id, type, user id, status, error code, result) for each command."""
+    """(command id, status, error code, result) of commands this transaction claimed."""
     if not rows:
         return
     await conn.execute(
         text(
             """
-            INSERT INTO processed_commands (command_id, type, user_id, status, error_code, result)
-            SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:type AS text[]),
-                                 CAST(:user_id AS text[]), CAST(:status AS text[]),
-                                 CAST(:code AS text[]), CAST(:result AS jsonb[]))
+            UPDATE processed_commands p
+               SET status = d.status, error_code = d.code, result = d.result
+              FROM unnest(CAST(:id AS uuid[]), CAST(:status AS text[]), CAST(:code AS text[]),
+                          CAST(:result AS jsonb[])) AS d(id, status, code, result)
+             WHERE p.command_id = d.id
             """
         ),
         {
             "id": [r[0] for r in rows],
-            "type": [r[1] for r in rows],
-            "user_id": [r[2] for r in rows],
-            "status": [r[3] for r in rows],
-            "code": [r[4] for r in rows],
-            "result": [_json(r[5]) for r in rows],
+            "status": [r[1] for r in rows],
+            "code": [r[2] for r in rows],
+            "result": [_json(r[3]) for r in rows],
         },
     )
 
