@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from schemas.base import WireModel
 from schemas.commands import Credits, Metadata, Reason, UserId
@@ -86,7 +86,7 @@ class GrantRequest(WireModel):
     user_id: UserId
     credits: Credits
     reason: Reason
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
     metadata: Metadata
 
 

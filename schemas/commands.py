@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, RootModel, TypeAdapter
+from pydantic import AwareDatetime, Field, RootModel, TypeAdapter
 
 from schemas.base import WireModel
 
@@ -114,7 +114,7 @@ class RefundCredits(CommandEnvelope):
 class GrantPayload(WireModel):
     credits: Credits
     reason: Reason
-    expires_at: datetime | None = Field(None, description="Default: CREDIT_EXPIRY_DAYS.")
+    expires_at: AwareDatetime | None = Field(None, description="Default: CREDIT_EXPIRY_DAYS.")
     metadata: Metadata
 
 

@@ -21,7 +21,7 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from schemas.commands import ChargeCredits, CommandEnvelope
+from schemas.commands import ChargeCredits, CommandEnvelope, TransferCredits
 from services.db import unit_of_work
 from services.errors import PaymentError
 from services.ledger import repository as repo
@@ -73,13 +73,26 @@ def is_transient(error: BaseException) -> bool:
     )
 
 
+def users_touched(command: CommandEnvelope) -> tuple[str, ...]:
+    """Every account a command changes: a transfer changes its recipient's too."""
+    if isinstance(command, TransferCredits):
+        return (command.user_id, command.payload.to_user_id)
+    return (command.user_id,)
+
+
 def split_rounds(commands: Sequence[CommandEnvelope]) -> list[list[CommandEnvelope]]:
-    """Round k holds each user's k-th command: users unique per round, order kept."""
+    """Rounds in which each account is touched at most once, in arrival order per account.
+
+    A command goes to the round after the last one that touched any of its accounts,
+    so a charge of B that arrives after a transfer A→B is applied after it.
+    """
     rounds: list[list[CommandEnvelope]] = []
-    seen: dict[str, int] = {}
+    next_round: dict[str, int] = {}
     for command in commands:
-        index = seen.get(command.user_id, 0)
-        seen[command.user_id] = index + 1
+        users = users_touched(command)
+        index = max(next_round.get(user, 0) for user in users)
+        for user in users:
+            next_round[user] = index + 1
         if index == len(rounds):
             rounds.append([])
         rounds[index].append(command)

@@ -236,13 +236,16 @@ async def insert_batch(
     transaction_id: uuid.UUID,
     source_ref: str | None,
 ) -> None:
+    # clock_timestamp(), not the column default now(): now() is fixed for the whole DB
+    # transaction, so batches granted to one user in one worker batch would tie on
+    # acquired_at and be spent in random id order instead of oldest first.
     await conn.execute(
         text(
             """
             INSERT INTO credit_batches (id, account_id, user_id, source, amount, remaining,
-                                        expires_at, transaction_id, source_ref)
-            VALUES (:id, :account, :user_id, :source, :credits, :credits, :expires_at,
-                    :tx, :ref)
+                                        acquired_at, expires_at, transaction_id, source_ref)
+            VALUES (:id, :account, :user_id, :source, :credits, :credits, clock_timestamp(),
+                    :expires_at, :tx, :ref)
             """
         ),
         {
