@@ -51,12 +51,20 @@ def free_port() -> int:
         return port
 
 
+def _run_or_explain(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        program = next((Path(part).name for part in command if "/bin/" in part), command[0])
+        raise RuntimeError(f"{program} failed: {done.stderr.strip()[-500:]}")
+
+
 @dataclass
 class Stack:
     """Processes this stack started (and must stop)."""
 
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stop_commands: list[list[str]] = field(default_factory=list)
 
     def start_tansu(self, host: str, port: int) -> subprocess.Popen[bytes]:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -129,15 +137,16 @@ class Stack:
                 data.mkdir(exist_ok=True)
                 shutil.chown(data, "embedded_postgres")
             if not (data / "PG_VERSION").exists():
-                subprocess.run(
+                _run_or_explain(
                     [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                     "--auth=trust"],
-                    check=True, capture_output=True,
+                     "--auth=trust"]
                 )
-            subprocess.run(
+            _run_or_explain(
                 [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                 str(data / "server.log"), "-o", f"-p {port} -h 127.0.0.1 -k {data}", "start"],
-                check=True, capture_output=True,
+                 str(data / "server.log"), "-o", f"-p {port} -h 127.0.0.1 -k {data}", "start"]
+            )
+            self.stop_commands.append(
+                [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
             )
         self.notes.append(f"postgres: embedded server on 127.0.0.1:{port}")
         return f"postgresql://postgres@127.0.0.1:{port}/{database}"
@@ -152,3 +161,6 @@ class Stack:
             except subprocess.TimeoutExpired:
                 child.kill()
         self.children.clear()
+        for command in self.stop_commands:
+            subprocess.run(command, check=False, capture_output=True)
+        self.stop_commands.clear()
