@@ -14,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from services.settings import Settings
 
 
-def make_engine(settings: Settings, pool_size: int = 10) -> AsyncEngine:
+def make_engine(settings: Settings, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+    """`pre_ping=False` for the ledger worker: it retries a batch on a dead connection
+    anyway, and a ping is one more round trip per batch."""
     return create_async_engine(
         settings.async_database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
     )
 

@@ -34,6 +34,10 @@ from workers.parsing import parse_command
 log = logging.getLogger("pika.worker")
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 GROUP_ID = "payment-ledger"
+# Longest a fetch waits at the broker for data. Kafka answers as soon as data arrives,
+# so this only sets the idle poll rate there; tansu answers when the wait expires, so
+# aiokafka's 500 ms default was latency (bench: ~150 ms p50 per hop at low rates).
+FETCH_MAX_WAIT_MS = 20
 
 
 async def apply_with_retries(
@@ -54,6 +58,15 @@ async def apply_with_retries(
     raise AssertionError("unreachable")
 
 
+async def _keep_raw(msg: Any) -> None:
+    """Decoder that decodes nothing: the handler parses `msg.raw_message` itself.
+
+    FastStream's default batch decoder wraps every record in a message object and
+    JSON-decodes its body (~10 us a record) only for the result to go unused.
+    """
+    return None
+
+
 def register_ledger_worker(
     broker: KafkaBroker, engine: AsyncEngine, settings: Settings, group_id: str = GROUP_ID
 ) -> None:
@@ -63,6 +76,8 @@ def register_ledger_worker(
         batch=True,
         max_records=settings.worker_batch_size,
         batch_timeout_ms=50,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        decoder=_keep_raw,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.kafka_session_timeout_ms,

@@ -31,7 +31,7 @@ def serve_metrics(settings: Settings) -> None:
 async def run_ledger_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or stop_on_signals()
     serve_metrics(settings)
-    engine = make_engine(settings, pool_size=2)
+    engine = make_engine(settings, pool_size=2, pre_ping=False)
     broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log, log_level=logging.DEBUG)
     register_ledger_worker(broker, engine, settings)
     await broker.start()

@@ -31,6 +31,16 @@ FETCH = """
       FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1
 """
 MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
+# What a lost or restarting Postgres raises here. InternalClientError ("cannot switch
+# to state 12; another operation is in progress") derives from neither PostgresError
+# nor InterfaceError; it comes when the server drops the session mid-statement, e.g.
+# during a restart (seen in `pika-payment faults`, scenario b: it killed the relay).
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
@@ -79,7 +89,7 @@ async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await _lead(settings, producer, stop)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except CONNECTION_ERRORS as error:
                 log.warning("relay lost its connection (%s); reconnecting", type(error).__name__)
                 await _sleep_unless(stop, 1.0)
     finally:

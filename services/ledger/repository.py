@@ -14,28 +14,42 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger.models import Account, Allocation, Hold, TransactionDraft
+
+
+@lru_cache(maxsize=256)
+def sql(statement: str) -> TextClause:
+    """`sql()` parses its SQL with a regex on every call; these statements are fixed."""
+    return text(statement)
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+_SYSTEM_ACCOUNTS: dict[str, dict[str, int]] = {}
+
+
 async def system_accounts(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(
-        text("SELECT system_code, id FROM accounts WHERE system_code IS NOT NULL")
-    )
-    return {code: account_id for code, account_id in rows.all()}
+    """Ids of the system accounts; created by the migration, so cached per database."""
+    key = str(conn.engine.url)
+    if key not in _SYSTEM_ACCOUNTS:
+        rows = await conn.execute(
+            sql("SELECT system_code, id FROM accounts WHERE system_code IS NOT NULL")
+        )
+        _SYSTEM_ACCOUNTS[key] = {code: account_id for code, account_id in rows.all()}
+    return _SYSTEM_ACCOUNTS[key]
 
 
 async def ensure_accounts(conn: AsyncConnection, user_ids: Iterable[str]) -> None:
     await conn.execute(
-        text(
+        sql(
             "INSERT INTO accounts (user_id) SELECT DISTINCT unnest(CAST(:users AS text[])) "
             "ON CONFLICT (user_id) DO NOTHING"
         ),
@@ -45,7 +59,7 @@ async def ensure_accounts(conn: AsyncConnection, user_ids: Iterable[str]) -> Non
 
 async def lock_accounts(conn: AsyncConnection, user_ids: Iterable[str]) -> dict[str, Account]:
     rows = await conn.execute(
-        text(
+        sql(
             "SELECT id, user_id, available, held FROM accounts "
             "WHERE user_id = ANY(CAST(:users AS text[])) ORDER BY id FOR UPDATE"
         ),
@@ -58,7 +72,7 @@ async def insert_transactions(conn: AsyncConnection, drafts: Sequence[Transactio
     if not drafts:
         return
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO ledger_transactions (
                 id, type, user_id, counterparty_user_id, credits, amount_minor, currency,
@@ -118,7 +132,7 @@ async def insert_postings(
     if not tx_ids:
         return
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO postings (transaction_id, account_id, bucket, amount,
                                   available_after, held_after)
@@ -146,7 +160,7 @@ async def adjust_accounts(
         return {}
     ids = list(deltas)
     rows = await conn.execute(
-        text(
+        sql(
             """
             UPDATE accounts a
                SET available = a.available + d.avail, held = a.held + d.held
@@ -173,7 +187,7 @@ async def take_from_batches(
     if not takes:
         return []
     rows = await conn.execute(
-        text(
+        sql(
             """
             WITH req AS (
                 SELECT * FROM unnest(CAST(:tx AS uuid[]), CAST(:account AS bigint[]),
@@ -240,7 +254,7 @@ async def insert_batch(
     # transaction, so batches granted to one user in one worker batch would tie on
     # acquired_at and be spent in random id order instead of oldest first.
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO credit_batches (id, account_id, user_id, source, amount, remaining,
                                         acquired_at, expires_at, transaction_id, source_ref)
@@ -265,7 +279,7 @@ async def insert_allocations(conn: AsyncConnection, allocations: Sequence[Alloca
     if not allocations:
         return
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO batch_allocations (transaction_id, batch_id, amount, origin_batch_id,
                                            debit_transaction_id)
@@ -286,7 +300,7 @@ async def insert_allocations(conn: AsyncConnection, allocations: Sequence[Alloca
 
 async def add_to_batch_remaining(conn: AsyncConnection, batch_id: uuid.UUID, credits: int) -> None:
     await conn.execute(
-        text("UPDATE credit_batches SET remaining = remaining + :n WHERE id = :id"),
+        sql("UPDATE credit_batches SET remaining = remaining + :n WHERE id = :id"),
         {"n": credits, "id": batch_id},
     )
 
@@ -300,7 +314,7 @@ async def outstanding_by_batch(
     batches come first so a partial return gives the user the longest-lived credits.
     """
     rows = await conn.execute(
-        text(
+        sql(
             """
             WITH taken AS (
                 SELECT batch_id, -amount AS n FROM batch_allocations
@@ -325,7 +339,7 @@ async def outstanding_by_batch(
 
 async def lock_batch(conn: AsyncConnection, batch_id: uuid.UUID) -> dict[str, Any] | None:
     row = await conn.execute(
-        text(
+        sql(
             "SELECT id, account_id, user_id, remaining, status, expires_at, source "
             "FROM credit_batches WHERE id = :id FOR UPDATE"
         ),
@@ -337,14 +351,14 @@ async def lock_batch(conn: AsyncConnection, batch_id: uuid.UUID) -> dict[str, An
 
 async def expire_batch_row(conn: AsyncConnection, batch_id: uuid.UUID) -> None:
     await conn.execute(
-        text("UPDATE credit_batches SET remaining = 0, status = 'expired' WHERE id = :id"),
+        sql("UPDATE credit_batches SET remaining = 0, status = 'expired' WHERE id = :id"),
         {"id": batch_id},
     )
 
 
 async def find_transaction(conn: AsyncConnection, tx_id: uuid.UUID) -> dict[str, Any] | None:
     row = await conn.execute(
-        text(
+        sql(
             "SELECT id, type, user_id, credits, hold_id, related_transaction_id, reference "
             "FROM ledger_transactions WHERE id = :id"
         ),
@@ -356,7 +370,7 @@ async def find_transaction(conn: AsyncConnection, tx_id: uuid.UUID) -> dict[str,
 
 async def refunded_credits(conn: AsyncConnection, tx_id: uuid.UUID) -> int:
     value = await conn.scalar(
-        text(
+        sql(
             "SELECT coalesce(sum(credits), 0) FROM ledger_transactions "
             "WHERE related_transaction_id = :id AND type = 'CREDIT_REFUND'"
         ),
@@ -367,7 +381,7 @@ async def refunded_credits(conn: AsyncConnection, tx_id: uuid.UUID) -> int:
 
 async def insert_hold(conn: AsyncConnection, hold: Hold) -> None:
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO holds (id, account_id, user_id, reference, credits, status,
                                expires_at, transaction_id)
@@ -396,7 +410,7 @@ async def find_hold(
     else:
         where, params["reference"] = "user_id = :user_id AND reference = :reference", reference
     row = await conn.execute(
-        text(
+        sql(
             "SELECT id, account_id, user_id, reference, credits, status, expires_at, "
             f"transaction_id FROM holds WHERE {where} "
             "ORDER BY (status = 'open') DESC, created_at DESC LIMIT 1 FOR UPDATE"
@@ -409,7 +423,7 @@ async def find_hold(
 
 async def open_hold_exists(conn: AsyncConnection, user_id: str, reference: str) -> bool:
     found = await conn.scalar(
-        text("SELECT 1 FROM holds WHERE user_id = :u AND reference = :r AND status = 'open'"),
+        sql("SELECT 1 FROM holds WHERE user_id = :u AND reference = :r AND status = 'open'"),
         {"u": user_id, "r": reference},
     )
     return found is not None
@@ -419,7 +433,7 @@ async def settle_hold(
     conn: AsyncConnection, hold_id: uuid.UUID, status: str, transaction_id: uuid.UUID
 ) -> None:
     await conn.execute(
-        text("UPDATE holds SET status = :status, settled_transaction_id = :tx WHERE id = :id"),
+        sql("UPDATE holds SET status = :status, settled_transaction_id = :tx WHERE id = :id"),
         {"status": status, "tx": transaction_id, "id": hold_id},
     )
 
@@ -441,7 +455,7 @@ async def claim_commands(
         return set()
     ordered = sorted(commands, key=lambda c: c[0])
     rows = await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO processed_commands (command_id, type, user_id, status, result)
             SELECT id, type, user_id, 'applied', '{}'::jsonb
@@ -469,7 +483,7 @@ async def record_processed(
     if not rows:
         return
     await conn.execute(
-        text(
+        sql(
             """
             UPDATE processed_commands p
                SET status = d.status, error_code = d.code, result = d.result
@@ -495,7 +509,7 @@ async def insert_outbox(
     if not rows:
         return
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO outbox (event_id, command_id, topic, key, event_type, payload)
             SELECT event_id, command_id, topic, key, type, payload
