@@ -14,7 +14,7 @@ from schemas.events import (
     RejectedPayload,
 )
 from services.errors import PaymentError
-from services.ledger.models import Allocation
+from services.ledger.models import Allocation, TransactionDraft
 
 
 def _envelope(command: CommandEnvelope, user_id: str) -> dict[str, Any]:
@@ -77,6 +77,43 @@ def ledger_fact(
         ),
     )
     return event
+
+
+def announce(
+    event_type: str,
+    command: CommandEnvelope,
+    user_id: str,
+    draft: TransactionDraft,
+    *,
+    after: tuple[int, int],
+    delta: int,
+    held_delta: int = 0,
+    allocations: list[Allocation] | None = None,
+) -> list[EventEnvelope]:
+    """The two events of every ledger change for one user: the fact, then the balance."""
+    return [
+        ledger_fact(
+            event_type,
+            command,
+            user_id,
+            transaction_id=draft.id,
+            transaction_type=draft.type,
+            credits=draft.credits,
+            reference=draft.reference,
+            hold_id=draft.hold_id,
+            allocations=allocations,
+            metadata=draft.metadata,
+        ),
+        balance_changed(
+            command,
+            user_id,
+            transaction_id=draft.id,
+            transaction_type=draft.type,
+            after=after,
+            delta=delta,
+            held_delta=held_delta,
+        ),
+    ]
 
 
 def rejected(command: CommandEnvelope, error: PaymentError) -> CommandRejected:

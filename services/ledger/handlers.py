@@ -35,7 +35,7 @@ from services.errors import (
 )
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
-from services.ledger.events import balance_changed, ledger_fact
+from services.ledger.events import announce
 from services.ledger.models import (
     AVAILABLE,
     HELD,
@@ -163,27 +163,15 @@ async def charge_credits_many(
                 "balance": _balance(after[account.id]),
                 "batches": [a.as_event_item() for a in taken],
             },
-            [
-                ledger_fact(
-                    "credits.charged",
-                    command,
-                    command.user_id,
-                    transaction_id=draft.id,
-                    transaction_type=draft.type,
-                    credits=draft.credits,
-                    reference=draft.reference,
-                    allocations=taken,
-                    metadata=draft.metadata,
-                ),
-                balance_changed(
-                    command,
-                    command.user_id,
-                    transaction_id=draft.id,
-                    transaction_type=draft.type,
-                    after=after[account.id],
-                    delta=-draft.credits,
-                ),
-            ],
+            announce(
+                "credits.charged",
+                command,
+                command.user_id,
+                draft,
+                after=after[account.id],
+                delta=-draft.credits,
+                allocations=taken,
+            ),
         )
     return outcomes
 
@@ -259,27 +247,15 @@ async def grant_batch(
             "expiresAt": expiry.isoformat(),
             "balance": _balance(after[account.id]),
         },
-        [
-            ledger_fact(
-                "credits.granted",
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                credits=credits,
-                reference=reason,
-                allocations=[allocation],
-                metadata=draft.metadata,
-            ),
-            balance_changed(
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                after=after[account.id],
-                delta=credits,
-            ),
-        ],
+        announce(
+            "credits.granted",
+            command,
+            command.user_id,
+            draft,
+            after=after[account.id],
+            delta=credits,
+            allocations=[allocation],
+        ),
     )
 
 
@@ -342,29 +318,16 @@ async def hold_credits(ctx: LedgerContext, command: HoldCredits) -> Outcome:
             "expiresAt": hold.expires_at.isoformat(),
             "balance": _balance(after[account.id]),
         },
-        [
-            ledger_fact(
-                "credits.held",
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                credits=payload.credits,
-                reference=payload.reference,
-                hold_id=hold.id,
-                allocations=taken,
-                metadata=payload.metadata,
-            ),
-            balance_changed(
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                after=after[account.id],
-                delta=-payload.credits,
-                held_delta=payload.credits,
-            ),
-        ],
+        announce(
+            "credits.held",
+            command,
+            command.user_id,
+            draft,
+            after=after[account.id],
+            delta=-payload.credits,
+            held_delta=payload.credits,
+            allocations=taken,
+        ),
     )
 
 
@@ -515,28 +478,15 @@ async def capture_credits(ctx: LedgerContext, command: CaptureCredits) -> Outcom
             "released": rest,
             "balance": _balance(after[account.id]),
         },
-        [
-            ledger_fact(
-                "credits.charged",
-                command,
-                command.user_id,
-                transaction_id=usage.id,
-                transaction_type=usage.type,
-                credits=credits,
-                reference=hold.reference,
-                hold_id=hold.id,
-                metadata=usage.metadata,
-            ),
-            balance_changed(
-                command,
-                command.user_id,
-                transaction_id=usage.id,
-                transaction_type=usage.type,
-                after=after[account.id],
-                delta=rest,
-                held_delta=-hold.credits,
-            ),
-        ],
+        announce(
+            "credits.charged",
+            command,
+            command.user_id,
+            usage,
+            after=after[account.id],
+            delta=rest,
+            held_delta=-hold.credits,
+        ),
     )
 
 
@@ -560,29 +510,16 @@ async def release_credits(ctx: LedgerContext, command: ReleaseCredits) -> Outcom
             "status": status,
             "balance": _balance(after[account.id]),
         },
-        [
-            ledger_fact(
-                "credits.released",
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                credits=hold.credits,
-                reference=hold.reference,
-                hold_id=hold.id,
-                allocations=returned,
-                metadata=draft.metadata,
-            ),
-            balance_changed(
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                after=after[account.id],
-                delta=hold.credits,
-                held_delta=-hold.credits,
-            ),
-        ],
+        announce(
+            "credits.released",
+            command,
+            command.user_id,
+            draft,
+            after=after[account.id],
+            delta=hold.credits,
+            held_delta=-hold.credits,
+            allocations=returned,
+        ),
     )
 
 
@@ -633,27 +570,15 @@ async def refund_credits(ctx: LedgerContext, command: RefundCredits) -> Outcome:
             "batches": [a.as_event_item() for a in returned],
             "balance": _balance(after[account.id]),
         },
-        [
-            ledger_fact(
-                "credits.refunded",
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                credits=credits,
-                reference=original["reference"],
-                allocations=returned,
-                metadata=draft.metadata,
-            ),
-            balance_changed(
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                after=after[account.id],
-                delta=credits,
-            ),
-        ],
+        announce(
+            "credits.refunded",
+            command,
+            command.user_id,
+            draft,
+            after=after[account.id],
+            delta=credits,
+            allocations=returned,
+        ),
     )
 
 
@@ -705,27 +630,15 @@ async def transfer_credits(ctx: LedgerContext, command: TransferCredits) -> Outc
     )
     events: list[Any] = []
     for account, delta, moved in ((sender, -payload.credits, taken), (recipient, payload.credits, given)):
-        events += [
-            ledger_fact(
-                "credits.transferred",
-                command,
-                account.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                credits=payload.credits,
-                reference=payload.reason,
-                allocations=moved,
-                metadata=draft.metadata,
-            ),
-            balance_changed(
-                command,
-                account.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                after=after[account.id],
-                delta=delta,
-            ),
-        ]
+        events += announce(
+            "credits.transferred",
+            command,
+            account.user_id,
+            draft,
+            after=after[account.id],
+            delta=delta,
+            allocations=moved,
+        )
     return _applied(
         command,
         {
@@ -775,25 +688,15 @@ async def expire_credits(ctx: LedgerContext, command: ExpireCredits) -> Outcome:
             "credits": credits,
             "balance": _balance(after[account.id]),
         },
-        [
-            ledger_fact(
-                "credits.expired",
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                credits=credits,
-                allocations=[allocation],
-            ),
-            balance_changed(
-                command,
-                command.user_id,
-                transaction_id=draft.id,
-                transaction_type=draft.type,
-                after=after[account.id],
-                delta=-credits,
-            ),
-        ],
+        announce(
+            "credits.expired",
+            command,
+            command.user_id,
+            draft,
+            after=after[account.id],
+            delta=-credits,
+            allocations=[allocation],
+        ),
     )
 
 
