@@ -17,6 +17,8 @@ from ingress.controllers.commands import CommandsController
 from ingress.controllers.credits import CreditsController
 from ingress.controllers.docs import DocsController
 from ingress.controllers.health import HealthController
+from ingress.controllers.packs import CreditPacksController
+from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import EXCEPTION_HANDLERS
 from ingress.resources import Resources
 from services.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -59,7 +61,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await app.state.resources.close()
 
     return Litestar(
-        route_handlers=[CreditsController, CommandsController, DocsController, HealthController],
+        route_handlers=[
+            CreditsController,
+            CommandsController,
+            CreditPacksController,
+            StripeWebhookController,
+            DocsController,
+            HealthController,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestMetrics()],
         plugins=[PydanticPlugin(prefer_alias=True)],

@@ -20,6 +20,7 @@ ROLES = frozenset({"user", "service", "admin"})
 class Principal:
     subject: str
     roles: frozenset[str]
+    email: str | None = None
 
     @property
     def privileged(self) -> bool:
@@ -45,7 +46,10 @@ def decode_token(header: str | None, secret: str) -> Principal:
     roles = claims.get("roles", ["user"])
     if not isinstance(subject, str) or not subject or not isinstance(roles, list):
         raise Unauthorized("the token's sub or roles claim is malformed")
-    return Principal(subject, frozenset(r for r in roles if r in ROLES))
+    email = claims.get("email")
+    return Principal(
+        subject, frozenset(r for r in roles if r in ROLES), email if isinstance(email, str) else None
+    )
 
 
 def principal_of(connection: ASGIConnection) -> Principal:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ingress.gateway import CommandGateway
+from ingress.stripe_provider import StripeProvider
 from services.db import make_engine
 from services.settings import Settings
 
@@ -23,6 +24,7 @@ class Resources:
     redis: Redis
     producer: AIOKafkaProducer
     gateway: CommandGateway
+    payments: StripeProvider
 
     @classmethod
     async def open(cls, settings: Settings) -> "Resources":
@@ -45,7 +47,7 @@ class Resources:
                 log.warning("kafka not reachable yet (%s), attempt %d", type(error).__name__, attempt)
                 await asyncio.sleep(0.5)
         gateway = CommandGateway(producer, engine, redis, settings)
-        return cls(settings, engine, redis, producer, gateway)
+        return cls(settings, engine, redis, producer, gateway, StripeProvider(settings))
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -32,7 +32,9 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 entry[key] = str(value)
         if record.exc_info:
-            entry["error"] = redact(self.formatException(record.exc_info))[-2000:]
+            trace = redact(self.formatException(record.exc_info))
+            # Head and tail: the head says where it started, the tail what failed.
+            entry["error"] = trace if len(trace) <= 4000 else f"{trace[:1500]} … {trace[-2500:]}"
         return json.dumps(entry)
 
 

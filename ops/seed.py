@@ -1,10 +1,13 @@
-"""`pika-payment seed`: demo accounts with credits, applied through the ledger itself.
+"""`pika-payment seed`: demo credit packs, and demo accounts with credits applied
+through the ledger itself.
 
-Command ids are fixed, so seeding twice changes nothing. Credit packs and membership
-plans join the seed when their issues land (they have no tables yet).
+Command ids and pack ids are fixed, so seeding twice changes nothing. Membership plans
+join the seed with their issue.
 """
 
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
 
 from schemas.commands import (
     ChargeCredits,
@@ -19,6 +22,20 @@ from services.ledger.apply import apply_commands
 from services.settings import Settings
 
 DEMO_USERS = ("demo-alice", "demo-bob", "demo-carol")
+DEMO_PACKS = (
+    # id, name, credits, bonus credits, price in minor units, currency
+    ("pack_10", "Starter: 10 credits", 10, 0, 1000, "usd"),
+    ("pack_50", "Regular: 50 credits + 5 bonus", 50, 5, 4500, "usd"),
+    ("pack_100", "Studio: 100 credits + 15 bonus", 100, 15, 8500, "usd"),
+)
+SEED_PACKS = text(
+    """
+    INSERT INTO credit_packs (id, name, credits, bonus_credits, price_minor, currency)
+    SELECT * FROM unnest(CAST(:id AS text[]), CAST(:name AS text[]), CAST(:credits AS bigint[]),
+                         CAST(:bonus AS bigint[]), CAST(:price AS bigint[]), CAST(:currency AS text[]))
+    ON CONFLICT (id) DO NOTHING
+    """
+)
 
 
 async def seed(settings: Settings) -> tuple[int, int]:
@@ -55,6 +72,12 @@ async def seed(settings: Settings) -> tuple[int, int]:
     )
     engine = make_engine(settings, pool_size=1)
     try:
+        async with engine.begin() as conn:
+            columns = list(zip(*DEMO_PACKS, strict=True))
+            await conn.execute(
+                SEED_PACKS,
+                dict(zip(("id", "name", "credits", "bonus", "price", "currency"), columns, strict=True)),
+            )
         report = await apply_commands(engine, settings, commands)
     finally:
         await engine.dispose()

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -102,3 +102,55 @@ class TransferRequest(WireModel):
     to_user_id: UserId
     credits: Credits
     reason: Reason
+
+
+PackId = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$", examples=["pack_50"])]
+Currency = Annotated[str, Field(pattern=r"^[a-z]{3}$", examples=["usd"])]
+MinorUnits = Annotated[int, Field(gt=0, le=100_000_000, description="Money in minor units.")]
+
+
+class PackRead(WireModel):
+    id: str
+    name: str
+    credits: int
+    bonus_credits: int
+    price: int = Field(description="Minor units of `currency`.")
+    currency: str
+    price_per_credit: int = Field(description="Minor units per credit (bonus included), floor.")
+    active: bool
+
+
+class PackCreate(WireModel):
+    id: PackId
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    credits: Credits
+    bonus_credits: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    price: MinorUnits
+    currency: Currency = "usd"
+
+
+class PackUpdate(WireModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    credits: Credits | None = None
+    bonus_credits: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    price: MinorUnits | None = None
+    currency: Currency | None = None
+    active: bool | None = None
+
+
+class PurchaseRequest(WireModel):
+    payment_method_id: Annotated[str, Field(max_length=255)] | None = Field(
+        None, description="A saved payment method to attach; the frontend confirms the intent."
+    )
+
+
+class PurchaseRead(WireModel):
+    purchase_id: uuid.UUID
+    pack_id: str
+    payment_intent_id: str
+    client_secret: str = Field(description="For Stripe.js confirmCardPayment; never logged.")
+    status: str
+    amount: int
+    currency: str
+    credits: int
+    bonus_credits: int

@@ -149,6 +149,37 @@ class ExpireCredits(CommandEnvelope):
     payload: ExpirePayload
 
 
+class ConfirmPurchasePayload(WireModel):
+    payment_intent_id: str = Field(min_length=1, max_length=255)
+    amount_received: int = Field(ge=0, description="Minor units Stripe says it received.")
+    currency: str = Field(pattern=r"^[a-z]{3}$")
+    stripe_event_id: str = Field(min_length=1, max_length=255)
+
+
+class ConfirmPurchase(CommandEnvelope):
+    """A verified Stripe payment: grant the purchase's credits (at most once per intent).
+
+    Published by the webhook endpoint with `id` derived from the Stripe event id.
+    """
+
+    type: Literal["purchase.confirm"] = "purchase.confirm"
+    payload: ConfirmPurchasePayload
+
+
+class FailPurchasePayload(WireModel):
+    payment_intent_id: str = Field(min_length=1, max_length=255)
+    failure_code: str | None = Field(None, max_length=100)
+    failure_message: str | None = Field(None, max_length=500)
+    stripe_event_id: str = Field(min_length=1, max_length=255)
+
+
+class FailPurchase(CommandEnvelope):
+    """A failed Stripe payment: mark the purchase failed; no credits."""
+
+    type: Literal["purchase.fail"] = "purchase.fail"
+    payload: FailPurchasePayload
+
+
 Command = Annotated[
     ChargeCredits
     | HoldCredits
@@ -157,7 +188,9 @@ Command = Annotated[
     | RefundCredits
     | GrantCredits
     | TransferCredits
-    | ExpireCredits,
+    | ExpireCredits
+    | ConfirmPurchase
+    | FailPurchase,
     Field(discriminator="type"),
 ]
 COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
@@ -169,6 +202,8 @@ COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
     GrantCredits,
     TransferCredits,
     ExpireCredits,
+    ConfirmPurchase,
+    FailPurchase,
 )
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 

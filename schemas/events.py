@@ -92,6 +92,48 @@ class CreditsExpired(EventEnvelope):
     payload: LedgerFactPayload
 
 
+class PaymentPayload(WireModel):
+    purchase_id: uuid.UUID
+    pack_id: str
+    payment_intent_id: str
+    amount: int = Field(description="Minor units.")
+    currency: str
+    credits: int
+    bonus_credits: int = 0
+    code: str | None = Field(None, description="PAY002 when the payment failed.")
+    failure_code: str | None = None
+
+
+class PaymentSucceeded(EventEnvelope):
+    type: Literal["payment.succeeded"] = "payment.succeeded"
+    payload: PaymentPayload
+
+
+class PaymentFailed(EventEnvelope):
+    type: Literal["payment.failed"] = "payment.failed"
+    payload: PaymentPayload
+
+
+class ReceiptPayload(WireModel):
+    """What a receipt shows; never card data or Stripe objects."""
+
+    kind: Literal["purchase"] = "purchase"
+    purchase_id: uuid.UUID
+    pack_id: str
+    pack_name: str
+    credits: int
+    bonus_credits: int
+    amount: int
+    currency: str
+    email: str | None = None
+    balance_after: int
+
+
+class ReceiptRequested(EventEnvelope):
+    type: Literal["receipt.requested"] = "receipt.requested"
+    payload: ReceiptPayload
+
+
 REJECTABLE = Literal[
     "credits.charge.rejected",
     "credits.hold.rejected",
@@ -101,6 +143,8 @@ REJECTABLE = Literal[
     "credits.grant.rejected",
     "credits.transfer.rejected",
     "credits.expire.rejected",
+    "purchase.confirm.rejected",
+    "purchase.fail.rejected",
 ]
 
 
@@ -126,6 +170,9 @@ Event = Annotated[
     | CreditsRefunded
     | CreditsTransferred
     | CreditsExpired
+    | PaymentSucceeded
+    | PaymentFailed
+    | ReceiptRequested
     | CommandRejected,
     Field(discriminator="type"),
 ]
@@ -138,6 +185,9 @@ EVENT_MODELS: tuple[type[EventEnvelope], ...] = (
     CreditsRefunded,
     CreditsTransferred,
     CreditsExpired,
+    PaymentSucceeded,
+    PaymentFailed,
+    ReceiptRequested,
     CommandRejected,
 )
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -36,6 +37,7 @@ from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+STRIPE_WEBHOOK_SECRET = "whsec_test_" + uuid.uuid4().hex
 JWT_SECRET = "test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
 
 
@@ -81,6 +83,7 @@ class Services:
     kafka: str
     mode: str
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    stripe_api_base: str = ""
 
     @property
     def database_url(self) -> str:
@@ -124,7 +127,11 @@ def services() -> Iterator[Services]:
             f"127.0.0.1:{port}",
             "local services + tansu",
         )
-    print(f"\n[pika tests] services: {found.mode}; database {name}; kafka {found.kafka}")
+    found.stripe_api_base = _start_localstripe(stack)
+    print(
+        f"\n[pika tests] services: {found.mode}; database {name}; kafka {found.kafka}; "
+        f"stripe emulator {found.stripe_api_base}"
+    )
     try:
         yield found
     finally:
@@ -134,6 +141,24 @@ def services() -> Iterator[Services]:
         for stop in found.cleanup:
             with contextlib.suppress(Exception):
                 stop()
+
+
+def _start_localstripe(stack: Stack) -> str:
+    """The Stripe emulator (localstripe) on a free port, with its state in its own dir."""
+    port = free_port()
+    state = Path(tempfile.mkdtemp(prefix="pika-localstripe-"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / f"localstripe-{port}.log", "ab")  # noqa: SIM115 - owned by the child
+    child = subprocess.Popen(
+        [str(Path(sys.executable).parent / "localstripe"), "--port", str(port), "--from-scratch"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "TMPDIR": str(state)},
+        start_new_session=True,
+    )
+    stack.children.append(child)
+    wait_port("127.0.0.1", port, 30)
+    return f"http://127.0.0.1:{port}"
 
 
 async def _drop_database(admin_url: str, name: str) -> None:
@@ -156,6 +181,9 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
         "kafka_session_timeout_ms": 3000,
         "kafka_heartbeat_interval_ms": 500,
         "payment_reply_timeout": 10.0,
+        "stripe_api_base": services.stripe_api_base or None,
+        "stripe_secret_key": "sk_test_pika",
+        "stripe_webhook_secret": STRIPE_WEBHOOK_SECRET,
     }
     values.update(overrides)
     return Settings(**values)

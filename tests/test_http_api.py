@@ -315,6 +315,7 @@ async def test_docs_schemas_asyncapi_health_and_metrics(http):
     assert set(schemas["commands"]) == {
         "credits.charge", "credits.hold", "credits.capture", "credits.release",
         "credits.refund", "credits.grant", "credits.transfer", "credits.expire",
+        "purchase.confirm", "purchase.fail",
     }
     assert "userId" in schemas["commands"]["credits.charge"]["properties"]
     asyncapi = (await http.get("/payment/asyncapi.json")).json()

@@ -27,10 +27,13 @@ from services.errors import PaymentError
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
-from services.ledger.handlers import APPLIED, HANDLERS, charge_credits_many
+from services.ledger.handlers import APPLIED, Handler, charge_credits_many
+from services.ledger.handlers import HANDLERS as LEDGER_HANDLERS
+from services.purchases.handlers import HANDLERS as PURCHASE_HANDLERS
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
+HANDLERS: dict[str, Handler] = {**LEDGER_HANDLERS, **PURCHASE_HANDLERS}
 REJECTED = "rejected"
 TRANSIENT_ERRORS = (
     asyncpg.exceptions.DeadlockDetectedError,

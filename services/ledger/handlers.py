@@ -197,19 +197,24 @@ async def grant_batch(
     amount_minor: int | None = None,
     currency: str | None = None,
     stripe_payment_intent_id: str | None = None,
+    paid: bool = False,
 ) -> Outcome:
     """Credit a new batch to the command's user; the common path of every grant.
 
-    Purchases, memberships and promotions (later issues) grant through here too, each
-    with its own batch source, transaction type and system account.
+    Purchases, memberships and promotions grant through here too, each with its own
+    batch source, transaction type and system account. A `paid` grant skips the
+    limits: they were checked before the customer paid, and refusing credits that
+    were paid for would keep the customer's money.
     """
-    _check_amount(ctx, credits)
+    if not paid:
+        _check_amount(ctx, credits)
     expiry = expires_at or ctx.default_expiry()
     if expiry <= ctx.now:
         raise ValidationFailed("expiresAt must be in the future", expiresAt=str(expiry))
     account = await _lock_one(ctx, command.user_id, create=True)
     assert account is not None
-    _check_balance_cap(ctx, account, credits)
+    if not paid:
+        _check_balance_cap(ctx, account, credits)
     draft = TransactionDraft(
         type=transaction_type,
         user_id=command.user_id,

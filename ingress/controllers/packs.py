@@ -1,0 +1,96 @@
+"""Credit packs: the catalogue for everyone, changes for admins, purchase for users."""
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from ingress.auth import Principal, admin_only, authenticated
+from ingress.deps import provide_principal, resources_of, to_response
+from ingress.gateway import Reply
+from ingress.idempotency import idempotent
+from schemas.api import PackCreate, PackRead, PackUpdate, PurchaseRead, PurchaseRequest
+from services.purchases import catalogue
+from services.purchases.checkout import start_purchase
+
+PackPath = Annotated[str, Parameter(pattern=r"^[a-z0-9_-]{1,64}$")]
+
+
+class CreditPacksController(Controller):
+    path = "/payment/credit-packs"
+    tags = ["credit packs"]
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @get("/", operation_id="listCreditPacks")
+    async def list_packs(self, request: Request[Any, Any, Any]) -> list[PackRead]:
+        """Active packs, cheapest first."""
+        async with resources_of(request).engine.connect() as conn:
+            return [PackRead.model_validate(p) for p in await catalogue.list_packs(conn)]
+
+    @get("/{pack_id:str}", operation_id="getCreditPack")
+    async def get_pack(self, request: Request[Any, Any, Any], pack_id: PackPath) -> PackRead:
+        async with resources_of(request).engine.connect() as conn:
+            return PackRead.model_validate(await catalogue.get_pack(conn, pack_id))
+
+    @post("/", guards=[admin_only], operation_id="createCreditPack", status_code=201)
+    async def create(self, request: Request[Any, Any, Any], data: PackCreate) -> PackRead:
+        async with resources_of(request).engine.begin() as conn:
+            return PackRead.model_validate(await catalogue.create_pack(conn, data.model_dump(by_alias=False)))
+
+    @patch("/{pack_id:str}", guards=[admin_only], operation_id="updateCreditPack")
+    async def update(
+        self, request: Request[Any, Any, Any], pack_id: PackPath, data: PackUpdate
+    ) -> PackRead:
+        """Change a pack; open purchases keep the terms they were made at."""
+        changes = data.model_dump(exclude_unset=True, by_alias=False)
+        async with resources_of(request).engine.begin() as conn:
+            return PackRead.model_validate(await catalogue.update_pack(conn, pack_id, changes))
+
+    @delete("/{pack_id:str}", guards=[admin_only], operation_id="archiveCreditPack", status_code=200)
+    async def archive(self, request: Request[Any, Any, Any], pack_id: PackPath) -> PackRead:
+        """Archive (never delete: purchases refer to it)."""
+        async with resources_of(request).engine.begin() as conn:
+            pack = await catalogue.update_pack(conn, pack_id, {"active": False})
+        return PackRead.model_validate(pack)
+
+    @post("/{pack_id:str}/purchase", guards=[authenticated], operation_id="purchaseCreditPack",
+          status_code=200)
+    async def purchase(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        pack_id: PackPath,
+        data: PurchaseRequest | None = None,
+    ) -> Response[Any]:
+        """Start a purchase: returns the PaymentIntent's client secret for the frontend.
+
+        Credits arrive when Stripe's signed `payment_intent.succeeded` reaches the
+        webhook, never from this call.
+        """
+        res = resources_of(request)
+        body = data or PurchaseRequest()
+
+        async def action(purchase_id: uuid.UUID) -> Reply:
+            started = await start_purchase(
+                res.engine,
+                res.payments,
+                res.settings,
+                user_id=principal.subject,
+                pack_id=pack_id,
+                purchase_id=purchase_id,
+                email=principal.email,
+                payment_method=body.payment_method_id,
+            )
+            return Reply(200, PurchaseRead.model_validate(started).model_dump(mode="json"), {})
+
+        reply = await idempotent(
+            res.redis,
+            key=request.headers.get("idempotency-key"),
+            scope=f"{principal.subject}:{request.method}:{request.url.path}",
+            body=body.model_dump(mode="json"),
+            ttl=res.settings.idempotency_ttl_seconds,
+            action=action,
+        )
+        return to_response(reply)

@@ -1,0 +1,114 @@
+"""Stripe webhooks: verify, keep the allowed events once, hand them to the ledger.
+
+The endpoint does no ledger work: it publishes a command whose id is derived from
+the Stripe event id (redelivered events are harmless) and answers at once.
+The body is never logged; only the event id and type are.
+"""
+
+import logging
+import uuid
+from typing import Any
+
+import stripe
+from litestar import Controller, Request, post
+from sqlalchemy import text
+
+from ingress.deps import resources_of
+from ingress.stripe_provider import verify_event
+from schemas.commands import (
+    CommandEnvelope,
+    ConfirmPurchase,
+    ConfirmPurchasePayload,
+    FailPurchase,
+    FailPurchasePayload,
+)
+from services.errors import ValidationFailed, WebhookSignatureInvalid
+from services.metrics import WEBHOOK_VERIFY_FAILED
+
+log = logging.getLogger("pika.webhooks")
+NAMESPACE = uuid.UUID("8c0f1b4e-3b9e-4f7e-a1d2-737472697065")
+MAX_BODY = 256 * 1024
+HANDLED = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed"})
+RECORD = text(
+    "INSERT INTO stripe_events (event_id, type, object_id, livemode) VALUES (:id, :type, :obj, :live) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+
+def command_for(event: dict[str, Any]) -> CommandEnvelope | None:
+    """The ledger command of an allowed event, or None when it is not one of our payments."""
+    intent = event["data"]["object"]
+    user_id = (intent.get("metadata") or {}).get("userId")
+    if not user_id or intent.get("object") != "payment_intent":
+        return None
+    envelope: dict[str, Any] = {
+        "id": uuid.uuid5(NAMESPACE, f"stripe:{event['id']}"),
+        "user_id": user_id,
+        "source": "stripe-webhook",
+    }
+    if event["type"] == "payment_intent.succeeded":
+        # localstripe omits amount_received; real Stripe always sends it on success.
+        received = intent.get("amount_received", intent.get("amount", 0))
+        return ConfirmPurchase(
+            **envelope,
+            payload=ConfirmPurchasePayload(
+                payment_intent_id=intent["id"],
+                amount_received=received,
+                currency=intent["currency"],
+                stripe_event_id=event["id"],
+            ),
+        )
+    error = intent.get("last_payment_error") or {}
+    return FailPurchase(
+        **envelope,
+        payload=FailPurchasePayload(
+            payment_intent_id=intent["id"],
+            failure_code=error.get("decline_code") or error.get("code"),
+            failure_message=(error.get("message") or None),
+            stripe_event_id=event["id"],
+        ),
+    )
+
+
+class StripeWebhookController(Controller):
+    path = "/payment/webhooks"
+    tags = ["webhooks"]
+
+    @post("/stripe", operation_id="stripeWebhook", status_code=200)
+    async def stripe_event(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Signed Stripe events (`Stripe-Signature`, STRIPE_WEBHOOK_SECRET, 300 s tolerance)."""
+        res = resources_of(request)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise ValidationFailed("webhook body too large", limit=MAX_BODY)
+        try:
+            event = verify_event(
+                body, request.headers.get("stripe-signature"), res.settings.stripe_webhook_secret
+            )
+        except stripe.SignatureVerificationError as error:
+            WEBHOOK_VERIFY_FAILED.inc()
+            raise WebhookSignatureInvalid() from error
+        except (ValueError, KeyError) as error:
+            WEBHOOK_VERIFY_FAILED.inc()
+            raise WebhookSignatureInvalid("the body is not a signed Stripe event") from error
+        if event.get("type") not in HANDLED:
+            return {"received": True, "ignored": True}
+        command = command_for(event)
+        if command is None:
+            return {"received": True, "ignored": True}
+        async with res.engine.begin() as conn:
+            await conn.execute(
+                RECORD,
+                {
+                    "id": event["id"],
+                    "type": event["type"],
+                    "obj": event["data"]["object"].get("id"),
+                    "live": bool(event.get("livemode")),
+                },
+            )
+        # Published every time, not only when new: if a crash came between the record and
+        # the publish, Stripe's retry must still reach the ledger (which dedupes by id).
+        await res.gateway.publish(command)
+        log.info("stripe event %s %s accepted", event["id"], event["type"],
+                 extra={"command_id": command.id, "user_id": command.user_id})
+        return {"received": True, "commandId": str(command.id)}

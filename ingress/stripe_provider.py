@@ -1,0 +1,77 @@
+"""The Stripe adapter of `services.purchases.ports.PaymentProvider`, plus webhook checks.
+
+Every call carries an idempotency key, so a retried request cannot create a second
+customer or PaymentIntent. STRIPE_API_BASE points the SDK at the local emulator.
+"""
+
+from typing import Any
+
+import stripe
+
+from services.purchases.ports import CreatedIntent
+from services.settings import Settings
+
+
+def make_client(settings: Settings) -> stripe.StripeClient:
+    bases: Any = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
+    return stripe.StripeClient(
+        settings.stripe_secret_key,
+        base_addresses=bases,
+        stripe_version=settings.stripe_api_version,
+        max_network_retries=2,
+        http_client=stripe.HTTPXClient(),
+    )
+
+
+class StripeProvider:
+    def __init__(self, settings: Settings) -> None:
+        self.client = make_client(settings)
+
+    async def create_customer(self, *, user_id: str, email: str | None, idempotency_key: str) -> str:
+        params: Any = {"metadata": {"userId": user_id}}
+        if email:
+            params["email"] = email
+        customer = await self.client.v1.customers.create_async(
+            params=params, options={"idempotency_key": idempotency_key}
+        )
+        return str(customer.id)
+
+    async def create_payment_intent(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        customer_id: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+        payment_method: str | None = None,
+    ) -> CreatedIntent:
+        params: Any = {
+            "amount": amount,
+            "currency": currency,
+            "customer": customer_id,
+            "metadata": metadata,
+            "payment_method_types": ["card"],
+        }
+        if payment_method:
+            params["payment_method"] = payment_method
+        intent = await self.client.v1.payment_intents.create_async(
+            params=params, options={"idempotency_key": idempotency_key}
+        )
+        return CreatedIntent(str(intent.id), str(intent.client_secret), str(intent.status))
+
+    async def retrieve_payment_intent(self, intent_id: str) -> CreatedIntent:
+        intent = await self.client.v1.payment_intents.retrieve_async(intent_id)
+        return CreatedIntent(str(intent.id), str(intent.client_secret), str(intent.status))
+
+
+def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
+    """The event if `Stripe-Signature` is valid for the raw body (300 s tolerance).
+
+    Raises stripe.SignatureVerificationError or ValueError (not JSON).
+    """
+    if not signature:
+        raise stripe.SignatureVerificationError("no Stripe-Signature header", None)
+    event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=300)
+    data: dict[str, Any] = event.to_dict()
+    return data

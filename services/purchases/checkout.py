@@ -1,0 +1,147 @@
+"""Starting a purchase: limits, the user's Stripe customer, a PaymentIntent, a pending row.
+
+No credits move here. They are granted by the ledger worker when Stripe's signed
+`payment_intent.succeeded` arrives (DESIGN.md §1), never on the client's word.
+"""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.errors import CreditLimitExceeded, TransactionLimitExceeded
+from services.ledger import queries
+from services.purchases.catalogue import get_pack
+from services.purchases.ports import PaymentProvider
+from services.settings import Settings
+
+FIND_CUSTOMER = text("SELECT customer_id FROM stripe_customers WHERE user_id = :u")
+SAVE_CUSTOMER = text(
+    "INSERT INTO stripe_customers (user_id, customer_id, email) VALUES (:u, :c, :e) "
+    "ON CONFLICT (user_id) DO NOTHING"
+)
+SAVE_PURCHASE = text(
+    """
+    INSERT INTO purchases (id, user_id, pack_id, credits, bonus_credits, amount_minor, currency,
+                           status, payment_intent_id, email)
+    VALUES (:id, :user_id, :pack_id, :credits, :bonus, :amount, :currency, 'pending', :pi, :email)
+    ON CONFLICT (id) DO NOTHING
+    """
+)
+FIND_PURCHASE = text(
+    "SELECT id, payment_intent_id, amount_minor, currency, credits, bonus_credits, status "
+    "FROM purchases WHERE id = :id"
+)
+
+
+def check_limits(settings: Settings, pack: dict[str, Any], balance_total: int) -> None:
+    """The limits a purchase must meet before anyone is charged."""
+    granted = pack["credits"] + pack["bonus_credits"]
+    if pack["credits"] < settings.min_credit_purchase:
+        raise TransactionLimitExceeded(
+            f"a purchase buys at least {settings.min_credit_purchase} credits",
+            credits=pack["credits"],
+            minimum=settings.min_credit_purchase,
+        )
+    if pack["credits"] > settings.max_transaction_amount:
+        raise TransactionLimitExceeded(
+            f"a purchase buys at most {settings.max_transaction_amount} credits",
+            credits=pack["credits"],
+            limit=settings.max_transaction_amount,
+        )
+    if balance_total + granted > settings.max_credit_balance:
+        raise CreditLimitExceeded(
+            f"the balance would be {balance_total + granted}, above the limit of "
+            f"{settings.max_credit_balance}",
+            balance=balance_total,
+            credits=granted,
+            limit=settings.max_credit_balance,
+        )
+
+
+async def start_purchase(
+    engine: AsyncEngine,
+    provider: PaymentProvider,
+    settings: Settings,
+    *,
+    user_id: str,
+    pack_id: str,
+    purchase_id: uuid.UUID,
+    email: str | None = None,
+    payment_method: str | None = None,
+) -> dict[str, Any]:
+    """Create (or, for a repeated purchase id, return) the PaymentIntent of a purchase."""
+    async with engine.connect() as conn:
+        existing = (await conn.execute(FIND_PURCHASE, {"id": purchase_id})).mappings().first()
+        pack = await get_pack(conn, pack_id)
+        balance = await queries.balance(conn, user_id)
+        customer_id = await conn.scalar(FIND_CUSTOMER, {"u": user_id})
+    if existing is not None:
+        intent = await provider.retrieve_payment_intent(existing["payment_intent_id"])
+        return _view(existing["id"], intent.id, intent.client_secret, intent.status, pack_id, existing)
+    check_limits(settings, pack, balance["total"])
+    if customer_id is None:
+        customer_id = await provider.create_customer(
+            user_id=user_id, email=email, idempotency_key=f"pika-customer-{user_id}"
+        )
+        async with engine.begin() as conn:
+            await conn.execute(SAVE_CUSTOMER, {"u": user_id, "c": customer_id, "e": email})
+            customer_id = await conn.scalar(FIND_CUSTOMER, {"u": user_id})
+    intent = await provider.create_payment_intent(
+        amount=pack["price"],
+        currency=pack["currency"],
+        customer_id=str(customer_id),
+        metadata={
+            "userId": user_id,
+            "packId": pack_id,
+            "credits": str(pack["credits"]),
+            "bonusCredits": str(pack["bonus_credits"]),
+            "purchaseId": str(purchase_id),
+        },
+        idempotency_key=f"pika-purchase-{purchase_id}",
+        payment_method=payment_method,
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            SAVE_PURCHASE,
+            {
+                "id": purchase_id,
+                "user_id": user_id,
+                "pack_id": pack_id,
+                "credits": pack["credits"],
+                "bonus": pack["bonus_credits"],
+                "amount": pack["price"],
+                "currency": pack["currency"],
+                "pi": intent.id,
+                "email": email,
+            },
+        )
+    terms = {
+        "amount_minor": pack["price"],
+        "currency": pack["currency"],
+        "credits": pack["credits"],
+        "bonus_credits": pack["bonus_credits"],
+    }
+    return _view(purchase_id, intent.id, intent.client_secret, intent.status, pack_id, terms)
+
+
+def _view(
+    purchase_id: uuid.UUID,
+    intent_id: str,
+    client_secret: str,
+    status: str,
+    pack_id: str,
+    terms: Any,
+) -> dict[str, Any]:
+    return {
+        "purchase_id": purchase_id,
+        "pack_id": pack_id,
+        "payment_intent_id": intent_id,
+        "client_secret": client_secret,
+        "status": status,
+        "amount": terms["amount_minor"],
+        "currency": terms["currency"].strip(),
+        "credits": terms["credits"],
+        "bonus_credits": terms["bonus_credits"],
+    }

@@ -1,0 +1,38 @@
+"""What the purchase flow needs from a payment provider (Stripe in production).
+
+`services/` never imports the Stripe SDK; the ingress builds the adapter
+(`ingress/stripe_provider.py`) and hands it in.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class CreatedIntent:
+    id: str
+    client_secret: str
+    status: str
+
+
+class PaymentProvider(Protocol):
+    async def create_customer(self, *, user_id: str, email: str | None, idempotency_key: str) -> str:
+        """Create the user's customer; returns its id."""
+        ...
+
+    async def create_payment_intent(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        customer_id: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+        payment_method: str | None = None,
+    ) -> CreatedIntent:
+        """Create (not confirm) a PaymentIntent; the frontend confirms it."""
+        ...
+
+    async def retrieve_payment_intent(self, intent_id: str) -> CreatedIntent:
+        """An existing PaymentIntent (a repeated purchase returns the first one)."""
+        ...

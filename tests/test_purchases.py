@@ -1,0 +1,235 @@
+"""Credit packs bought through Stripe: the real SDK against localstripe, real webhooks.
+
+localstripe delivers its own signed events to the running ingress; for the cases it
+cannot produce (replays, stale or forged signatures, amounts that do not match), the
+tests sign events themselves with the configured secret, as Stripe would.
+"""
+
+import asyncio
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+import stripe
+from sqlalchemy import text
+
+from services.ledger.reconcile import reconcile
+from tests.conftest import STRIPE_WEBHOOK_SECRET, auth
+
+
+@pytest.fixture(scope="session")
+def stripe_client(settings) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.stripe_secret_key,
+        base_addresses={"api": settings.stripe_api_base},
+        max_network_retries=0,
+    )
+
+
+@pytest.fixture(scope="session")
+def webhook_registered(settings, ingress) -> str:
+    """localstripe posts every event to the ingress's webhook, signed with our secret."""
+    url = f"{ingress.url}/payment/webhooks/stripe"
+    response = httpx.post(
+        f"{settings.stripe_api_base}/_config/webhooks/pika",
+        data={"url": url, "secret": STRIPE_WEBHOOK_SECRET},
+        headers={"Authorization": f"Bearer {settings.stripe_secret_key}"},
+    )
+    assert response.status_code == 200, response.text
+    return url
+
+
+@pytest.fixture
+async def pack(http) -> dict:
+    pack_id = f"pack_{uuid.uuid4().hex[:8]}"
+    created = await http.post(
+        "/payment/credit-packs/",
+        json={"id": pack_id, "name": "Test 20 + 3", "credits": 20, "bonusCredits": 3,
+              "price": 1800, "currency": "usd"},
+        headers=auth("admin-1", "admin"),
+    )
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def signed(event: dict, secret: str = STRIPE_WEBHOOK_SECRET, at: int | None = None) -> tuple[str, str]:
+    payload = json.dumps(event)
+    timestamp = at or int(time.time())
+    signature = stripe.WebhookSignature._compute_signature(f"{timestamp}.{payload}", secret)
+    return payload, f"t={timestamp},v1={signature}"
+
+
+def intent_event(intent_id: str, user: str, amount: int, kind: str = "succeeded") -> dict:
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": f"payment_intent.{kind}",
+        "livemode": False,
+        "created": int(time.time()),
+        "data": {"object": {"id": intent_id, "object": "payment_intent", "amount": amount,
+                            "amount_received": amount, "currency": "usd",
+                            "metadata": {"userId": user}}},
+    }
+
+
+async def post_event(http, event: dict, **kwargs) -> httpx.Response:
+    payload, header = signed(event, **kwargs)
+    return await http.post(
+        "/payment/webhooks/stripe",
+        content=payload,
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+    )
+
+
+async def wait_balance(http, user: str, total: int, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        balance = (await http.get("/payment/credits/balance", headers=auth(user))).json()
+        if balance["total"] == total or time.monotonic() > deadline:
+            return balance
+        await asyncio.sleep(0.1)
+
+
+async def purchase(http, pack_id: str, user: str, method: str = "pm_card_visa") -> dict:
+    response = await http.post(
+        f"/payment/credit-packs/{pack_id}/purchase",
+        json={"paymentMethodId": method},
+        headers={**auth(user), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_catalogue_lists_active_packs_with_price_per_credit(http, pack):
+    listed = (await http.get("/payment/credit-packs/")).json()
+    mine = next(p for p in listed if p["id"] == pack["id"])
+    assert mine == {**pack, "pricePerCredit": 1800 // 23}
+    archived = await http.delete(f"/payment/credit-packs/{pack['id']}", headers=auth("a", "admin"))
+    assert archived.json()["active"] is False
+    assert (await http.get(f"/payment/credit-packs/{pack['id']}")).status_code == 404
+    user_try = await http.post(
+        "/payment/credit-packs/",
+        json={"id": "pack_x", "name": "x", "credits": 1, "price": 1},
+        headers=auth("someone"),
+    )
+    assert user_try.status_code == 403
+
+
+async def test_paid_purchase_grants_purchased_and_bonus_credits_from_stripes_webhook(
+    http, pack, stripe_client, webhook_registered, events, user_id
+):
+    started = await purchase(http, pack["id"], user_id)
+    assert started["amount"] == 1800 and started["credits"] == 20 and started["bonusCredits"] == 3
+    assert started["clientSecret"].startswith(started["paymentIntentId"])
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert balance["total"] == 0, "no credits before Stripe says the payment succeeded"
+    await stripe_client.v1.payment_intents.confirm_async(started["paymentIntentId"])
+    balance = await wait_balance(http, user_id, 23)
+    assert balance["total"] == 23
+    assert sorted((b["source"], b["remaining"]) for b in balance["batches"]) == [
+        ("PROMOTIONAL", 3), ("PURCHASED", 20)
+    ]
+    history = (await http.get("/payment/credits/history", headers=auth(user_id))).json()["items"]
+    bought = next(i for i in history if i["type"] == "CREDIT_PURCHASE")
+    assert (bought["amount"], bought["currency"], bought["credits"]) == (1800, "usd", 20)
+    assert bought["stripePaymentIntentId"] == started["paymentIntentId"]
+    assert bought["metadata"]["packId"] == pack["id"]
+    kinds = {e["type"] for e in await events.wait_for(
+        lambda e: e.get("userId") == user_id and e["type"] in {"payment.succeeded", "receipt.requested"},
+        count=2,
+    )}
+    assert kinds == {"payment.succeeded", "receipt.requested"}
+
+
+async def test_declined_card_marks_the_purchase_failed_with_pay002(
+    http, pack, stripe_client, webhook_registered, events, engine, user_id
+):
+    started = await purchase(http, pack["id"], user_id, method="pm_card_chargeCustomerFail")
+    with pytest.raises(stripe.CardError):
+        await stripe_client.v1.payment_intents.confirm_async(started["paymentIntentId"])
+    failed = await events.wait_for(
+        lambda e: e.get("userId") == user_id and e["type"] == "payment.failed"
+    )
+    assert failed and failed[0]["payload"]["code"] == "PAY002"
+    async with engine.connect() as conn:
+        status = await conn.scalar(
+            text("SELECT status FROM purchases WHERE id = :id"), {"id": started["purchaseId"]}
+        )
+    assert status == "failed"
+    assert (await wait_balance(http, user_id, 0, timeout=1))["total"] == 0
+
+
+async def test_one_payment_intent_grants_once_however_many_events_mention_it(
+    http, pack, engine, worker, user_id
+):
+    started = await purchase(http, pack["id"], user_id)
+    first = intent_event(started["paymentIntentId"], user_id, 1800)
+    other = intent_event(started["paymentIntentId"], user_id, 1800)  # another event id
+    for event in (first, first, other, other):
+        response = await post_event(http, event)
+        assert response.status_code == 200, response.text
+    await wait_balance(http, user_id, 23)
+    await asyncio.sleep(1.0)
+    assert (await wait_balance(http, user_id, 23, timeout=0))["total"] == 23
+    async with engine.connect() as conn:
+        grants = await conn.scalar(
+            text("SELECT count(*) FROM ledger_transactions WHERE stripe_payment_intent_id = :pi"),
+            {"pi": started["paymentIntentId"]},
+        )
+    assert grants == 1
+    assert await reconcile(engine) == []
+
+
+async def test_bad_deliveries_grant_nothing(http, pack, engine, worker, user_id):
+    started = await purchase(http, pack["id"], user_id)
+    event = intent_event(started["paymentIntentId"], user_id, 1800)
+    forged = await post_event(http, event, secret="whsec_wrong")
+    stale = await post_event(http, event, at=int(time.time()) - 600)
+    missing = await http.post("/payment/webhooks/stripe", content=json.dumps(event))
+    garbage = await http.post(
+        "/payment/webhooks/stripe", content=b"{not json", headers={"Stripe-Signature": "t=1,v1=x"}
+    )
+    for response in (forged, stale, missing, garbage):
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "PAY005"
+    unknown = await post_event(http, {**event, "id": "evt_other", "type": "customer.created"})
+    assert unknown.status_code == 200 and unknown.json()["ignored"] is True
+    underpaid = await post_event(http, intent_event(started["paymentIntentId"], user_id, 100))
+    stranger = await post_event(http, intent_event("pi_does_not_exist", user_id, 1800))
+    assert underpaid.status_code == stranger.status_code == 200
+    await asyncio.sleep(1.5)
+    async with engine.connect() as conn:
+        codes = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT command_id, error_code FROM processed_commands WHERE command_id = "
+                        "ANY(CAST(:ids AS uuid[]))"
+                    ),
+                    {"ids": [underpaid.json()["commandId"], stranger.json()["commandId"]]},
+                )
+            ).all()
+        )
+        recorded = await conn.scalar(
+            text("SELECT count(*) FROM stripe_events WHERE event_id = :id"), {"id": event["id"]}
+        )
+    assert sorted(codes.values()) == ["PAY002", "PAY008"]
+    assert recorded == 0, "nothing from an unverified delivery is recorded"
+    assert (await wait_balance(http, user_id, 0, timeout=0))["total"] == 0
+
+
+async def test_purchase_limits_are_checked_before_stripe_is_called(http, user_id):
+    tiny = await http.post(
+        "/payment/credit-packs/",
+        json={"id": f"pack_{uuid.uuid4().hex[:8]}", "name": "too small", "credits": 2,
+              "price": 200},
+        headers=auth("admin-1", "admin"),
+    )
+    refused = await http.post(
+        f"/payment/credit-packs/{tiny.json()['id']}/purchase", headers=auth(user_id)
+    )
+    assert refused.status_code == 422 and refused.json()["code"] == "PAY016"
+    unknown = await http.post("/payment/credit-packs/pack_nope/purchase", headers=auth(user_id))
+    assert unknown.status_code == 404 and unknown.json()["code"] == "PAY008"
