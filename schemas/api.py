@@ -24,6 +24,7 @@ class TransactionType(StrEnum):
     CREDIT_HOLD = "CREDIT_HOLD"
     CREDIT_RELEASE = "CREDIT_RELEASE"
     ADJUSTMENT = "ADJUSTMENT"
+    PURCHASE_REVERSAL = "PURCHASE_REVERSAL"
 
 
 class ErrorBody(WireModel):

@@ -180,6 +180,20 @@ class FailPurchase(CommandEnvelope):
     payload: FailPurchasePayload
 
 
+class RevokePurchasePayload(WireModel):
+    payment_intent_id: str = Field(min_length=1, max_length=255)
+    amount_refunded: int = Field(ge=0, description="Total refunded so far (Stripe's running sum).")
+    currency: str = Field(pattern=r"^[a-z]{3}$")
+    stripe_event_id: str = Field(min_length=1, max_length=255)
+
+
+class RevokePurchase(CommandEnvelope):
+    """Money refunded in Stripe: take back the proportional credits of that purchase."""
+
+    type: Literal["purchase.revoke"] = "purchase.revoke"
+    payload: RevokePurchasePayload
+
+
 Command = Annotated[
     ChargeCredits
     | HoldCredits
@@ -190,7 +204,8 @@ Command = Annotated[
     | TransferCredits
     | ExpireCredits
     | ConfirmPurchase
-    | FailPurchase,
+    | FailPurchase
+    | RevokePurchase,
     Field(discriminator="type"),
 ]
 COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
@@ -204,6 +219,7 @@ COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
     ExpireCredits,
     ConfirmPurchase,
     FailPurchase,
+    RevokePurchase,
 )
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 

@@ -87,6 +87,13 @@ class CreditsTransferred(EventEnvelope):
     payload: LedgerFactPayload
 
 
+class CreditsRevoked(EventEnvelope):
+    """Credits taken back because the money for them was refunded in Stripe."""
+
+    type: Literal["credits.revoked"] = "credits.revoked"
+    payload: LedgerFactPayload
+
+
 class CreditsExpired(EventEnvelope):
     type: Literal["credits.expired"] = "credits.expired"
     payload: LedgerFactPayload
@@ -94,6 +101,7 @@ class CreditsExpired(EventEnvelope):
 
 class PaymentPayload(WireModel):
     purchase_id: uuid.UUID
+    refunded: int = Field(0, description="Minor units refunded so far.")
     pack_id: str
     payment_intent_id: str
     amount: int = Field(description="Minor units.")
@@ -107,6 +115,26 @@ class PaymentPayload(WireModel):
 class PaymentSucceeded(EventEnvelope):
     type: Literal["payment.succeeded"] = "payment.succeeded"
     payload: PaymentPayload
+
+
+class PaymentRefunded(EventEnvelope):
+    type: Literal["payment.refunded"] = "payment.refunded"
+    payload: PaymentPayload
+
+
+class FraudFlagPayload(WireModel):
+    reason: str = Field(examples=["refund_of_spent_credits"])
+    severity: Literal["low", "medium", "high"]
+    purchase_id: uuid.UUID | None = None
+    payment_intent_id: str | None = None
+    shortfall_credits: int = 0
+
+
+class FraudFlagged(EventEnvelope):
+    """Needs a human: e.g. money refunded for credits already spent."""
+
+    type: Literal["fraud.flagged"] = "fraud.flagged"
+    payload: FraudFlagPayload
 
 
 class PaymentFailed(EventEnvelope):
@@ -145,6 +173,7 @@ REJECTABLE = Literal[
     "credits.expire.rejected",
     "purchase.confirm.rejected",
     "purchase.fail.rejected",
+    "purchase.revoke.rejected",
 ]
 
 
@@ -170,8 +199,11 @@ Event = Annotated[
     | CreditsRefunded
     | CreditsTransferred
     | CreditsExpired
+    | CreditsRevoked
     | PaymentSucceeded
+    | PaymentRefunded
     | PaymentFailed
+    | FraudFlagged
     | ReceiptRequested
     | CommandRejected,
     Field(discriminator="type"),
@@ -185,8 +217,11 @@ EVENT_MODELS: tuple[type[EventEnvelope], ...] = (
     CreditsRefunded,
     CreditsTransferred,
     CreditsExpired,
+    CreditsRevoked,
     PaymentSucceeded,
+    PaymentRefunded,
     PaymentFailed,
+    FraudFlagged,
     ReceiptRequested,
     CommandRejected,
 )
@@ -199,4 +234,5 @@ FACT_EVENT_BY_TYPE: dict[str, type[EventEnvelope]] = {
     "credits.refunded": CreditsRefunded,
     "credits.transferred": CreditsTransferred,
     "credits.expired": CreditsExpired,
+    "credits.revoked": CreditsRevoked,
 }

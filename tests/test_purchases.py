@@ -233,3 +233,93 @@ async def test_purchase_limits_are_checked_before_stripe_is_called(http, user_id
     assert refused.status_code == 422 and refused.json()["code"] == "PAY016"
     unknown = await http.post("/payment/credit-packs/pack_nope/purchase", headers=auth(user_id))
     assert unknown.status_code == 404 and unknown.json()["code"] == "PAY008"
+
+
+def refund_event(intent_id: str, amount_refunded: int) -> dict:
+    """localstripe sends no charge.refunded: signed here as Stripe would send it."""
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": "charge.refunded",
+        "livemode": False,
+        "created": int(time.time()),
+        "data": {"object": {"id": f"ch_{uuid.uuid4().hex[:12]}", "object": "charge",
+                            "payment_intent": intent_id, "amount": 1800,
+                            "amount_refunded": amount_refunded, "currency": "usd",
+                            "refunded": amount_refunded >= 1800}},
+    }
+
+
+async def bought(http, pack_id: str, user: str) -> str:
+    started = await purchase(http, pack_id, user)
+    response = await post_event(http, intent_event(started["paymentIntentId"], user, 1800))
+    assert response.status_code == 200
+    assert (await wait_balance(http, user, 23))["total"] == 23
+    return started["paymentIntentId"]
+
+
+async def test_money_refunded_in_stripe_takes_back_proportional_credits(
+    http, pack, engine, worker, events, user_id
+):
+    intent = await bought(http, pack["id"], user_id)
+    half = await post_event(http, refund_event(intent, 900))
+    assert half.status_code == 200
+    balance = await wait_balance(http, user_id, 12)
+    assert balance["total"] == 12, "23 credits * 900/1800, rounded down in the user's favour: 11"
+    again = await post_event(http, refund_event(intent, 900))  # the same refund reported again
+    assert again.status_code == 200
+    await post_event(http, refund_event(intent, 1800))
+    assert (await wait_balance(http, user_id, 0))["total"] == 0
+    await asyncio.sleep(0.5)
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT status, refunded_minor, clawed_credits, shortfall_credits "
+                    "FROM purchases WHERE payment_intent_id = :pi"
+                ),
+                {"pi": intent},
+            )
+        ).one()
+        reversals = (
+            await conn.execute(
+                text(
+                    "SELECT credits, amount_minor FROM ledger_transactions "
+                    "WHERE stripe_payment_intent_id = :pi AND type = 'PURCHASE_REVERSAL' ORDER BY seq"
+                ),
+                {"pi": intent},
+            )
+        ).all()
+    assert tuple(row) == ("refunded", 1800, 23, 0)
+    assert [tuple(r) for r in reversals] == [(11, 900), (12, 900)]
+    refunded = await events.wait_for(
+        lambda e: e.get("userId") == user_id and e["type"] == "payment.refunded", count=2
+    )
+    assert sorted(e["payload"]["refunded"] for e in refunded) == [900, 1800]
+    assert await reconcile(engine) == []
+
+
+async def test_refund_of_spent_credits_takes_what_is_left_and_flags_it(
+    http, pack, engine, worker, events, user_id
+):
+    intent = await bought(http, pack["id"], user_id)
+    spend = {
+        "id": str(uuid.uuid4()), "type": "credits.charge", "userId": user_id,
+        "payload": {"credits": 20, "reference": "booking-spent"},
+    }
+    charged = await http.post("/payment/commands/", json=spend, headers=auth("svc", "service"))
+    assert charged.status_code == 200, charged.text
+    await post_event(http, refund_event(intent, 1800))
+    flagged = await events.wait_for(
+        lambda e: e.get("userId") == user_id and e["type"] == "fraud.flagged"
+    )
+    assert flagged and flagged[0]["payload"]["shortfallCredits"] == 20
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert balance["total"] == 0, "what was left is taken; the balance never goes negative"
+    async with engine.connect() as conn:
+        shortfall = await conn.scalar(
+            text("SELECT shortfall_credits FROM purchases WHERE payment_intent_id = :pi"),
+            {"pi": intent},
+        )
+    assert shortfall == 20
+    assert await reconcile(engine) == []

@@ -21,6 +21,8 @@ from schemas.commands import (
     ConfirmPurchasePayload,
     FailPurchase,
     FailPurchasePayload,
+    RevokePurchase,
+    RevokePurchasePayload,
 )
 from services.errors import ValidationFailed, WebhookSignatureInvalid
 from services.metrics import WEBHOOK_VERIFY_FAILED
@@ -28,24 +30,45 @@ from services.metrics import WEBHOOK_VERIFY_FAILED
 log = logging.getLogger("pika.webhooks")
 NAMESPACE = uuid.UUID("8c0f1b4e-3b9e-4f7e-a1d2-737472697065")
 MAX_BODY = 256 * 1024
-HANDLED = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed"})
+HANDLED = frozenset(
+    {"payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded"}
+)
+OWNER_OF_INTENT = text("SELECT user_id FROM purchases WHERE payment_intent_id = :pi")
 RECORD = text(
     "INSERT INTO stripe_events (event_id, type, object_id, livemode) VALUES (:id, :type, :obj, :live) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 
 
-def command_for(event: dict[str, Any]) -> CommandEnvelope | None:
-    """The ledger command of an allowed event, or None when it is not one of our payments."""
-    intent = event["data"]["object"]
+def command_for(event: dict[str, Any], purchaser: str | None) -> CommandEnvelope | None:
+    """The ledger command of an allowed event, or None when it is not one of our payments.
+
+    `purchaser` is the owner of the purchase of a refunded charge (charges do not
+    carry the PaymentIntent's metadata).
+    """
+    obj = event["data"]["object"]
+    envelope: dict[str, Any] = {
+        "id": uuid.uuid5(NAMESPACE, f"stripe:{event['id']}"),
+        "source": "stripe-webhook",
+    }
+    if event["type"] == "charge.refunded":
+        if not purchaser or not obj.get("payment_intent"):
+            return None
+        return RevokePurchase(
+            **envelope,
+            user_id=purchaser,
+            payload=RevokePurchasePayload(
+                payment_intent_id=obj["payment_intent"],
+                amount_refunded=obj.get("amount_refunded", 0),
+                currency=obj["currency"],
+                stripe_event_id=event["id"],
+            ),
+        )
+    intent = obj
     user_id = (intent.get("metadata") or {}).get("userId")
     if not user_id or intent.get("object") != "payment_intent":
         return None
-    envelope: dict[str, Any] = {
-        "id": uuid.uuid5(NAMESPACE, f"stripe:{event['id']}"),
-        "user_id": user_id,
-        "source": "stripe-webhook",
-    }
+    envelope["user_id"] = user_id
     if event["type"] == "payment_intent.succeeded":
         # localstripe omits amount_received; real Stripe always sends it on success.
         received = intent.get("amount_received", intent.get("amount", 0))
@@ -93,10 +116,14 @@ class StripeWebhookController(Controller):
             raise WebhookSignatureInvalid("the body is not a signed Stripe event") from error
         if event.get("type") not in HANDLED:
             return {"received": True, "ignored": True}
-        command = command_for(event)
-        if command is None:
-            return {"received": True, "ignored": True}
+        obj = event["data"]["object"]
         async with res.engine.begin() as conn:
+            purchaser = None
+            if event["type"] == "charge.refunded" and obj.get("payment_intent"):
+                purchaser = await conn.scalar(OWNER_OF_INTENT, {"pi": obj["payment_intent"]})
+            command = command_for(event, purchaser)
+            if command is None:
+                return {"received": True, "ignored": True}
             await conn.execute(
                 RECORD,
                 {

@@ -14,6 +14,21 @@ down_revision = "0001_ledger"
 branch_labels = None
 depends_on = None
 
+# PURCHASE_REVERSAL: credits taken back when Stripe refunds a purchase's money.
+TRANSACTION_TYPES = (
+    "CREDIT_PURCHASE",
+    "MEMBERSHIP_PAYMENT",
+    "CREDIT_USAGE",
+    "CREDIT_REFUND",
+    "CREDIT_TRANSFER",
+    "CREDIT_EXPIRY",
+    "PROMO_BONUS",
+    "CREDIT_HOLD",
+    "CREDIT_RELEASE",
+    "ADJUSTMENT",
+    "PURCHASE_REVERSAL",
+)
+
 
 def upgrade() -> None:
     op.execute(
@@ -54,10 +69,16 @@ def upgrade() -> None:
             amount_minor bigint NOT NULL CHECK (amount_minor > 0),
             currency char(3) NOT NULL,
             status text NOT NULL
-                CHECK (status IN ('pending', 'succeeded', 'failed')),
+                CHECK (status IN ('pending', 'succeeded', 'failed', 'refunded')),
             payment_intent_id text UNIQUE,
             failure_code text,
             grant_transaction_id uuid REFERENCES ledger_transactions (id),
+            bonus_transaction_id uuid REFERENCES ledger_transactions (id),
+            -- Running totals of money refunded in Stripe and of the credits it took back
+            -- (clawed = taken from the purchase's batches + shortfall already spent).
+            refunded_minor bigint NOT NULL DEFAULT 0 CHECK (refunded_minor >= 0),
+            clawed_credits bigint NOT NULL DEFAULT 0 CHECK (clawed_credits >= 0),
+            shortfall_credits bigint NOT NULL DEFAULT 0 CHECK (shortfall_credits >= 0),
             email text,
             created_at timestamptz NOT NULL DEFAULT now(),
             updated_at timestamptz NOT NULL DEFAULT now()
@@ -65,6 +86,11 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX purchases_user ON purchases (user_id, created_at DESC)")
+    op.execute("ALTER TABLE ledger_transactions DROP CONSTRAINT ledger_transactions_type_check")
+    op.execute(
+        "ALTER TABLE ledger_transactions ADD CONSTRAINT ledger_transactions_type_check CHECK "
+        f"(type IN ({', '.join(repr(t) for t in TRANSACTION_TYPES)}))"
+    )
     op.execute(
         "CREATE UNIQUE INDEX ledger_purchase_grant_once ON ledger_transactions "
         "(stripe_payment_intent_id) WHERE type = 'CREDIT_PURCHASE'"

@@ -13,6 +13,7 @@ Rules the statements rely on:
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -296,6 +297,49 @@ async def insert_allocations(conn: AsyncConnection, allocations: Sequence[Alloca
             "debit": [a.debit_transaction_id for a in allocations],
         },
     )
+
+
+@dataclass(frozen=True)
+class OpenBatch:
+    id: uuid.UUID
+    remaining: int
+    expires_at: datetime
+    source: str
+
+
+async def lock_batches_of(
+    conn: AsyncConnection, transaction_ids: Sequence[uuid.UUID]
+) -> list[OpenBatch]:
+    """Open batches created by these transactions, in the order the ids are given."""
+    rows = await conn.execute(
+        sql(
+            """
+            SELECT id, remaining, expires_at, source FROM credit_batches
+             WHERE transaction_id = ANY(CAST(:ids AS uuid[])) AND status = 'open'
+             ORDER BY array_position(CAST(:ids AS uuid[]), transaction_id), id
+               FOR UPDATE
+            """
+        ),
+        {"ids": list(transaction_ids)},
+    )
+    return [OpenBatch(r.id, r.remaining, r.expires_at, r.source) for r in rows]
+
+
+async def debit_batches(conn: AsyncConnection, allocations: Sequence[Allocation]) -> None:
+    """Take the (negative) allocation amounts from their batches and record them."""
+    if not allocations:
+        return
+    await conn.execute(
+        sql(
+            """
+            UPDATE credit_batches b SET remaining = b.remaining + d.n
+              FROM unnest(CAST(:batch AS uuid[]), CAST(:n AS bigint[])) AS d(id, n)
+             WHERE b.id = d.id
+            """
+        ),
+        {"batch": [a.batch_id for a in allocations], "n": [a.amount for a in allocations]},
+    )
+    await insert_allocations(conn, allocations)
 
 
 async def add_to_batch_remaining(conn: AsyncConnection, batch_id: uuid.UUID, credits: int) -> None:

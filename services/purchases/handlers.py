@@ -9,25 +9,45 @@ from typing import Any
 
 from sqlalchemy import text
 
-from schemas.commands import ConfirmPurchase, FailPurchase
-from schemas.events import PaymentFailed, PaymentPayload, PaymentSucceeded, ReceiptPayload, ReceiptRequested
-from services.errors import NotFound
+from schemas.commands import ConfirmPurchase, FailPurchase, RevokePurchase
+from schemas.events import (
+    FraudFlagged,
+    FraudFlagPayload,
+    PaymentFailed,
+    PaymentPayload,
+    PaymentRefunded,
+    PaymentSucceeded,
+    ReceiptPayload,
+    ReceiptRequested,
+)
+from services.errors import InvalidState, NotFound
 from services.errors import PaymentFailed as PaymentFailedError
+from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
+from services.ledger.events import announce
 from services.ledger.handlers import APPLIED, Handler, grant_batch
-from services.ledger.models import PROMOTIONAL, PURCHASED
+from services.ledger.models import AVAILABLE, PROMOTIONAL, PURCHASED, Allocation, Leg, TransactionDraft
 
 LOCK_PURCHASE = text(
     """
     SELECT p.id, p.user_id, p.pack_id, p.credits, p.bonus_credits, p.amount_minor, p.currency,
-           p.status, p.payment_intent_id, p.email, c.name AS pack_name
+           p.status, p.payment_intent_id, p.email, c.name AS pack_name,
+           p.grant_transaction_id, p.bonus_transaction_id, p.refunded_minor, p.clawed_credits
       FROM purchases p JOIN credit_packs c ON c.id = p.pack_id
      WHERE p.payment_intent_id = :pi FOR UPDATE OF p
     """
 )
 MARK = text(
-    "UPDATE purchases SET status = :status, grant_transaction_id = :tx, failure_code = :code, "
-    "updated_at = now() WHERE id = :id"
+    "UPDATE purchases SET status = :status, grant_transaction_id = :tx, "
+    "bonus_transaction_id = :bonus_tx, failure_code = :code, updated_at = now() WHERE id = :id"
+)
+MARK_REFUNDED = text(
+    """
+    UPDATE purchases SET status = :status, refunded_minor = :refunded,
+           clawed_credits = clawed_credits + :clawed, shortfall_credits = shortfall_credits + :short,
+           updated_at = now()
+     WHERE id = :id
+    """
 )
 
 
@@ -99,7 +119,13 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
         bonus_id = bonus.result["transactionId"]
     await ctx.conn.execute(
         MARK,
-        {"status": "succeeded", "tx": granted.result["transactionId"], "code": None, "id": purchase["id"]},
+        {
+            "status": "succeeded",
+            "tx": granted.result["transactionId"],
+            "bonus_tx": bonus_id,
+            "code": None,
+            "id": purchase["id"],
+        },
     )
     envelope: dict[str, Any] = {
         "user_id": command.user_id,
@@ -145,7 +171,9 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
     if purchase["status"] != "pending":
         return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     await ctx.conn.execute(
-        MARK, {"status": "failed", "tx": None, "code": payload.failure_code, "id": purchase["id"]}
+        MARK,
+        {"status": "failed", "tx": None, "bonus_tx": None, "code": payload.failure_code,
+         "id": purchase["id"]},
     )
     event = PaymentFailed(
         user_id=command.user_id,
@@ -161,4 +189,105 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
     )
 
 
-HANDLERS: dict[str, Handler] = {"purchase.confirm": confirm_purchase, "purchase.fail": fail_purchase}
+async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcome:
+    """Stripe refunded (part of) a purchase's money: take back its share of credits.
+
+    Credits go back in proportion to the money (rounded down, in the customer's
+    favour), from the purchase's own batches only. What was already spent cannot be
+    taken: the shortfall is recorded on the purchase and flagged for review; a
+    balance never goes below zero.
+    """
+    payload = command.payload
+    purchase = await _purchase(ctx, command.user_id, payload.payment_intent_id)
+    if purchase["status"] not in ("succeeded", "refunded"):
+        raise InvalidState(f"the purchase is {purchase['status']}", purchaseId=str(purchase["id"]))
+    if payload.amount_refunded <= purchase["refunded_minor"]:
+        return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
+    amount = purchase["amount_minor"]
+    refunded = min(payload.amount_refunded, amount)
+    total = purchase["credits"] + purchase["bonus_credits"]
+    owed = total * refunded // amount - purchase["clawed_credits"]
+    account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
+    sources = [t for t in (purchase["bonus_transaction_id"], purchase["grant_transaction_id"]) if t]
+    batches = await repo.lock_batches_of(ctx.conn, sources)
+    taken_total = min(owed, sum(b.remaining for b in batches), account.available)
+    shortfall = owed - taken_total
+    currency = purchase["currency"].strip()
+    events: list[Any] = []
+    result: dict[str, Any] = {
+        "purchaseId": str(purchase["id"]),
+        "refunded": refunded,
+        "creditsRevoked": taken_total,
+        "shortfall": shortfall,
+    }
+    if taken_total:
+        draft = TransactionDraft(
+            type="PURCHASE_REVERSAL",
+            user_id=command.user_id,
+            credits=taken_total,
+            command_id=command.id,
+            reference=purchase["payment_intent_id"],
+            amount_minor=refunded - purchase["refunded_minor"],
+            currency=currency,
+            stripe_payment_intent_id=purchase["payment_intent_id"],
+            related_transaction_id=purchase["grant_transaction_id"],
+            metadata={"purchaseId": str(purchase["id"]), "packId": purchase["pack_id"]},
+            legs=[
+                Leg(account.id, AVAILABLE, -taken_total),
+                Leg(ctx.system("purchases"), AVAILABLE, taken_total),
+            ],
+        )
+        await repo.insert_transactions(ctx.conn, [draft])
+        taken: list[Allocation] = []
+        left = taken_total
+        for batch in batches:
+            n = min(batch.remaining, left)
+            if n:
+                taken.append(Allocation(draft.id, batch.id, -n, batch.expires_at, batch.source))
+                left -= n
+        await repo.debit_batches(ctx.conn, taken)
+        after = await repo.adjust_accounts(ctx.conn, {account.id: (-taken_total, 0)})
+        await repo.insert_postings(ctx.conn, [draft], after)
+        events += announce(
+            "credits.revoked", command, command.user_id, draft,
+            after=after[account.id], delta=-taken_total, allocations=taken,
+        )
+        result["transactionId"] = str(draft.id)
+        result["balance"] = {
+            "available": after[account.id][0],
+            "held": after[account.id][1],
+            "total": sum(after[account.id]),
+        }
+    status = "refunded" if refunded >= amount else "succeeded"
+    await ctx.conn.execute(
+        MARK_REFUNDED,
+        {"status": status, "refunded": refunded, "clawed": taken_total, "short": shortfall,
+         "id": purchase["id"]},
+    )
+    envelope: dict[str, Any] = {
+        "user_id": command.user_id,
+        "correlation_id": command.correlation_id,
+        "command_id": command.id,
+    }
+    events.append(PaymentRefunded(**envelope, payload=_payment(purchase, refunded=refunded)))
+    if shortfall:
+        events.append(
+            FraudFlagged(
+                **envelope,
+                payload=FraudFlagPayload(
+                    reason="refund_of_spent_credits",
+                    severity="medium",
+                    purchase_id=purchase["id"],
+                    payment_intent_id=purchase["payment_intent_id"],
+                    shortfall_credits=shortfall,
+                ),
+            )
+        )
+    return Outcome(command, APPLIED, result, events)
+
+
+HANDLERS: dict[str, Handler] = {
+    "purchase.confirm": confirm_purchase,
+    "purchase.fail": fail_purchase,
+    "purchase.revoke": revoke_purchase,
+}
