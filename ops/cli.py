@@ -108,6 +108,10 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
+    if args.stripe:
+        fixed = _reconcile_stripe(settings, args.since)
+        if fixed:
+            return fixed
     found = asyncio.run(go())
     for discrepancy in found:
         console.print(f"[red]DISCREPANCY[/red] {discrepancy}")
@@ -116,6 +120,36 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     console.print("reconcile: ledger consistent (0 discrepancies)")
     return 0
+
+
+def _reconcile_stripe(settings: Settings, since: str | None) -> int:
+    """Grant purchases whose webhook was lost; non-zero if a fix did not apply."""
+    from datetime import UTC, datetime, timedelta
+
+    from ops.stripe_reconcile import Fix, reconcile_stripe
+    from services.db import make_engine
+
+    start = (
+        datetime.fromisoformat(since).replace(tzinfo=UTC)
+        if since
+        else datetime.now(UTC) - timedelta(days=3)
+    )
+
+    async def go() -> list[Fix]:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            return await reconcile_stripe(engine, settings, start)
+        finally:
+            await engine.dispose()
+
+    fixes = asyncio.run(go())
+    for fix in fixes:
+        console.print(f"stripe: {fix.payment_intent_id} of {fix.user_id} was missing: {fix.outcome}")
+    console.print(
+        f"stripe: {len(fixes)} succeeded payments were missing from the ledger "
+        f"since {start:%Y-%m-%d}"
+    )
+    return 0 if all(f.outcome == "applied" for f in fixes) else 1
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -158,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="check the ledger invariants")
     rec.add_argument("--require-events-sent", action="store_true",
                      help="also fail when outbox rows are unsent")
+    rec.add_argument("--stripe", action="store_true",
+                     help="first grant succeeded Stripe payments the ledger missed")
+    rec.add_argument("--since", help="with --stripe: YYYY-MM-DD (default: 3 days ago)")
     tok = sub.add_parser("token", help="print a development JWT")
     tok.add_argument("--sub", required=True)
     tok.add_argument("--roles", default="user")

@@ -323,3 +323,38 @@ async def test_refund_of_spent_credits_takes_what_is_left_and_flags_it(
         )
     assert shortfall == 20
     assert await reconcile(engine) == []
+
+
+async def test_reconcile_with_stripe_grants_a_payment_whose_webhook_was_lost(
+    http, pack, settings, stripe_client, webhook_registered, worker, user_id
+):
+    from tests.test_cli import cli
+
+    register = f"{settings.stripe_api_base}/_config/webhooks/pika"
+    key = {"Authorization": f"Bearer {settings.stripe_secret_key}"}
+    async with httpx.AsyncClient() as admin:
+        # Stripe "loses" the webhook: only an unrelated event type is delivered.
+        lost = await admin.post(
+            register,
+            data={"url": webhook_registered, "secret": STRIPE_WEBHOOK_SECRET,
+                  "events[]": "customer.created"},
+            headers=key,
+        )
+        assert lost.status_code == 200, lost.text
+        try:
+            started = await purchase(http, pack["id"], user_id)
+            await stripe_client.v1.payment_intents.confirm_async(started["paymentIntentId"])
+            await asyncio.sleep(2.0)
+            assert (await wait_balance(http, user_id, 0, timeout=0))["total"] == 0
+        finally:
+            restored = await admin.post(
+                register, data={"url": webhook_registered, "secret": STRIPE_WEBHOOK_SECRET},
+                headers=key,
+            )
+            assert restored.status_code == 200
+    fixed = await asyncio.to_thread(cli, settings, "reconcile", "--stripe")
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"{started['paymentIntentId']} of {user_id} was missing: applied" in fixed.stderr
+    assert (await wait_balance(http, user_id, 23))["total"] == 23
+    again = await asyncio.to_thread(cli, settings, "reconcile", "--stripe")
+    assert again.returncode == 0 and started["paymentIntentId"] not in again.stderr
