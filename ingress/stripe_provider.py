@@ -8,7 +8,7 @@ from typing import Any
 
 import stripe
 
-from services.purchases.ports import CreatedIntent
+from services.purchases.ports import CreatedCheckout, CreatedIntent
 from services.settings import Settings
 
 
@@ -26,6 +26,7 @@ def make_client(settings: Settings) -> stripe.StripeClient:
 class StripeProvider:
     def __init__(self, settings: Settings) -> None:
         self.client = make_client(settings)
+        self.settings = settings
 
     async def create_customer(self, *, user_id: str, email: str | None, idempotency_key: str) -> str:
         params: Any = {"metadata": {"userId": user_id}}
@@ -63,6 +64,41 @@ class StripeProvider:
     async def retrieve_payment_intent(self, intent_id: str) -> CreatedIntent:
         intent = await self.client.v1.payment_intents.retrieve_async(intent_id)
         return CreatedIntent(str(intent.id), str(intent.client_secret), str(intent.status))
+
+
+    async def create_checkout_session(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        product_name: str,
+        customer_id: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> CreatedCheckout:
+        params: Any = {
+            "mode": "payment",
+            "customer": customer_id,
+            "client_reference_id": metadata["purchaseId"],
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency,
+                        "unit_amount": amount,
+                        "product_data": {"name": product_name},
+                    },
+                }
+            ],
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+            "success_url": self.settings.checkout_success_url,
+            "cancel_url": self.settings.checkout_cancel_url,
+        }
+        session = await self.client.v1.checkout.sessions.create_async(
+            params=params, options={"idempotency_key": idempotency_key}
+        )
+        return CreatedCheckout(str(session.id), str(session.url))
 
 
 def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:

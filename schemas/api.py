@@ -140,6 +140,9 @@ class PackUpdate(WireModel):
 
 
 class PurchaseRequest(WireModel):
+    mode: Literal["payment_intent", "checkout"] = Field(
+        "payment_intent", description="checkout: a hosted Stripe Checkout page instead."
+    )
     payment_method_id: Annotated[str, Field(max_length=255)] | None = Field(
         None, description="A saved payment method to attach; the frontend confirms the intent."
     )
@@ -148,8 +151,13 @@ class PurchaseRequest(WireModel):
 class PurchaseRead(WireModel):
     purchase_id: uuid.UUID
     pack_id: str
-    payment_intent_id: str
-    client_secret: str = Field(description="For Stripe.js confirmCardPayment; never logged.")
+    mode: str
+    payment_intent_id: str | None = None
+    client_secret: str | None = Field(
+        None, description="For Stripe.js confirmCardPayment; never logged."
+    )
+    checkout_session_id: str | None = None
+    url: str | None = Field(None, description="The Checkout page (mode checkout).")
     status: str
     amount: int
     currency: str

@@ -151,6 +151,9 @@ class ExpireCredits(CommandEnvelope):
 
 class ConfirmPurchasePayload(WireModel):
     payment_intent_id: str = Field(min_length=1, max_length=255)
+    purchase_id: uuid.UUID | None = Field(
+        None, description="From the intent's or session's metadata (Checkout: the only link)."
+    )
     amount_received: int = Field(ge=0, description="Minor units Stripe says it received.")
     currency: str = Field(pattern=r"^[a-z]{3}$")
     stripe_event_id: str = Field(min_length=1, max_length=255)

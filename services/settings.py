@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str = Field("whsec_dev", description="Stripe webhook signing secret.")
     stripe_api_base: str | None = Field(None, description="Stripe API base (the emulator here).")
     stripe_api_version: str = Field("2023-10-16", description="Pinned Stripe API version.")
+    checkout_success_url: str = Field(
+        "http://127.0.0.1:5505/payment/health?checkout=success",
+        description="Where Stripe Checkout sends the customer after paying.",
+    )
+    checkout_cancel_url: str = Field(
+        "http://127.0.0.1:5505/payment/health?checkout=cancel",
+        description="Where Stripe Checkout sends the customer who gives up.",
+    )
 
     credit_expiry_days: int = Field(365, gt=0, description="Lifetime of a granted batch.")
     max_credit_balance: int = Field(10_000, gt=0, description="Most credits one user may hold.")

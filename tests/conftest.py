@@ -158,7 +158,19 @@ def _start_localstripe(stack: Stack) -> str:
     )
     stack.children.append(child)
     wait_port("127.0.0.1", port, 30)
-    return f"http://127.0.0.1:{port}"
+    # Checkout Sessions are missing from localstripe: a small stand-in answers them and
+    # forwards everything else, so the service sees one Stripe API base.
+    front = free_port()
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "tests.stripe_standin", str(front), f"http://127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    stack.children.append(standin)
+    wait_port("127.0.0.1", front, 30)
+    return f"http://127.0.0.1:{front}"
 
 
 async def _drop_database(admin_url: str, name: str) -> None:

@@ -358,3 +358,60 @@ async def test_reconcile_with_stripe_grants_a_payment_whose_webhook_was_lost(
     assert (await wait_balance(http, user_id, 23))["total"] == 23
     again = await asyncio.to_thread(cli, settings, "reconcile", "--stripe")
     assert again.returncode == 0 and started["paymentIntentId"] not in again.stderr
+
+
+def checkout_completed(session_id: str, intent_id: str, user: str, purchase_id: str) -> dict:
+    """localstripe sends no checkout.* events: signed here as Stripe would send it."""
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": "checkout.session.completed",
+        "livemode": False,
+        "created": int(time.time()),
+        "data": {"object": {"id": session_id, "object": "checkout.session", "mode": "payment",
+                            "payment_status": "paid", "payment_intent": intent_id,
+                            "amount_total": 1800, "currency": "usd",
+                            "metadata": {"userId": user, "purchaseId": purchase_id}}},
+    }
+
+
+async def test_checkout_purchase_grants_once_from_both_of_its_events(
+    http, pack, stripe_client, webhook_registered, engine, user_id
+):
+    response = await http.post(
+        f"/payment/credit-packs/{pack['id']}/purchase",
+        json={"mode": "checkout"},
+        headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert response.status_code == 200, response.text
+    started = response.json()
+    assert started["mode"] == "checkout" and started["url"].startswith("https://")
+    assert started["paymentIntentId"] is None and started["checkoutSessionId"].startswith("cs_")
+    # The customer pays on the hosted page: Stripe creates and confirms a PaymentIntent
+    # carrying the session's metadata (localstripe then sends payment_intent.succeeded).
+    customer = await stripe_client.v1.customers.create_async(params={})
+    intent = await stripe_client.v1.payment_intents.create_async(
+        params={
+            "amount": 1800, "currency": "usd", "customer": customer.id,
+            "payment_method": "pm_card_visa", "payment_method_types": ["card"],
+            "metadata": {"userId": user_id, "purchaseId": started["purchaseId"]},
+        }
+    )
+    await stripe_client.v1.payment_intents.confirm_async(intent.id)
+    completed = checkout_completed(
+        started["checkoutSessionId"], intent.id, user_id, started["purchaseId"]
+    )
+    for event in (completed, completed, intent_event(intent.id, user_id, 1800)):
+        event["data"]["object"].setdefault("metadata", {})["purchaseId"] = started["purchaseId"]
+        assert (await post_event(http, event)).status_code == 200
+    assert (await wait_balance(http, user_id, 23))["total"] == 23
+    await asyncio.sleep(1.5)
+    assert (await wait_balance(http, user_id, 23, timeout=0))["total"] == 23
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT status, payment_intent_id FROM purchases WHERE id = :id"),
+                {"id": started["purchaseId"]},
+            )
+        ).one()
+    assert tuple(row) == ("succeeded", intent.id)

@@ -82,6 +82,7 @@ class CreditPacksController(Controller):
                 purchase_id=purchase_id,
                 email=principal.email,
                 payment_method=body.payment_method_id,
+                checkout=body.mode == "checkout",
             )
             return Reply(200, PurchaseRead.model_validate(started).model_dump(mode="json"), {})
 

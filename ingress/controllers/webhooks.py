@@ -11,6 +11,7 @@ from typing import Any
 
 import stripe
 from litestar import Controller, Request, post
+from pydantic import ValidationError
 from sqlalchemy import text
 
 from ingress.deps import resources_of
@@ -31,7 +32,12 @@ log = logging.getLogger("pika.webhooks")
 NAMESPACE = uuid.UUID("8c0f1b4e-3b9e-4f7e-a1d2-737472697065")
 MAX_BODY = 256 * 1024
 HANDLED = frozenset(
-    {"payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded"}
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "checkout.session.completed",
+        "charge.refunded",
+    }
 )
 OWNER_OF_INTENT = text("SELECT user_id FROM purchases WHERE payment_intent_id = :pi")
 RECORD = text(
@@ -64,11 +70,27 @@ def command_for(event: dict[str, Any], purchaser: str | None) -> CommandEnvelope
                 stripe_event_id=event["id"],
             ),
         )
-    intent = obj
-    user_id = (intent.get("metadata") or {}).get("userId")
-    if not user_id or intent.get("object") != "payment_intent":
+    metadata = obj.get("metadata") or {}
+    user_id, purchase_id = metadata.get("userId"), metadata.get("purchaseId")
+    if not user_id:
         return None
     envelope["user_id"] = user_id
+    if event["type"] == "checkout.session.completed":
+        if obj.get("payment_status") != "paid" or not obj.get("payment_intent"):
+            return None
+        return ConfirmPurchase(
+            **envelope,
+            payload=ConfirmPurchasePayload(
+                payment_intent_id=obj["payment_intent"],
+                purchase_id=purchase_id,
+                amount_received=obj.get("amount_total", 0),
+                currency=obj["currency"],
+                stripe_event_id=event["id"],
+            ),
+        )
+    intent = obj
+    if intent.get("object") != "payment_intent":
+        return None
     if event["type"] == "payment_intent.succeeded":
         # localstripe omits amount_received; real Stripe always sends it on success.
         received = intent.get("amount_received", intent.get("amount", 0))
@@ -76,6 +98,7 @@ def command_for(event: dict[str, Any], purchaser: str | None) -> CommandEnvelope
             **envelope,
             payload=ConfirmPurchasePayload(
                 payment_intent_id=intent["id"],
+                purchase_id=purchase_id,
                 amount_received=received,
                 currency=intent["currency"],
                 stripe_event_id=event["id"],
@@ -121,7 +144,12 @@ class StripeWebhookController(Controller):
             purchaser = None
             if event["type"] == "charge.refunded" and obj.get("payment_intent"):
                 purchaser = await conn.scalar(OWNER_OF_INTENT, {"pi": obj["payment_intent"]})
-            command = command_for(event, purchaser)
+            try:
+                command = command_for(event, purchaser)
+            except ValidationError:
+                log.warning("stripe event %s %s does not fit our contract; ignored",
+                            event["id"], event["type"])
+                command = None
             if command is None:
                 return {"received": True, "ignored": True}
             await conn.execute(

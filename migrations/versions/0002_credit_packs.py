@@ -71,6 +71,7 @@ def upgrade() -> None:
             status text NOT NULL
                 CHECK (status IN ('pending', 'succeeded', 'failed', 'refunded')),
             payment_intent_id text UNIQUE,
+            checkout_session_id text UNIQUE,
             failure_code text,
             grant_transaction_id uuid REFERENCES ledger_transactions (id),
             bonus_transaction_id uuid REFERENCES ledger_transactions (id),

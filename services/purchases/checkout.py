@@ -24,14 +24,15 @@ SAVE_CUSTOMER = text(
 SAVE_PURCHASE = text(
     """
     INSERT INTO purchases (id, user_id, pack_id, credits, bonus_credits, amount_minor, currency,
-                           status, payment_intent_id, email)
-    VALUES (:id, :user_id, :pack_id, :credits, :bonus, :amount, :currency, 'pending', :pi, :email)
+                           status, payment_intent_id, checkout_session_id, email)
+    VALUES (:id, :user_id, :pack_id, :credits, :bonus, :amount, :currency, 'pending', :pi,
+            :session, :email)
     ON CONFLICT (id) DO NOTHING
     """
 )
 FIND_PURCHASE = text(
-    "SELECT id, payment_intent_id, amount_minor, currency, credits, bonus_credits, status "
-    "FROM purchases WHERE id = :id"
+    "SELECT id, pack_id, payment_intent_id, checkout_session_id, amount_minor, currency, "
+    "credits, bonus_credits, status FROM purchases WHERE id = :id"
 )
 
 
@@ -70,16 +71,19 @@ async def start_purchase(
     purchase_id: uuid.UUID,
     email: str | None = None,
     payment_method: str | None = None,
+    checkout: bool = False,
 ) -> dict[str, Any]:
-    """Create (or, for a repeated purchase id, return) the PaymentIntent of a purchase."""
+    """Create the PaymentIntent (or Checkout Session) of a purchase.
+
+    A repeated purchase id (the same Idempotency-Key) returns the first one.
+    """
     async with engine.connect() as conn:
         existing = (await conn.execute(FIND_PURCHASE, {"id": purchase_id})).mappings().first()
         pack = await get_pack(conn, pack_id)
         balance = await queries.balance(conn, user_id)
         customer_id = await conn.scalar(FIND_CUSTOMER, {"u": user_id})
     if existing is not None:
-        intent = await provider.retrieve_payment_intent(existing["payment_intent_id"])
-        return _view(existing["id"], intent.id, intent.client_secret, intent.status, pack_id, existing)
+        return await _again(provider, dict(existing))
     check_limits(settings, pack, balance["total"])
     if customer_id is None:
         customer_id = await provider.create_customer(
@@ -88,20 +92,48 @@ async def start_purchase(
         async with engine.begin() as conn:
             await conn.execute(SAVE_CUSTOMER, {"u": user_id, "c": customer_id, "e": email})
             customer_id = await conn.scalar(FIND_CUSTOMER, {"u": user_id})
-    intent = await provider.create_payment_intent(
-        amount=pack["price"],
-        currency=pack["currency"],
-        customer_id=str(customer_id),
-        metadata={
-            "userId": user_id,
-            "packId": pack_id,
-            "credits": str(pack["credits"]),
-            "bonusCredits": str(pack["bonus_credits"]),
-            "purchaseId": str(purchase_id),
-        },
-        idempotency_key=f"pika-purchase-{purchase_id}",
-        payment_method=payment_method,
-    )
+    metadata = {
+        "userId": user_id,
+        "packId": pack_id,
+        "credits": str(pack["credits"]),
+        "bonusCredits": str(pack["bonus_credits"]),
+        "purchaseId": str(purchase_id),
+    }
+    terms = {
+        "id": purchase_id,
+        "pack_id": pack_id,
+        "amount_minor": pack["price"],
+        "currency": pack["currency"],
+        "credits": pack["credits"],
+        "bonus_credits": pack["bonus_credits"],
+        "status": "pending",
+    }
+    view: dict[str, Any]
+    if checkout:
+        session = await provider.create_checkout_session(
+            amount=pack["price"],
+            currency=pack["currency"],
+            product_name=pack["name"],
+            customer_id=str(customer_id),
+            metadata=metadata,
+            idempotency_key=f"pika-purchase-{purchase_id}",
+        )
+        terms |= {"payment_intent_id": None, "checkout_session_id": session.id}
+        view = _view(terms, mode="checkout", checkout_session_id=session.id, url=session.url)
+    else:
+        intent = await provider.create_payment_intent(
+            amount=pack["price"],
+            currency=pack["currency"],
+            customer_id=str(customer_id),
+            metadata=metadata,
+            idempotency_key=f"pika-purchase-{purchase_id}",
+            payment_method=payment_method,
+        )
+        terms |= {"payment_intent_id": intent.id, "checkout_session_id": None}
+        view = _view(
+            terms, payment_intent_id=intent.id, client_secret=intent.client_secret,
+            status=intent.status,
+        )
     async with engine.begin() as conn:
         await conn.execute(
             SAVE_PURCHASE,
@@ -113,35 +145,32 @@ async def start_purchase(
                 "bonus": pack["bonus_credits"],
                 "amount": pack["price"],
                 "currency": pack["currency"],
-                "pi": intent.id,
+                "pi": terms["payment_intent_id"],
+                "session": terms["checkout_session_id"],
                 "email": email,
             },
         )
-    terms = {
-        "amount_minor": pack["price"],
-        "currency": pack["currency"],
-        "credits": pack["credits"],
-        "bonus_credits": pack["bonus_credits"],
-    }
-    return _view(purchase_id, intent.id, intent.client_secret, intent.status, pack_id, terms)
+    return view
 
 
-def _view(
-    purchase_id: uuid.UUID,
-    intent_id: str,
-    client_secret: str,
-    status: str,
-    pack_id: str,
-    terms: Any,
-) -> dict[str, Any]:
+async def _again(provider: PaymentProvider, purchase: dict[str, Any]) -> dict[str, Any]:
+    if purchase["checkout_session_id"]:
+        return _view(purchase, mode="checkout", checkout_session_id=purchase["checkout_session_id"])
+    intent = await provider.retrieve_payment_intent(purchase["payment_intent_id"])
+    return _view(
+        purchase, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status
+    )
+
+
+def _view(terms: dict[str, Any], mode: str = "payment_intent", **extra: Any) -> dict[str, Any]:
     return {
-        "purchase_id": purchase_id,
-        "pack_id": pack_id,
-        "payment_intent_id": intent_id,
-        "client_secret": client_secret,
-        "status": status,
+        "purchase_id": terms["id"],
+        "pack_id": terms["pack_id"],
+        "mode": mode,
+        "status": extra.pop("status", terms["status"]),
         "amount": terms["amount_minor"],
         "currency": terms["currency"].strip(),
         "credits": terms["credits"],
         "bonus_credits": terms["bonus_credits"],
+        **extra,
     }

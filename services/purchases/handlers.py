@@ -34,12 +34,15 @@ LOCK_PURCHASE = text(
            p.status, p.payment_intent_id, p.email, c.name AS pack_name,
            p.grant_transaction_id, p.bonus_transaction_id, p.refunded_minor, p.clawed_credits
       FROM purchases p JOIN credit_packs c ON c.id = p.pack_id
-     WHERE p.payment_intent_id = :pi FOR UPDATE OF p
+     WHERE (CAST(:purchase AS uuid) IS NULL AND p.payment_intent_id = :pi)
+        OR p.id = CAST(:purchase AS uuid)
+       FOR UPDATE OF p
     """
 )
 MARK = text(
     "UPDATE purchases SET status = :status, grant_transaction_id = :tx, "
-    "bonus_transaction_id = :bonus_tx, failure_code = :code, updated_at = now() WHERE id = :id"
+    "bonus_transaction_id = :bonus_tx, failure_code = :code, "
+    "payment_intent_id = coalesce(payment_intent_id, :pi), updated_at = now() WHERE id = :id"
 )
 MARK_REFUNDED = text(
     """
@@ -51,8 +54,12 @@ MARK_REFUNDED = text(
 )
 
 
-async def _purchase(ctx: LedgerContext, user_id: str, intent_id: str) -> dict[str, Any]:
-    row = (await ctx.conn.execute(LOCK_PURCHASE, {"pi": intent_id})).mappings().first()
+async def _purchase(
+    ctx: LedgerContext, user_id: str, intent_id: str, purchase_id: Any = None
+) -> dict[str, Any]:
+    """The user's purchase, by its id when the event names it, else by PaymentIntent."""
+    params = {"pi": intent_id, "purchase": purchase_id}
+    row = (await ctx.conn.execute(LOCK_PURCHASE, params)).mappings().first()
     if row is None or row["user_id"] != user_id:
         raise NotFound("no purchase for this PaymentIntent", paymentIntentId=intent_id)
     return dict(row)
@@ -74,7 +81,15 @@ def _payment(purchase: dict[str, Any], **extra: Any) -> PaymentPayload:
 async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outcome:
     """Grant a paid purchase: PURCHASED batch (+ PROMOTIONAL bonus), CREDIT_PURCHASE."""
     payload = command.payload
-    purchase = await _purchase(ctx, command.user_id, payload.payment_intent_id)
+    purchase = await _purchase(
+        ctx, command.user_id, payload.payment_intent_id, payload.purchase_id
+    )
+    if purchase["payment_intent_id"] not in (None, payload.payment_intent_id):
+        raise PaymentFailedError(
+            "the event's PaymentIntent is not this purchase's",
+            purchaseId=str(purchase["id"]),
+        )
+    purchase["payment_intent_id"] = payload.payment_intent_id
     if purchase["status"] == "succeeded":
         return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     currency = purchase["currency"].strip()
@@ -124,6 +139,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
             "tx": granted.result["transactionId"],
             "bonus_tx": bonus_id,
             "code": None,
+            "pi": payload.payment_intent_id,
             "id": purchase["id"],
         },
     )
@@ -173,7 +189,7 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
     await ctx.conn.execute(
         MARK,
         {"status": "failed", "tx": None, "bonus_tx": None, "code": payload.failure_code,
-         "id": purchase["id"]},
+         "pi": payload.payment_intent_id, "id": purchase["id"]},
     )
     event = PaymentFailed(
         user_id=command.user_id,

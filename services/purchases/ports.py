@@ -15,6 +15,12 @@ class CreatedIntent:
     status: str
 
 
+@dataclass(frozen=True)
+class CreatedCheckout:
+    id: str
+    url: str
+
+
 class PaymentProvider(Protocol):
     async def create_customer(self, *, user_id: str, email: str | None, idempotency_key: str) -> str:
         """Create the user's customer; returns its id."""
@@ -35,4 +41,17 @@ class PaymentProvider(Protocol):
 
     async def retrieve_payment_intent(self, intent_id: str) -> CreatedIntent:
         """An existing PaymentIntent (a repeated purchase returns the first one)."""
+        ...
+
+    async def create_checkout_session(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        product_name: str,
+        customer_id: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> CreatedCheckout:
+        """A hosted Checkout page for one pack; its PaymentIntent carries `metadata` too."""
         ...
