@@ -1,8 +1,9 @@
 """Request-scoped helpers shared by the controllers."""
 
+import inspect
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -15,7 +16,7 @@ from schemas.commands import CommandEnvelope
 from services.errors import Forbidden
 
 log = logging.getLogger("pika.ingress")
-CommandBuilder = Callable[[uuid.UUID], CommandEnvelope]
+CommandBuilder = Callable[[uuid.UUID], CommandEnvelope | Awaitable[CommandEnvelope]]
 
 
 def resources_of(request: Request[Any, Any, Any]) -> Resources:
@@ -64,7 +65,8 @@ async def submit_idempotently(
     res = resources_of(request)
 
     async def action(command_id: uuid.UUID) -> Reply:
-        command = build(command_id)
+        built = build(command_id)
+        command = await built if inspect.isawaitable(built) else built
         log.info(
             "submitting %s", command.type,  # type: ignore[attr-defined]
             extra={"correlation_id": command.correlation_id, "command_id": command.id,

@@ -4,12 +4,28 @@ Every call carries an idempotency key, so a retried request cannot create a seco
 customer or PaymentIntent. STRIPE_API_BASE points the SDK at the local emulator.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import stripe
 
+from services.errors import DependencyUnavailable, PaymentFailed
 from services.purchases.ports import CreatedCheckout, CreatedIntent
 from services.settings import Settings
+
+
+@contextmanager
+def stripe_errors() -> Iterator[None]:
+    """Stripe's errors as PAY errors: the caller gets a code, never a 500."""
+    try:
+        yield
+    except stripe.CardError as error:
+        raise PaymentFailed("the card was declined", stripeCode=error.code) from error
+    except stripe.InvalidRequestError as error:
+        raise PaymentFailed("Stripe refused the request", stripeCode=error.code) from error
+    except stripe.StripeError as error:
+        raise DependencyUnavailable("Stripe is unavailable; nothing was charged") from error
 
 
 def make_client(settings: Settings) -> stripe.StripeClient:
@@ -32,9 +48,10 @@ class StripeProvider:
         params: Any = {"metadata": {"userId": user_id}}
         if email:
             params["email"] = email
-        customer = await self.client.v1.customers.create_async(
-            params=params, options={"idempotency_key": idempotency_key}
-        )
+        with stripe_errors():
+            customer = await self.client.v1.customers.create_async(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
         return str(customer.id)
 
     async def create_payment_intent(
@@ -56,15 +73,16 @@ class StripeProvider:
         }
         if payment_method:
             params["payment_method"] = payment_method
-        intent = await self.client.v1.payment_intents.create_async(
-            params=params, options={"idempotency_key": idempotency_key}
-        )
+        with stripe_errors():
+            intent = await self.client.v1.payment_intents.create_async(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
         return CreatedIntent(str(intent.id), str(intent.client_secret), str(intent.status))
 
     async def retrieve_payment_intent(self, intent_id: str) -> CreatedIntent:
-        intent = await self.client.v1.payment_intents.retrieve_async(intent_id)
+        with stripe_errors():
+            intent = await self.client.v1.payment_intents.retrieve_async(intent_id)
         return CreatedIntent(str(intent.id), str(intent.client_secret), str(intent.status))
-
 
     async def create_checkout_session(
         self,
@@ -95,10 +113,19 @@ class StripeProvider:
             "success_url": self.settings.checkout_success_url,
             "cancel_url": self.settings.checkout_cancel_url,
         }
-        session = await self.client.v1.checkout.sessions.create_async(
-            params=params, options={"idempotency_key": idempotency_key}
-        )
+        with stripe_errors():
+            session = await self.client.v1.checkout.sessions.create_async(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
         return CreatedCheckout(str(session.id), str(session.url))
+
+    async def refund(self, *, payment_intent_id: str, amount: int, idempotency_key: str) -> str:
+        with stripe_errors():
+            refund = await self.client.v1.refunds.create_async(
+                params={"payment_intent": payment_intent_id, "amount": amount},
+                options={"idempotency_key": idempotency_key},
+            )
+        return str(refund.id)
 
 
 def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from pydantic import AwareDatetime, Field
 from schemas.base import WireModel
 from schemas.commands import Credits, Metadata, Reason, UserId
 
+MinorUnits = Annotated[int, Field(gt=0, le=100_000_000, description="Money in minor units.")]
+
 
 class TransactionType(StrEnum):
     """Ledger transaction types (the seed's six plus what holds, promos and admins need)."""
@@ -92,9 +94,15 @@ class GrantRequest(WireModel):
 
 
 class RefundRequest(WireModel):
+    """A CREDIT_USAGE refund (credits back), or a CREDIT_PURCHASE refund (money back in
+    Stripe, and the purchase's credits in proportion taken back)."""
+
     user_id: UserId
     transaction_id: uuid.UUID
-    credits: Credits | None = Field(None, description="Default: everything left to refund.")
+    credits: Credits | None = Field(None, description="Usage refunds: default all left.")
+    amount: MinorUnits | None = Field(
+        None, description="Purchase refunds: money to refund, default all not yet refunded."
+    )
     reason: Reason
 
 
@@ -107,7 +115,6 @@ class TransferRequest(WireModel):
 
 PackId = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$", examples=["pack_50"])]
 Currency = Annotated[str, Field(pattern=r"^[a-z]{3}$", examples=["usd"])]
-MinorUnits = Annotated[int, Field(gt=0, le=100_000_000, description="Money in minor units.")]
 
 
 class PackRead(WireModel):

@@ -415,3 +415,41 @@ async def test_checkout_purchase_grants_once_from_both_of_its_events(
             )
         ).one()
     assert tuple(row) == ("succeeded", intent.id)
+
+
+async def test_admin_refund_of_a_purchase_refunds_money_in_stripe_and_takes_credits_back(
+    http, pack, stripe_client, webhook_registered, engine, worker, user_id
+):
+    started = await purchase(http, pack["id"], user_id)
+    intent = started["paymentIntentId"]
+    await stripe_client.v1.payment_intents.confirm_async(intent)
+    assert (await wait_balance(http, user_id, 23))["total"] == 23
+    async with engine.connect() as conn:
+        grant_tx = await conn.scalar(
+            text("SELECT grant_transaction_id FROM purchases WHERE payment_intent_id = :pi"),
+            {"pi": intent},
+        )
+    admin = {**auth("support", "admin"), "Idempotency-Key": str(uuid.uuid4())}
+    body = {"userId": user_id, "transactionId": str(grant_tx), "amount": 600, "reason": "goodwill"}
+    first = await http.post("/payment/credits/refund", json=body, headers=admin)
+    assert first.status_code == 200, first.text
+    assert first.json()["creditsRevoked"] == 23 * 600 // 1800
+    replay = await http.post("/payment/credits/refund", json=body, headers=admin)
+    assert replay.json() == first.json(), "same key: one refund"
+    refunds = await stripe_client.v1.refunds.list_async(params={"limit": 100})
+    ours = [r for r in refunds.data if r.payment_intent == intent]
+    assert [r.amount for r in ours] == [600], "the money moved once, in Stripe"
+    rest = await http.post(
+        "/payment/credits/refund",
+        json={**body, "amount": None},
+        headers={**auth("support", "admin"), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert rest.status_code == 200, rest.text
+    assert (await wait_balance(http, user_id, 0))["total"] == 0
+    again = await http.post(
+        "/payment/credits/refund",
+        json={**body, "amount": 1},
+        headers={**auth("support", "admin"), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert again.status_code == 409 and again.json()["code"] == "PAY014"
+    assert await reconcile(engine) == []

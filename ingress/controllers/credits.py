@@ -26,6 +26,7 @@ from schemas.api import (
     TransferRequest,
 )
 from schemas.commands import (
+    CommandEnvelope,
     GrantCredits,
     GrantPayload,
     RefundCredits,
@@ -34,6 +35,7 @@ from schemas.commands import (
     TransferPayload,
 )
 from services.ledger import queries
+from services.purchases.refunds import purchase_refund
 
 
 class CreditsController(Controller):
@@ -105,14 +107,29 @@ class CreditsController(Controller):
     async def refund(
         self, request: Request[Any, Any, Any], principal: Principal, data: RefundRequest
     ) -> Response[Any]:
-        """Refund a CREDIT_USAGE transaction, fully or in part, to its original batches."""
+        """Refund a CREDIT_USAGE transaction (credits back to their original batches), or a
+        CREDIT_PURCHASE (money back through Stripe, the credits' share taken back)."""
+        res = resources_of(request)
 
-        def build(command_id: uuid.UUID) -> RefundCredits:
-            return RefundCredits(
-                id=command_id,
+        async def build(command_id: uuid.UUID) -> CommandEnvelope:
+            envelope: dict[str, Any] = {
+                "id": command_id,
+                "correlation_id": correlation_of(request),
+                "source": source_of(principal),
+            }
+            revoke = await purchase_refund(
+                res.engine,
+                res.payments,
                 user_id=data.user_id,
-                correlation_id=correlation_of(request),
-                source=source_of(principal),
+                transaction_id=data.transaction_id,
+                amount=data.amount,
+                command=envelope,
+            )
+            if revoke is not None:
+                return revoke
+            return RefundCredits(
+                **envelope,
+                user_id=data.user_id,
                 payload=RefundPayload(
                     transaction_id=data.transaction_id, credits=data.credits, reason=data.reason
                 ),

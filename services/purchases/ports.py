@@ -55,3 +55,7 @@ class PaymentProvider(Protocol):
     ) -> CreatedCheckout:
         """A hosted Checkout page for one pack; its PaymentIntent carries `metadata` too."""
         ...
+
+    async def refund(self, *, payment_intent_id: str, amount: int, idempotency_key: str) -> str:
+        """Refund `amount` of a PaymentIntent's money; returns the refund id."""
+        ...
