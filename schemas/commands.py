@@ -197,6 +197,27 @@ class RevokePurchase(CommandEnvelope):
     payload: RevokePurchasePayload
 
 
+class DisputePayload(WireModel):
+    payment_intent_id: str = Field(min_length=1, max_length=255)
+    dispute_id: str = Field(min_length=1, max_length=255)
+    outcome: Literal["open", "won", "lost"] = "open"
+    stripe_event_id: str = Field(min_length=1, max_length=255)
+
+
+class FreezePurchase(CommandEnvelope):
+    """A dispute was opened: hold the purchase's unspent credits until it closes."""
+
+    type: Literal["purchase.freeze"] = "purchase.freeze"
+    payload: DisputePayload
+
+
+class SettleDispute(CommandEnvelope):
+    """A dispute closed: won releases the frozen credits, lost takes them back."""
+
+    type: Literal["purchase.settle_dispute"] = "purchase.settle_dispute"
+    payload: DisputePayload
+
+
 Command = Annotated[
     ChargeCredits
     | HoldCredits
@@ -208,7 +229,9 @@ Command = Annotated[
     | ExpireCredits
     | ConfirmPurchase
     | FailPurchase
-    | RevokePurchase,
+    | RevokePurchase
+    | FreezePurchase
+    | SettleDispute,
     Field(discriminator="type"),
 ]
 COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
@@ -223,6 +246,8 @@ COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
     ConfirmPurchase,
     FailPurchase,
     RevokePurchase,
+    FreezePurchase,
+    SettleDispute,
 )
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 

@@ -174,6 +174,8 @@ REJECTABLE = Literal[
     "purchase.confirm.rejected",
     "purchase.fail.rejected",
     "purchase.revoke.rejected",
+    "purchase.freeze.rejected",
+    "purchase.settle_dispute.rejected",
 ]
 
 

@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def readme_command_examples() -> dict[str, dict]:
     text = README.read_text()
-    found = re.findall(r"#### `([a-z]+\.[a-z]+)`.*?```json\n(.*?)\n```", text, re.S)
+    found = re.findall(r"#### `([a-z_]+\.[a-z_]+)`.*?```json\n(.*?)\n```", text, re.S)
     return {name: json.loads(body) for name, body in found}
 
 

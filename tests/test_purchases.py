@@ -453,3 +453,60 @@ async def test_admin_refund_of_a_purchase_refunds_money_in_stripe_and_takes_cred
     )
     assert again.status_code == 409 and again.json()["code"] == "PAY014"
     assert await reconcile(engine) == []
+
+
+def dispute_event(intent_id: str, dispute_id: str, kind: str, status: str) -> dict:
+    """localstripe sends no dispute events: signed here as Stripe would send them."""
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": f"charge.dispute.{kind}",
+        "livemode": False,
+        "created": int(time.time()),
+        "data": {"object": {"id": dispute_id, "object": "dispute", "amount": 1800,
+                            "currency": "usd", "charge": "ch_x", "payment_intent": intent_id,
+                            "status": status}},
+    }
+
+
+@pytest.mark.parametrize("outcome", ["won", "lost"])
+async def test_dispute_freezes_the_purchases_unspent_credits_until_it_closes(
+    http, pack, engine, worker, events, user_id, outcome
+):
+    intent = await bought(http, pack["id"], user_id)
+    spend = {"id": str(uuid.uuid4()), "type": "credits.charge", "userId": user_id,
+             "payload": {"credits": 5, "reference": "booking-before-dispute"}}
+    assert (await http.post("/payment/commands/", json=spend,
+                            headers=auth("svc", "service"))).status_code == 200
+    dispute = f"dp_{uuid.uuid4().hex[:10]}"
+    opened = dispute_event(intent, dispute, "created", "needs_response")
+    for _ in range(2):  # delivered twice: frozen once
+        assert (await post_event(http, opened)).status_code == 200
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+        if balance["held"]:
+            break
+        await asyncio.sleep(0.1)
+    assert (balance["available"], balance["held"]) == (0, 18)
+    blocked = await http.post(
+        "/payment/commands/",
+        json={**spend, "id": str(uuid.uuid4()), "payload": {"credits": 1, "reference": "b"}},
+        headers=auth("svc", "service"),
+    )
+    assert blocked.status_code == 402, "frozen credits cannot be spent"
+    flagged = await events.wait_for(
+        lambda e: e.get("userId") == user_id and e["type"] == "fraud.flagged"
+    )
+    assert flagged[0]["payload"]["reason"] == "dispute_opened"
+    closed = dispute_event(intent, dispute, "closed", outcome)
+    assert (await post_event(http, closed)).status_code == 200
+    expected = 18 if outcome == "won" else 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+        if balance["held"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert (balance["available"], balance["held"]) == (expected, 0)
+    assert await reconcile(engine) == []

@@ -20,10 +20,13 @@ from schemas.commands import (
     CommandEnvelope,
     ConfirmPurchase,
     ConfirmPurchasePayload,
+    DisputePayload,
     FailPurchase,
     FailPurchasePayload,
+    FreezePurchase,
     RevokePurchase,
     RevokePurchasePayload,
+    SettleDispute,
 )
 from services.errors import ValidationFailed, WebhookSignatureInvalid
 from services.metrics import WEBHOOK_VERIFY_FAILED
@@ -37,8 +40,11 @@ HANDLED = frozenset(
         "payment_intent.payment_failed",
         "checkout.session.completed",
         "charge.refunded",
+        "charge.dispute.created",
+        "charge.dispute.closed",
     }
 )
+PURCHASE_OBJECTS = {"charge.refunded", "charge.dispute.created", "charge.dispute.closed"}
 OWNER_OF_INTENT = text("SELECT user_id FROM purchases WHERE payment_intent_id = :pi")
 RECORD = text(
     "INSERT INTO stripe_events (event_id, type, object_id, livemode) VALUES (:id, :type, :obj, :live) "
@@ -57,9 +63,19 @@ def command_for(event: dict[str, Any], purchaser: str | None) -> CommandEnvelope
         "id": uuid.uuid5(NAMESPACE, f"stripe:{event['id']}"),
         "source": "stripe-webhook",
     }
+    if event["type"] in PURCHASE_OBJECTS and (not purchaser or not obj.get("payment_intent")):
+        return None
+    if event["type"].startswith("charge.dispute."):
+        closed = event["type"] == "charge.dispute.closed"
+        payload = DisputePayload(
+            payment_intent_id=obj["payment_intent"],
+            dispute_id=obj["id"],
+            outcome=("won" if obj.get("status") == "won" else "lost") if closed else "open",
+            stripe_event_id=event["id"],
+        )
+        model = SettleDispute if closed else FreezePurchase
+        return model(**envelope, user_id=purchaser, payload=payload)
     if event["type"] == "charge.refunded":
-        if not purchaser or not obj.get("payment_intent"):
-            return None
         return RevokePurchase(
             **envelope,
             user_id=purchaser,
@@ -142,7 +158,7 @@ class StripeWebhookController(Controller):
         obj = event["data"]["object"]
         async with res.engine.begin() as conn:
             purchaser = None
-            if event["type"] == "charge.refunded" and obj.get("payment_intent"):
+            if event["type"] in PURCHASE_OBJECTS and obj.get("payment_intent"):
                 purchaser = await conn.scalar(OWNER_OF_INTENT, {"pi": obj["payment_intent"]})
             try:
                 command = command_for(event, purchaser)

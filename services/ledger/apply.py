@@ -29,11 +29,17 @@ from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
 from services.ledger.handlers import APPLIED, Handler, charge_credits_many
 from services.ledger.handlers import HANDLERS as LEDGER_HANDLERS
+from services.purchases.disputes import freeze_purchase, settle_dispute
 from services.purchases.handlers import HANDLERS as PURCHASE_HANDLERS
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
-HANDLERS: dict[str, Handler] = {**LEDGER_HANDLERS, **PURCHASE_HANDLERS}
+HANDLERS: dict[str, Handler] = {
+    **LEDGER_HANDLERS,
+    **PURCHASE_HANDLERS,
+    "purchase.freeze": freeze_purchase,
+    "purchase.settle_dispute": settle_dispute,
+}
 REJECTED = "rejected"
 TRANSIENT_ERRORS = (
     asyncpg.exceptions.DeadlockDetectedError,

@@ -410,7 +410,7 @@ async def _open_hold(ctx: LedgerContext, command: CaptureCredits | ReleaseCredit
     return hold
 
 
-async def _release(
+async def release_hold(
     ctx: LedgerContext,
     command: CommandEnvelope,
     account: Account,
@@ -470,7 +470,7 @@ async def capture_credits(ctx: LedgerContext, command: CaptureCredits) -> Outcom
     drafts = [usage]
     rest = hold.credits - credits
     if rest:
-        release, _ = await _release(ctx, command, account, hold, rest, "partial capture")
+        release, _ = await release_hold(ctx, command, account, hold, rest, "partial capture")
         drafts.append(release)
     after = await _write(ctx, drafts, {account.id: (rest, -hold.credits)})
     await repo.settle_hold(ctx.conn, hold.id, "captured", usage.id)
@@ -502,7 +502,7 @@ async def release_credits(ctx: LedgerContext, command: ReleaseCredits) -> Outcom
         raise NotFound("no such hold", holdId=command.payload.hold_id)
     hold = await _open_hold(ctx, command)
     reason = command.payload.reason
-    draft, returned = await _release(ctx, command, account, hold, hold.credits, reason)
+    draft, returned = await release_hold(ctx, command, account, hold, hold.credits, reason)
     after = await _write(ctx, [draft], {account.id: (hold.credits, -hold.credits)})
     status = "expired" if reason == "expired" and hold.expires_at <= ctx.now else "released"
     await repo.settle_hold(ctx.conn, hold.id, status, draft.id)

@@ -54,7 +54,7 @@ MARK_REFUNDED = text(
 )
 
 
-async def _purchase(
+async def purchase_of(
     ctx: LedgerContext, user_id: str, intent_id: str, purchase_id: Any = None
 ) -> dict[str, Any]:
     """The user's purchase, by its id when the event names it, else by PaymentIntent."""
@@ -81,7 +81,7 @@ def _payment(purchase: dict[str, Any], **extra: Any) -> PaymentPayload:
 async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outcome:
     """Grant a paid purchase: PURCHASED batch (+ PROMOTIONAL bonus), CREDIT_PURCHASE."""
     payload = command.payload
-    purchase = await _purchase(
+    purchase = await purchase_of(
         ctx, command.user_id, payload.payment_intent_id, payload.purchase_id
     )
     if purchase["payment_intent_id"] not in (None, payload.payment_intent_id):
@@ -183,7 +183,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
 async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
     """A declined payment: the purchase is failed (unless it already succeeded)."""
     payload = command.payload
-    purchase = await _purchase(ctx, command.user_id, payload.payment_intent_id)
+    purchase = await purchase_of(ctx, command.user_id, payload.payment_intent_id)
     if purchase["status"] != "pending":
         return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     await ctx.conn.execute(
@@ -214,7 +214,7 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
     balance never goes below zero.
     """
     payload = command.payload
-    purchase = await _purchase(ctx, command.user_id, payload.payment_intent_id)
+    purchase = await purchase_of(ctx, command.user_id, payload.payment_intent_id)
     if purchase["status"] not in ("succeeded", "refunded"):
         raise InvalidState(f"the purchase is {purchase['status']}", purchaseId=str(purchase["id"]))
     if payload.amount_refunded <= purchase["refunded_minor"]:
