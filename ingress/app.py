@@ -17,7 +17,7 @@ from ingress.controllers.commands import CommandsController
 from ingress.controllers.credits import CreditsController
 from ingress.controllers.docs import DocsController
 from ingress.controllers.health import HealthController
-from ingress.controllers.packs import CreditPacksController
+from ingress.controllers.packs import CreditPacksController, ProductsController
 from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import EXCEPTION_HANDLERS
 from ingress.resources import Resources
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CreditsController,
             CommandsController,
             CreditPacksController,
+            ProductsController,
             StripeWebhookController,
             DocsController,
             HealthController,

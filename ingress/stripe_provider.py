@@ -128,6 +128,30 @@ class StripeProvider:
         return str(refund.id)
 
 
+    async def save_product(
+        self, *, product_id: str | None, pack_id: str, name: str, active: bool
+    ) -> str:
+        params: Any = {"name": name, "active": active, "metadata": {"packId": pack_id}}
+        with stripe_errors():
+            if product_id is None:
+                product = await self.client.v1.products.create_async(
+                    params=params, options={"idempotency_key": f"pika-product-{pack_id}"}
+                )
+            else:
+                product = await self.client.v1.products.update_async(product_id, params=params)
+        return str(product.id)
+
+    async def create_price(
+        self, *, product_id: str, amount: int, currency: str, idempotency_key: str
+    ) -> str:
+        params: Any = {"product": product_id, "unit_amount": amount, "currency": currency}
+        with stripe_errors():
+            price = await self.client.v1.prices.create_async(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        return str(price.id)
+
+
 def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
     """The event if `Stripe-Signature` is valid for the raw body (300 s tolerance).
 

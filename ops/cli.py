@@ -152,6 +152,24 @@ def _reconcile_stripe(settings: Settings, since: str | None) -> int:
     return 0 if all(f.outcome == "applied" for f in fixes) else 1
 
 
+def cmd_stripe_sync(settings: Settings, _: argparse.Namespace) -> int:
+    from ingress.stripe_provider import StripeProvider
+    from services.db import make_engine
+    from services.purchases.product_sync import sync_products
+
+    async def go() -> list[dict[str, object]]:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            return await sync_products(engine, StripeProvider(settings))
+        finally:
+            await engine.dispose()
+
+    for line in asyncio.run(go()):
+        made = "new price" if line["new_price"] else "price unchanged"
+        console.print(f"{line['pack_id']}: product {line['product_id']}, {line['price_id']} ({made})")
+    return 0
+
+
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from ops.tokens import make_token
 
@@ -195,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--stripe", action="store_true",
                      help="first grant succeeded Stripe payments the ledger missed")
     rec.add_argument("--since", help="with --stripe: YYYY-MM-DD (default: 3 days ago)")
+    sub.add_parser("stripe-sync", help="create or update the Stripe Products and Prices of the packs")
     tok = sub.add_parser("token", help="print a development JWT")
     tok.add_argument("--sub", required=True)
     tok.add_argument("--roles", default="user")
@@ -216,6 +235,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "seed": cmd_seed,
     "expire": cmd_expire,
     "reconcile": cmd_reconcile,
+    "stripe-sync": cmd_stripe_sync,
     "token": cmd_token,
     "bench": cmd_bench,
     "faults": cmd_faults,

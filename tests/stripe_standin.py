@@ -1,7 +1,7 @@
-"""A small stand-in for the Stripe endpoints localstripe lacks (Checkout Sessions).
+"""A small stand-in for the Stripe endpoints localstripe lacks (Checkout Sessions, Prices).
 
-It answers `POST /v1/checkout/sessions` itself and forwards every other request to
-localstripe unchanged, so the service's single STRIPE_API_BASE reaches both. Only
+It answers `POST /v1/checkout/sessions` and `/v1/prices` itself and forwards every
+other request to localstripe unchanged, so the service's single STRIPE_API_BASE reaches both. Only
 for tests; the README says so. Run: python -m tests.stripe_standin PORT UPSTREAM.
 """
 
@@ -48,6 +48,28 @@ async def create_session(request: web.Request) -> web.Response:
     )
 
 
+async def create_price(request: web.Request) -> web.Response:
+    data = _nested(dict(await request.post()))
+    price = {
+        "id": f"price_{uuid.uuid4().hex[:24]}",
+        "object": "price",
+        "product": data["product"],
+        "unit_amount": int(data["unit_amount"]),
+        "currency": data["currency"],
+        "active": True,
+        "type": "one_time",
+    }
+    request.app["prices"][price["id"]] = price
+    return web.json_response(price)
+
+
+async def get_price(request: web.Request) -> web.Response:
+    price = request.app["prices"].get(request.match_info["id"])
+    if price is None:
+        return web.json_response({"error": {"type": "invalid_request_error"}}, status=404)
+    return web.json_response(price)
+
+
 async def forward(request: web.Request) -> web.Response:
     upstream: str = request.app["upstream"]
     headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
@@ -63,7 +85,10 @@ def main() -> None:
     port, upstream = int(sys.argv[1]), sys.argv[2]
     app = web.Application()
     app["upstream"] = upstream
+    app["prices"] = {}
     app.router.add_post("/v1/checkout/sessions", create_session)
+    app.router.add_post("/v1/prices", create_price)
+    app.router.add_get("/v1/prices/{id}", get_price)
     app.router.add_route("*", "/{tail:.*}", forward)
     web.run_app(app, host="127.0.0.1", port=port, print=None)
 

@@ -510,3 +510,31 @@ async def test_dispute_freezes_the_purchases_unspent_credits_until_it_closes(
         await asyncio.sleep(0.1)
     assert (balance["available"], balance["held"]) == (expected, 0)
     assert await reconcile(engine) == []
+
+
+async def test_stripe_sync_makes_products_and_a_new_price_when_the_price_changes(
+    http, pack, settings, stripe_client
+):
+    admin = auth("catalogue-admin", "admin")
+    first = await http.post("/payment/products/sync", headers=admin)
+    assert first.status_code == 200, first.text
+    mine = next(line for line in first.json() if line["pack_id"] == pack["id"])
+    assert mine["new_price"] is True
+    product = await stripe_client.v1.products.retrieve_async(mine["product_id"])
+    assert product.name == "Test 20 + 3" and product.metadata["packId"] == pack["id"]
+    again = await http.post("/payment/products/sync", headers=admin)
+    same = next(line for line in again.json() if line["pack_id"] == pack["id"])
+    assert same == {**mine, "new_price": False}, "nothing changed: nothing made"
+    await http.patch(
+        f"/payment/credit-packs/{pack['id']}", json={"price": 1900, "name": "Test, dearer"},
+        headers=admin,
+    )
+    from tests.test_cli import cli
+
+    synced = await asyncio.to_thread(cli, settings, "stripe-sync")
+    assert synced.returncode == 0, synced.stderr
+    [line] = [x for x in synced.stderr.splitlines() if x.startswith(f"{pack['id']}: ")]
+    assert line.startswith(f"{pack['id']}: product {mine['product_id']}, price_")
+    assert line.endswith("(new price)") and mine["price_id"] not in line
+    renamed = await stripe_client.v1.products.retrieve_async(mine["product_id"])
+    assert renamed.name == "Test, dearer"

@@ -14,8 +14,20 @@ from ingress.idempotency import idempotent
 from schemas.api import PackCreate, PackRead, PackUpdate, PurchaseRead, PurchaseRequest
 from services.purchases import catalogue
 from services.purchases.checkout import start_purchase
+from services.purchases.product_sync import sync_products
 
 PackPath = Annotated[str, Parameter(pattern=r"^[a-z0-9_-]{1,64}$")]
+
+
+class ProductsController(Controller):
+    path = "/payment/products"
+    tags = ["credit packs"]
+
+    @post("/sync", guards=[admin_only], operation_id="syncStripeProducts", status_code=200)
+    async def sync(self, request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+        """Create or update the Stripe Product and Price of every pack; returns their ids."""
+        res = resources_of(request)
+        return await sync_products(res.engine, res.payments)
 
 
 class CreditPacksController(Controller):

@@ -43,6 +43,8 @@ def upgrade() -> None:
             active boolean NOT NULL DEFAULT true,
             stripe_product_id text,
             stripe_price_id text,
+            -- "<price>:<currency>" the Stripe price was made for (Stripe prices are immutable)
+            stripe_price_terms text,
             created_at timestamptz NOT NULL DEFAULT now(),
             updated_at timestamptz NOT NULL DEFAULT now()
         )

@@ -59,3 +59,15 @@ class PaymentProvider(Protocol):
     async def refund(self, *, payment_intent_id: str, amount: int, idempotency_key: str) -> str:
         """Refund `amount` of a PaymentIntent's money; returns the refund id."""
         ...
+
+    async def save_product(
+        self, *, product_id: str | None, pack_id: str, name: str, active: bool
+    ) -> str:
+        """Create (product_id None) or update the pack's Product; returns its id."""
+        ...
+
+    async def create_price(
+        self, *, product_id: str, amount: int, currency: str, idempotency_key: str
+    ) -> str:
+        """A new one-time Price (Stripe prices never change); returns its id."""
+        ...

@@ -1,0 +1,55 @@
+"""`pika-payment stripe-sync` / `POST /payment/products/sync`: packs as Stripe Products.
+
+Purchases do not need them (PaymentIntents and Checkout use inline amounts); they
+make the catalogue visible in Stripe's dashboard and reports. Every pack gets a
+Product (name, active flag, metadata packId) and a Price for its current terms; a
+changed price makes a new Price, since Stripe prices never change.
+"""
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.purchases.ports import PaymentProvider
+
+ALL_PACKS = text(
+    "SELECT id, name, price_minor, currency, active, stripe_product_id, stripe_price_id, "
+    "stripe_price_terms FROM credit_packs ORDER BY id"
+)
+SAVE_IDS = text(
+    "UPDATE credit_packs SET stripe_product_id = :product, stripe_price_id = :price, "
+    "stripe_price_terms = :terms, updated_at = now() WHERE id = :id"
+)
+
+
+async def sync_products(engine: AsyncEngine, provider: PaymentProvider) -> list[dict[str, Any]]:
+    """Returns one line per pack: its ids and whether a new price was made."""
+    async with engine.connect() as conn:
+        packs = (await conn.execute(ALL_PACKS)).mappings().all()
+    report = []
+    for pack in packs:
+        product = await provider.save_product(
+            product_id=pack["stripe_product_id"],
+            pack_id=pack["id"],
+            name=pack["name"],
+            active=pack["active"],
+        )
+        terms = f"{pack['price_minor']}:{pack['currency'].strip()}"
+        price, new_price = pack["stripe_price_id"], False
+        if price is None or pack["stripe_price_terms"] != terms:
+            price = await provider.create_price(
+                product_id=product,
+                amount=pack["price_minor"],
+                currency=pack["currency"].strip(),
+                idempotency_key=f"pika-price-{pack['id']}-{terms}",
+            )
+            new_price = True
+        async with engine.begin() as conn:
+            await conn.execute(
+                SAVE_IDS, {"product": product, "price": price, "terms": terms, "id": pack["id"]}
+            )
+        report.append(
+            {"pack_id": pack["id"], "product_id": product, "price_id": price, "new_price": new_price}
+        )
+    return report
