@@ -56,9 +56,10 @@ async def pack(http) -> dict:
 
 def signed(event: dict, secret: str = STRIPE_WEBHOOK_SECRET, at: int | None = None) -> tuple[str, str]:
     payload = json.dumps(event)
-    timestamp = at or int(time.time())
-    signature = stripe.WebhookSignature._compute_signature(f"{timestamp}.{payload}", secret)
-    return payload, f"t={timestamp},v1={signature}"
+    header = stripe.WebhookSignature.generate_signature_header(
+        payload, secret, timestamp=at or int(time.time())
+    )
+    return payload, header
 
 
 def intent_event(intent_id: str, user: str, amount: int, kind: str = "succeeded") -> dict:
