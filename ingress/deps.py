@@ -74,6 +74,17 @@ async def submit_idempotently(
         )
         return await res.gateway.submit(command)
 
+    return await reply_idempotently(request, principal, body, action)
+
+
+async def reply_idempotently(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    body: Any,
+    action: Callable[[uuid.UUID], Awaitable[Reply]],
+) -> Response[Any]:
+    """Run `action` once per caller, route and Idempotency-Key; replay its reply."""
+    res = resources_of(request)
     reply = await idempotent(
         res.redis,
         key=request.headers.get("idempotency-key"),

@@ -8,9 +8,8 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from ingress.auth import Principal, admin_only, authenticated
-from ingress.deps import provide_principal, resources_of, to_response
+from ingress.deps import provide_principal, reply_idempotently, resources_of
 from ingress.gateway import Reply
-from ingress.idempotency import idempotent
 from schemas.api import PackCreate, PackRead, PackUpdate, PurchaseRead, PurchaseRequest
 from services.purchases import catalogue
 from services.purchases.checkout import start_purchase
@@ -98,12 +97,4 @@ class CreditPacksController(Controller):
             )
             return Reply(200, PurchaseRead.model_validate(started).model_dump(mode="json"), {})
 
-        reply = await idempotent(
-            res.redis,
-            key=request.headers.get("idempotency-key"),
-            scope=f"{principal.subject}:{request.method}:{request.url.path}",
-            body=body.model_dump(mode="json"),
-            ttl=res.settings.idempotency_ttl_seconds,
-            action=action,
-        )
-        return to_response(reply)
+        return await reply_idempotently(request, principal, body.model_dump(mode="json"), action)
