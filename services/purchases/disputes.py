@@ -19,7 +19,7 @@ from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers import APPLIED, release_hold
 from services.ledger.models import AVAILABLE, HELD, Allocation, Hold, Leg, TransactionDraft
-from services.purchases.handlers import purchase_of
+from services.purchases.handlers import debit_purchase_batches, purchase_of
 
 DISPUTE_HOLD_DAYS = 180  # longer than any card network's dispute window
 ADD_CLAWED = text(
@@ -79,14 +79,7 @@ async def freeze_purchase(ctx: LedgerContext, command: FreezePurchase) -> Outcom
     )
     draft.hold_id = hold.id
     await repo.insert_transactions(ctx.conn, [draft])
-    taken: list[Allocation] = []
-    left = credits
-    for batch in batches:
-        n = min(batch.remaining, left)
-        if n:
-            taken.append(Allocation(draft.id, batch.id, -n, batch.expires_at, batch.source))
-            left -= n
-    await repo.debit_batches(ctx.conn, taken)
+    taken = await debit_purchase_batches(ctx, draft.id, batches, credits)
     after = await repo.adjust_accounts(ctx.conn, {account.id: (-credits, credits)})
     await repo.insert_postings(ctx.conn, [draft], after)
     await repo.insert_hold(ctx.conn, hold)

@@ -78,6 +78,21 @@ def _payment(purchase: dict[str, Any], **extra: Any) -> PaymentPayload:
     )
 
 
+async def debit_purchase_batches(
+    ctx: LedgerContext, transaction_id: Any, batches: list[repo.OpenBatch], credits: int
+) -> list[Allocation]:
+    """Take `credits` from a purchase's own batches, in the order given."""
+    taken: list[Allocation] = []
+    left = credits
+    for batch in batches:
+        n = min(batch.remaining, left)
+        if n:
+            taken.append(Allocation(transaction_id, batch.id, -n, batch.expires_at, batch.source))
+            left -= n
+    await repo.debit_batches(ctx.conn, taken)
+    return taken
+
+
 async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outcome:
     """Grant a paid purchase: PURCHASED batch (+ PROMOTIONAL bonus), CREDIT_PURCHASE."""
     payload = command.payload
@@ -254,14 +269,7 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
             ],
         )
         await repo.insert_transactions(ctx.conn, [draft])
-        taken: list[Allocation] = []
-        left = taken_total
-        for batch in batches:
-            n = min(batch.remaining, left)
-            if n:
-                taken.append(Allocation(draft.id, batch.id, -n, batch.expires_at, batch.source))
-                left -= n
-        await repo.debit_batches(ctx.conn, taken)
+        taken = await debit_purchase_batches(ctx, draft.id, batches, taken_total)
         after = await repo.adjust_accounts(ctx.conn, {account.id: (-taken_total, 0)})
         await repo.insert_postings(ctx.conn, [draft], after)
         events += announce(
