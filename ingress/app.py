@@ -17,6 +17,7 @@ from ingress.controllers.commands import CommandsController
 from ingress.controllers.credits import CreditsController
 from ingress.controllers.docs import DocsController
 from ingress.controllers.health import HealthController
+from ingress.controllers.live import balance_socket
 from ingress.controllers.packs import CreditPacksController, ProductsController
 from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import EXCEPTION_HANDLERS
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             StripeWebhookController,
             DocsController,
             HealthController,
+            balance_socket,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestMetrics()],

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ingress.gateway import CommandGateway
+from ingress.live import BalanceHub
 from ingress.stripe_provider import StripeProvider
 from services.db import make_engine
 from services.settings import Settings
@@ -25,6 +26,7 @@ class Resources:
     producer: AIOKafkaProducer
     gateway: CommandGateway
     payments: StripeProvider
+    hub: BalanceHub
 
     @classmethod
     async def open(cls, settings: Settings) -> "Resources":
@@ -47,9 +49,12 @@ class Resources:
                 log.warning("kafka not reachable yet (%s), attempt %d", type(error).__name__, attempt)
                 await asyncio.sleep(0.5)
         gateway = CommandGateway(producer, engine, redis, settings)
-        return cls(settings, engine, redis, producer, gateway, StripeProvider(settings))
+        hub = BalanceHub(settings)
+        await hub.start()
+        return cls(settings, engine, redis, producer, gateway, StripeProvider(settings), hub)
 
     async def close(self) -> None:
+        await self.hub.stop()
         with contextlib.suppress(Exception):
             await self.producer.stop()
         with contextlib.suppress(Exception):

@@ -1,0 +1,95 @@
+"""`GET /payment/ws`: a user's balance, live.
+
+Protocol (JSON text frames):
+- the client authenticates with its first message `{"type": "auth", "token": "<JWT>"}`
+  within AUTH_SECONDS (never in the URL, which proxies log);
+- the server answers `{"type": "balance", "available", "held", "total"}`, then sends
+  every `balance.changed` of that user (balances after the change, delta, transaction);
+- the server sends `{"type": "ping"}` every PING_SECONDS; a client that sends nothing
+  for IDLE_SECONDS is closed (any message, e.g. `{"type": "pong"}`, keeps it open);
+- close codes: 4401 authentication failed, 4408 idle, 4429 too slow to keep up.
+"""
+
+import asyncio
+import contextlib
+from typing import Any
+
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from ingress.auth import decode_token
+from ingress.live import BalanceHub, Subscription
+from services.errors import Unauthorized
+from services.ledger import queries
+
+AUTH_SECONDS = 5.0
+PING_SECONDS = 20.0
+IDLE_SECONDS = 90.0
+
+
+async def _authenticate(socket: WebSocket[Any, Any, Any]) -> str | None:
+    try:
+        first = await asyncio.wait_for(socket.receive_json(), AUTH_SECONDS)
+        if not isinstance(first, dict) or first.get("type") != "auth":
+            raise Unauthorized("send {\"type\": \"auth\", \"token\": ...} first")
+        principal = decode_token(
+            f"Bearer {first.get('token', '')}", socket.app.state.settings.payment_jwt_secret
+        )
+    except WebSocketDisconnect:
+        return None
+    except (TimeoutError, Unauthorized, ValueError) as error:
+        reason = error.message if isinstance(error, Unauthorized) else "authentication expected"
+        await socket.close(code=4401, reason=reason[:120])
+        return None
+    return principal.subject
+
+
+async def _pump(socket: WebSocket[Any, Any, Any], subscription: Subscription) -> None:
+    while True:
+        getter = asyncio.ensure_future(subscription.queue.get())
+        overflow = asyncio.ensure_future(subscription.overflowed.wait())
+        done, pending = await asyncio.wait(
+            {getter, overflow}, timeout=PING_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        if overflow in done:
+            await socket.close(code=4429, reason="too slow to keep up")
+            return
+        await socket.send_json(getter.result() if getter in done else {"type": "ping"})
+
+
+async def _listen(socket: WebSocket[Any, Any, Any]) -> None:
+    """Reads client messages; returns when the client goes idle."""
+    while True:
+        await asyncio.wait_for(socket.receive_data("text"), IDLE_SECONDS)
+
+
+@websocket("/payment/ws")
+async def balance_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept()
+    user_id = await _authenticate(socket)
+    if user_id is None:
+        return
+    resources = socket.app.state.resources
+    hub: BalanceHub = resources.hub
+    subscription = hub.subscribe(user_id)  # before reading the balance: no gap
+    try:
+        async with resources.engine.connect() as conn:
+            balance = await queries.balance(conn, user_id)
+        await socket.send_json(
+            {"type": "balance", "userId": user_id, "available": balance["available"],
+             "held": balance["held"], "total": balance["total"]}
+        )
+        pump = asyncio.create_task(_pump(socket, subscription))
+        listen = asyncio.create_task(_listen(socket))
+        done, pending = await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if listen in done and isinstance(listen.exception(), TimeoutError):
+            with contextlib.suppress(Exception):
+                await socket.close(code=4408, reason="idle")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.unsubscribe(subscription)
