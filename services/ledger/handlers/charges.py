@@ -1,0 +1,86 @@
+"""Charges, the hot path: set-based for many users at once, a single charge is one element."""
+
+import uuid
+
+from schemas.commands import ChargeCredits
+from services.errors import PaymentError
+from services.ledger import repository as repo
+from services.ledger.context import LedgerContext, Outcome
+from services.ledger.events import announce
+from services.ledger.handlers.common import applied, balance, check_amount, check_funds, write
+from services.ledger.models import AVAILABLE, Account, Allocation, Leg, TransactionDraft
+
+
+async def charge_credits_many(
+    ctx: LedgerContext, commands: list[ChargeCredits]
+) -> dict[uuid.UUID, Outcome | PaymentError]:
+    """Apply charges of distinct users with a fixed number of statements.
+
+    Rejections (limits, insufficient credits) are decided up front from the locked
+    balances, so one refused charge costs nothing to the others.
+    """
+    users = [c.user_id for c in commands]
+    if len(set(users)) != len(users):
+        raise ValueError("charge_credits_many takes each user at most once")
+    accounts = await repo.lock_accounts(ctx.conn, users)
+    outcomes: dict[uuid.UUID, Outcome | PaymentError] = {}
+    accepted: list[tuple[ChargeCredits, Account, TransactionDraft]] = []
+    bookings = ctx.system("bookings")
+    for command in commands:
+        credits = command.payload.credits
+        try:
+            check_amount(ctx, credits)
+            account = check_funds(accounts.get(command.user_id), credits)
+        except PaymentError as error:
+            outcomes[command.id] = error
+            continue
+        draft = TransactionDraft(
+            type="CREDIT_USAGE",
+            user_id=command.user_id,
+            credits=credits,
+            command_id=command.id,
+            reference=command.payload.reference,
+            metadata=command.payload.metadata,
+            legs=[Leg(account.id, AVAILABLE, -credits), Leg(bookings, AVAILABLE, credits)],
+        )
+        accepted.append((command, account, draft))
+    if not accepted:
+        return outcomes
+    drafts = [draft for _, _, draft in accepted]
+    await repo.insert_transactions(ctx.conn, drafts)
+    allocations = await repo.take_from_batches(
+        ctx.conn, [(d.id, a.id, d.credits) for _, a, d in accepted]
+    )
+    by_tx: dict[uuid.UUID, list[Allocation]] = {}
+    for allocation in allocations:
+        by_tx.setdefault(allocation.transaction_id, []).append(allocation)
+    after = await write(ctx, drafts, {a.id: (-d.credits, 0) for _, a, d in accepted})
+    for command, account, draft in accepted:
+        taken = by_tx[draft.id]
+        outcomes[command.id] = applied(
+            command,
+            {
+                "transactionId": str(draft.id),
+                "credits": draft.credits,
+                "reference": draft.reference,
+                "balance": balance(after[account.id]),
+                "batches": [a.as_event_item() for a in taken],
+            },
+            announce(
+                "credits.charged",
+                command,
+                command.user_id,
+                draft,
+                after=after[account.id],
+                delta=-draft.credits,
+                allocations=taken,
+            ),
+        )
+    return outcomes
+
+
+async def charge_credits(ctx: LedgerContext, command: ChargeCredits) -> Outcome:
+    outcome = (await charge_credits_many(ctx, [command]))[command.id]
+    if isinstance(outcome, PaymentError):
+        raise outcome
+    return outcome

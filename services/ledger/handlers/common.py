@@ -1,0 +1,71 @@
+"""What every ledger handler shares: limit checks, account locking, posting, results."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from schemas.commands import CommandEnvelope
+from services.errors import CreditLimitExceeded, InsufficientCredits, TransactionLimitExceeded
+from services.ledger import repository as repo
+from services.ledger.context import LedgerContext, Outcome
+from services.ledger.models import Account, TransactionDraft
+
+APPLIED = "applied"
+
+Handler = Callable[[LedgerContext, Any], Awaitable[Outcome]]
+
+
+def check_amount(ctx: LedgerContext, credits: int) -> None:
+    if credits > ctx.settings.max_transaction_amount:
+        raise TransactionLimitExceeded(
+            f"{credits} credits exceed the limit of {ctx.settings.max_transaction_amount} "
+            "per transaction",
+            credits=credits,
+            limit=ctx.settings.max_transaction_amount,
+        )
+
+
+def check_balance_cap(ctx: LedgerContext, account: Account, credits: int) -> None:
+    if account.total + credits > ctx.settings.max_credit_balance:
+        raise CreditLimitExceeded(
+            f"the balance would be {account.total + credits}, above the limit of "
+            f"{ctx.settings.max_credit_balance}",
+            balance=account.total,
+            credits=credits,
+            limit=ctx.settings.max_credit_balance,
+        )
+
+
+def check_funds(account: Account | None, credits: int) -> Account:
+    available = account.available if account else 0
+    if account is None or available < credits:
+        raise InsufficientCredits(
+            f"{credits} credits requested, {available} available",
+            available=available,
+            requested=credits,
+        )
+    return account
+
+
+async def lock_one(ctx: LedgerContext, user_id: str, create: bool = False) -> Account | None:
+    if create:
+        await repo.ensure_accounts(ctx.conn, [user_id])
+    return (await repo.lock_accounts(ctx.conn, [user_id])).get(user_id)
+
+
+async def write(
+    ctx: LedgerContext,
+    drafts: list[TransactionDraft],
+    deltas: dict[int, tuple[int, int]],
+) -> dict[int, tuple[int, int]]:
+    """Move user balances by `deltas` and write the postings with the balances after."""
+    after = await repo.adjust_accounts(ctx.conn, deltas)
+    await repo.insert_postings(ctx.conn, drafts, after)
+    return after
+
+
+def applied(command: CommandEnvelope, result: dict[str, Any], events: list[Any]) -> Outcome:
+    return Outcome(command=command, status=APPLIED, result=result, events=events)
+
+
+def balance(after: tuple[int, int]) -> dict[str, int]:
+    return {"available": after[0], "held": after[1], "total": after[0] + after[1]}

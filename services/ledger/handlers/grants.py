@@ -1,0 +1,108 @@
+"""Grants: every way credits enter an account as a new batch."""
+
+import uuid
+from typing import Any
+
+from schemas.commands import CommandEnvelope, GrantCredits
+from services.errors import ValidationFailed
+from services.ledger import repository as repo
+from services.ledger.context import LedgerContext, Outcome
+from services.ledger.events import announce
+from services.ledger.handlers.common import applied, balance, check_amount, check_balance_cap, lock_one, write
+from services.ledger.models import AVAILABLE, PROMOTIONAL, Allocation, Leg, TransactionDraft
+
+
+async def grant_batch(
+    ctx: LedgerContext,
+    command: CommandEnvelope,
+    *,
+    credits: int,
+    source: str,
+    transaction_type: str,
+    system_code: str,
+    expires_at: Any = None,
+    reason: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    amount_minor: int | None = None,
+    currency: str | None = None,
+    stripe_payment_intent_id: str | None = None,
+    paid: bool = False,
+) -> Outcome:
+    """Credit a new batch to the command's user; the common path of every grant.
+
+    Purchases, memberships and promotions grant through here too, each with its own
+    batch source, transaction type and system account. A `paid` grant skips the
+    limits: they were checked before the customer paid, and refusing credits that
+    were paid for would keep the customer's money.
+    """
+    if not paid:
+        check_amount(ctx, credits)
+    expiry = expires_at or ctx.default_expiry()
+    if expiry <= ctx.now:
+        raise ValidationFailed("expiresAt must be in the future", expiresAt=str(expiry))
+    account = await lock_one(ctx, command.user_id, create=True)
+    assert account is not None
+    if not paid:
+        check_balance_cap(ctx, account, credits)
+    draft = TransactionDraft(
+        type=transaction_type,
+        user_id=command.user_id,
+        credits=credits,
+        command_id=command.id,
+        reference=reason,
+        metadata={**(metadata or {}), **({"reason": reason} if reason else {})},
+        amount_minor=amount_minor,
+        currency=currency,
+        stripe_payment_intent_id=stripe_payment_intent_id,
+        legs=[Leg(account.id, AVAILABLE, credits), Leg(ctx.system(system_code), AVAILABLE, -credits)],
+    )
+    await repo.insert_transactions(ctx.conn, [draft])
+    batch_id = uuid.uuid4()
+    await repo.insert_batch(
+        ctx.conn,
+        batch_id=batch_id,
+        account_id=account.id,
+        user_id=command.user_id,
+        source=source,
+        credits=credits,
+        expires_at=expiry,
+        transaction_id=draft.id,
+        source_ref=str(command.id),
+    )
+    allocation = Allocation(draft.id, batch_id, credits, expiry, source)
+    await repo.insert_allocations(ctx.conn, [allocation])
+    after = await write(ctx, [draft], {account.id: (credits, 0)})
+    return applied(
+        command,
+        {
+            "transactionId": str(draft.id),
+            "batchId": str(batch_id),
+            "credits": credits,
+            "expiresAt": expiry.isoformat(),
+            "balance": balance(after[account.id]),
+        },
+        announce(
+            "credits.granted",
+            command,
+            command.user_id,
+            draft,
+            after=after[account.id],
+            delta=credits,
+            allocations=[allocation],
+        ),
+    )
+
+
+async def grant_credits(ctx: LedgerContext, command: GrantCredits) -> Outcome:
+    """Goodwill / adjustment: a PROMOTIONAL batch, transaction type ADJUSTMENT."""
+    return await grant_batch(
+        ctx,
+        command,
+        credits=command.payload.credits,
+        source=PROMOTIONAL,
+        transaction_type="ADJUSTMENT",
+        system_code="adjustments",
+        expires_at=command.payload.expires_at,
+        reason=command.payload.reason,
+        metadata=command.payload.metadata,
+    )

@@ -1,0 +1,200 @@
+"""Holds: reserve credits (hold), then charge them (capture) or give them back (release)."""
+
+import uuid
+from datetime import timedelta
+
+from schemas.commands import CaptureCredits, CommandEnvelope, HoldCredits, ReleaseCredits
+from services.errors import InvalidState, NotFound, ValidationFailed
+from services.ledger import repository as repo
+from services.ledger.context import LedgerContext, Outcome
+from services.ledger.events import announce
+from services.ledger.handlers.common import applied, balance, check_amount, check_funds, lock_one, write
+from services.ledger.handlers.returns import return_to_batches
+from services.ledger.models import AVAILABLE, HELD, Account, Allocation, Hold, Leg, TransactionDraft
+
+
+async def hold_credits(ctx: LedgerContext, command: HoldCredits) -> Outcome:
+    """Move credits from available to held, remembering the batches they came from."""
+    payload = command.payload
+    check_amount(ctx, payload.credits)
+    account = check_funds(await lock_one(ctx, command.user_id), payload.credits)
+    if await repo.open_hold_exists(ctx.conn, command.user_id, payload.reference):
+        raise InvalidState(
+            f"an open hold for {payload.reference!r} exists already", reference=payload.reference
+        )
+    ttl = payload.ttl_seconds or ctx.settings.hold_ttl_seconds
+    draft = TransactionDraft(
+        type="CREDIT_HOLD",
+        user_id=command.user_id,
+        credits=payload.credits,
+        command_id=command.id,
+        reference=payload.reference,
+        metadata=payload.metadata,
+        legs=[Leg(account.id, AVAILABLE, -payload.credits), Leg(account.id, HELD, payload.credits)],
+    )
+    hold = Hold(
+        id=uuid.uuid4(),
+        account_id=account.id,
+        user_id=command.user_id,
+        reference=payload.reference,
+        credits=payload.credits,
+        status="open",
+        expires_at=ctx.now + timedelta(seconds=ttl),
+        transaction_id=draft.id,
+    )
+    draft.hold_id = hold.id
+    await repo.insert_transactions(ctx.conn, [draft])
+    taken = await repo.take_from_batches(ctx.conn, [(draft.id, account.id, payload.credits)])
+    after = await write(ctx, [draft], {account.id: (-payload.credits, payload.credits)})
+    await repo.insert_hold(ctx.conn, hold)
+    return applied(
+        command,
+        {
+            "transactionId": str(draft.id),
+            "holdId": str(hold.id),
+            "credits": payload.credits,
+            "reference": payload.reference,
+            "expiresAt": hold.expires_at.isoformat(),
+            "balance": balance(after[account.id]),
+        },
+        announce(
+            "credits.held",
+            command,
+            command.user_id,
+            draft,
+            after=after[account.id],
+            delta=-payload.credits,
+            held_delta=payload.credits,
+            allocations=taken,
+        ),
+    )
+
+
+async def _open_hold(ctx: LedgerContext, command: CaptureCredits | ReleaseCredits) -> Hold:
+    payload = command.payload
+    if payload.hold_id is None and payload.reference is None:
+        raise ValidationFailed("name the hold by holdId or reference")
+    hold = await repo.find_hold(ctx.conn, command.user_id, payload.hold_id, payload.reference)
+    if hold is None:
+        raise NotFound("no such hold", holdId=payload.hold_id, reference=payload.reference)
+    if hold.status != "open":
+        raise InvalidState(f"the hold is {hold.status}", holdId=str(hold.id), status=hold.status)
+    return hold
+
+
+async def release_hold(
+    ctx: LedgerContext,
+    command: CommandEnvelope,
+    account: Account,
+    hold: Hold,
+    credits: int,
+    reason: str | None,
+) -> tuple[TransactionDraft, list[Allocation]]:
+    draft = TransactionDraft(
+        type="CREDIT_RELEASE",
+        user_id=command.user_id,
+        credits=credits,
+        command_id=command.id,
+        reference=hold.reference,
+        related_transaction_id=hold.transaction_id,
+        hold_id=hold.id,
+        metadata={"reason": reason} if reason else {},
+        legs=[Leg(account.id, HELD, -credits), Leg(account.id, AVAILABLE, credits)],
+    )
+    await repo.insert_transactions(ctx.conn, [draft])
+    returned = await return_to_batches(
+        ctx,
+        account,
+        return_transaction_id=draft.id,
+        debit_transaction_id=hold.transaction_id,
+        credits=credits,
+    )
+    return draft, returned
+
+
+async def capture_credits(ctx: LedgerContext, command: CaptureCredits) -> Outcome:
+    """Charge a hold (all, or part and release the rest) as CREDIT_USAGE."""
+    account = await lock_one(ctx, command.user_id)
+    if account is None:
+        raise NotFound("no such hold", holdId=command.payload.hold_id)
+    hold = await _open_hold(ctx, command)
+    if hold.expires_at <= ctx.now:
+        raise InvalidState("the hold has expired", holdId=str(hold.id))
+    credits = command.payload.credits or hold.credits
+    if credits > hold.credits:
+        raise ValidationFailed(
+            f"capture of {credits} exceeds the hold of {hold.credits}",
+            held=hold.credits,
+            requested=credits,
+        )
+    usage = TransactionDraft(
+        type="CREDIT_USAGE",
+        user_id=command.user_id,
+        credits=credits,
+        command_id=command.id,
+        reference=hold.reference,
+        related_transaction_id=hold.transaction_id,
+        hold_id=hold.id,
+        metadata=command.payload.metadata,
+        legs=[Leg(account.id, HELD, -credits), Leg(ctx.system("bookings"), AVAILABLE, credits)],
+    )
+    await repo.insert_transactions(ctx.conn, [usage])
+    drafts = [usage]
+    rest = hold.credits - credits
+    if rest:
+        release, _ = await release_hold(ctx, command, account, hold, rest, "partial capture")
+        drafts.append(release)
+    after = await write(ctx, drafts, {account.id: (rest, -hold.credits)})
+    await repo.settle_hold(ctx.conn, hold.id, "captured", usage.id)
+    return applied(
+        command,
+        {
+            "transactionId": str(usage.id),
+            "holdId": str(hold.id),
+            "credits": credits,
+            "released": rest,
+            "balance": balance(after[account.id]),
+        },
+        announce(
+            "credits.charged",
+            command,
+            command.user_id,
+            usage,
+            after=after[account.id],
+            delta=rest,
+            held_delta=-hold.credits,
+        ),
+    )
+
+
+async def release_credits(ctx: LedgerContext, command: ReleaseCredits) -> Outcome:
+    """Cancel a hold: its credits return to their batches (expired ones: REFUNDED)."""
+    account = await lock_one(ctx, command.user_id)
+    if account is None:
+        raise NotFound("no such hold", holdId=command.payload.hold_id)
+    hold = await _open_hold(ctx, command)
+    reason = command.payload.reason
+    draft, returned = await release_hold(ctx, command, account, hold, hold.credits, reason)
+    after = await write(ctx, [draft], {account.id: (hold.credits, -hold.credits)})
+    status = "expired" if reason == "expired" and hold.expires_at <= ctx.now else "released"
+    await repo.settle_hold(ctx.conn, hold.id, status, draft.id)
+    return applied(
+        command,
+        {
+            "transactionId": str(draft.id),
+            "holdId": str(hold.id),
+            "credits": hold.credits,
+            "status": status,
+            "balance": balance(after[account.id]),
+        },
+        announce(
+            "credits.released",
+            command,
+            command.user_id,
+            draft,
+            after=after[account.id],
+            delta=hold.credits,
+            held_delta=-hold.credits,
+            allocations=returned,
+        ),
+    )
