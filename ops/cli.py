@@ -73,6 +73,29 @@ def cmd_relay(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(settings: Settings, _: argparse.Namespace) -> int:
+    from workers.main import run_notify_worker
+
+    asyncio.run(run_notify_worker(settings))
+    return 0
+
+
+def cmd_remind(settings: Settings, _: argparse.Namespace) -> int:
+    from ops.remind import publish_reminders
+    from services.db import make_engine
+
+    async def go() -> tuple[int, int]:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            return await publish_reminders(engine, settings)
+        finally:
+            await engine.dispose()
+
+    users, batches = asyncio.run(go())
+    console.print(f"remind: {users} reminders published covering {batches} expiring batches")
+    return 0
+
+
 def cmd_expire(settings: Settings, _: argparse.Namespace) -> int:
     from ops.expire import publish_expiries
     from services.db import make_engine
@@ -207,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="migrate the database and create topics")
     sub.add_parser("seed", help="demo accounts and credits")
     sub.add_parser("expire", help="publish expiry commands for due batches and holds")
+    sub.add_parser("notify", help="send email receipts and notices from payment.events")
+    sub.add_parser("remind", help="publish reminders of credits expiring soon (daily)")
     rec = sub.add_parser("reconcile", help="check the ledger invariants")
     rec.add_argument("--require-events-sent", action="store_true",
                      help="also fail when outbox rows are unsent")
@@ -234,6 +259,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
     "seed": cmd_seed,
     "expire": cmd_expire,
+    "notify": cmd_notify,
+    "remind": cmd_remind,
     "reconcile": cmd_reconcile,
     "stripe-sync": cmd_stripe_sync,
     "token": cmd_token,

@@ -1,8 +1,9 @@
 """`pika-payment run`: the whole stack in one terminal, stopped cleanly by Ctrl-C.
 
 Starts what is missing (ops.stack), migrates, provisions topics, seeds, then
-supervises ingress + ledger worker + relay as child processes (restarting one that
-dies) and publishes expiry commands every EXPIRE_INTERVAL_SECONDS.
+supervises ingress + ledger worker + relay + notify worker as child processes
+(restarting one that dies), publishes expiry commands every EXPIRE_INTERVAL_SECONDS
+and runs `remind` once at start and then daily.
 """
 
 import asyncio
@@ -19,7 +20,8 @@ from ops.stack import RUN_DIR, Stack
 from services.settings import Settings
 
 console = Console(stderr=True, soft_wrap=True)
-PROCESSES = {"ingress": 0, "worker": 9101, "relay": 9102}
+PROCESSES = {"ingress": 0, "worker": 9101, "relay": 9102, "notify": 9103}
+REMIND_INTERVAL_SECONDS = 24 * 3600
 
 
 def _spawn(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -49,6 +51,7 @@ def run_stack(settings: Settings, *, with_seed: bool = True) -> int:
         env["KAFKA_BOOTSTRAP_SERVERS"] = stack.ensure_kafka(settings.kafka_bootstrap_servers)
         env["DATABASE_URL"] = stack.ensure_postgres(settings.database_url)
         env["REDIS_URL"] = stack.ensure_redis(settings.redis_url)
+        stack.ensure_smtp(settings.smtp_host, settings.smtp_port)
         env.setdefault("PAYMENT_SERVICE_HOST", "127.0.0.1")
         for note in stack.notes:
             console.print(f"  {note}")
@@ -71,6 +74,7 @@ def run_stack(settings: Settings, *, with_seed: bool = True) -> int:
             "Press Ctrl-C to stop.\n"
         )
         next_expire = time.monotonic() + 5
+        next_remind = time.monotonic() + 10
         while not stopping:
             time.sleep(0.5)
             for name, child in list(children.items()):
@@ -80,6 +84,9 @@ def run_stack(settings: Settings, *, with_seed: bool = True) -> int:
             if time.monotonic() >= next_expire:
                 next_expire = time.monotonic() + settings.expire_interval_seconds
                 _expire(settings, env)
+            if time.monotonic() >= next_remind:
+                next_remind = time.monotonic() + REMIND_INTERVAL_SECONDS
+                _remind(settings)
         return 0
     finally:
         console.print("stopping…")
@@ -113,3 +120,24 @@ def _expire(settings: Settings, env: dict[str, str]) -> None:
         return
     if count:
         console.print(f"expire: published {count} commands")
+
+
+def _remind(settings: Settings) -> None:
+    """The daily `remind` job; reminding twice is harmless (batches are recorded)."""
+    from ops.remind import publish_reminders
+    from services.db import make_engine
+
+    async def go() -> tuple[int, int]:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            return await publish_reminders(engine, settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        users, _ = asyncio.run(go())
+    except Exception as error:  # tomorrow's round retries; never take the stack down
+        console.print(f"[yellow]remind failed: {type(error).__name__}[/yellow]")
+        return
+    if users:
+        console.print(f"remind: published {users} expiry reminders")

@@ -10,9 +10,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
+from importlib import resources, util
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -107,6 +108,31 @@ class Stack:
         wait_port(host, port)
         self.notes.append(f"redis: started redis-server on {host}:{port}")
         return url
+
+    def ensure_smtp(self, host: str, port: int) -> None:
+        """A local aiosmtpd (mail printed to .run/smtp.log) when nothing answers on SMTP_HOST.
+
+        Only for a local address: a remote relay that is down is the operator's to fix,
+        and the notify worker retries until it answers.
+        """
+        if port_open(host, port):
+            self.notes.append(f"smtp: using {host}:{port}")
+            return
+        if host not in ("127.0.0.1", "localhost") or util.find_spec("aiosmtpd") is None:
+            self.notes.append(f"smtp: {host}:{port} does not answer; emails wait and retry")
+            return
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        log = open(RUN_DIR / "smtp.log", "ab")  # noqa: SIM115 - owned by the child
+        child = subprocess.Popen(
+            [sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Debugging",
+             "-l", f"{host}:{port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.children.append(child)
+        wait_port(host, port)
+        self.notes.append(f"smtp: started aiosmtpd on {host}:{port} (emails in .run/smtp.log)")
 
     def ensure_postgres(self, url: str) -> str:
         parts = urlsplit(url.replace("+asyncpg", ""))

@@ -110,6 +110,9 @@ class PaymentPayload(WireModel):
     bonus_credits: int = 0
     code: str | None = Field(None, description="PAY002 when the payment failed.")
     failure_code: str | None = None
+    attempt: int | None = Field(
+        None, ge=1, description="Which collection attempt failed (renewal dunning); None: one-off."
+    )
 
 
 class PaymentSucceeded(EventEnvelope):
@@ -162,6 +165,28 @@ class ReceiptRequested(EventEnvelope):
     payload: ReceiptPayload
 
 
+class ExpiringBatch(WireModel):
+    batch_id: uuid.UUID
+    remaining: int = Field(description="Credits left in the batch when the reminder was made.")
+    expires_at: datetime
+
+
+class CreditsExpiringPayload(WireModel):
+    """A reminder, not a ledger change: published by `pika-payment remind`, not the outbox."""
+
+    batches: list[ExpiringBatch] = Field(min_length=1)
+    credits: int = Field(description="Sum of `remaining` over the batches.")
+    within_days: int = Field(description="The reminder window (EXPIRY_REMINDER_DAYS).")
+    email: str | None = Field(None, description="The user's latest purchase email, if known.")
+
+
+class CreditsExpiring(EventEnvelope):
+    """Credits of these batches expire soon. The id is a UUIDv5 of user + batch ids."""
+
+    type: Literal["credits.expiring"] = "credits.expiring"
+    payload: CreditsExpiringPayload
+
+
 REJECTABLE = Literal[
     "credits.charge.rejected",
     "credits.hold.rejected",
@@ -207,6 +232,7 @@ Event = Annotated[
     | PaymentFailed
     | FraudFlagged
     | ReceiptRequested
+    | CreditsExpiring
     | CommandRejected,
     Field(discriminator="type"),
 ]
@@ -225,6 +251,7 @@ EVENT_MODELS: tuple[type[EventEnvelope], ...] = (
     PaymentFailed,
     FraudFlagged,
     ReceiptRequested,
+    CreditsExpiring,
     CommandRejected,
 )
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

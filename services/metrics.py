@@ -24,3 +24,8 @@ CONSUMER_LAG = Gauge("payment_consumer_lag", "Messages behind the log end", ["pa
 WEBHOOK_VERIFY_FAILED = Counter(
     "payment_webhook_verifications_failed_total", "Stripe webhooks with a bad signature"
 )
+NOTIFICATIONS = Counter(
+    "payment_notifications_total",
+    "Emails by template and outcome (sent, skipped, retried, failed, duplicate)",
+    ["template", "outcome"],
+)

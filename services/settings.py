@@ -64,6 +64,24 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = Field(10_000, description="Consumer session timeout.")
     kafka_heartbeat_interval_ms: int = Field(3_000, description="Consumer heartbeat.")
     metrics_port: int = Field(0, ge=0, description="Worker/relay /metrics port; 0 = off.")
+
+    smtp_host: str = Field("127.0.0.1", description="SMTP relay of the notify worker.")
+    smtp_port: int = Field(1025, gt=0, description="SMTP port (1025: mailpit / aiosmtpd).")
+    smtp_user: str | None = Field(None, description="SMTP login; unset = no AUTH.")
+    smtp_password: str | None = Field(None, description="SMTP password (a secret).")
+    smtp_from: str = Field("no-reply@pika.example", description="From address of every email.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_timeout: float = Field(10.0, gt=0, description="Seconds one SMTP send may take.")
+    expiry_reminder_days: int = Field(
+        7, gt=0, description="`remind` warns about batches expiring within this many days."
+    )
+    notify_max_attempts: int = Field(
+        5, gt=0, description="SMTP tries of one email before it is dead-lettered."
+    )
+    notify_retry_base_seconds: float = Field(
+        5.0, gt=0, description="First SMTP retry delay; doubles per try."
+    )
+    notify_retry_max_seconds: float = Field(300.0, gt=0, description="Cap of the retry delay.")
     log_level: str = Field("INFO")
 
     @field_validator("default_currency")

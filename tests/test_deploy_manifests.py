@@ -42,9 +42,9 @@ RUNTIME_UID = 10001
 
 # The real CLI is the source of truth for the subcommands a container may run.
 CLI_SUBCOMMANDS = frozenset(COMMANDS)
-LONG_RUNNING = ("ingress", "worker", "relay")
+LONG_RUNNING = ("ingress", "worker", "relay", "notify")
 # Subcommands that get a workload (compose service / Kubernetes object).
-DEPLOYED_SUBCOMMANDS = frozenset({*LONG_RUNNING, "migrate", "expire", "reconcile"})
+DEPLOYED_SUBCOMMANDS = frozenset({*LONG_RUNNING, "migrate", "expire", "reconcile", "remind"})
 
 SECRET_VARS = frozenset(
     {
@@ -720,7 +720,7 @@ def test_workloads_run_the_image_securely() -> None:
 
 
 def test_deployments_replicas_and_selectors() -> None:
-    expected = {"ingress": 3, "worker": 2, "relay": 2}
+    expected = {"ingress": 3, "worker": 2, "relay": 2, "notify": 1}
     deployments = _docs_of("Deployment")
     assert sorted(_component(d) for d in deployments) == sorted(expected)
     for dep in deployments:
@@ -806,12 +806,14 @@ def _cron_fields(schedule: str) -> list[str]:
 
 def test_cronjobs_expire_every_five_minutes_and_reconcile_nightly() -> None:
     crons = {_component(c): c for c in _docs_of("CronJob")}
-    assert crons.keys() == {"expire", "reconcile"}
+    assert crons.keys() == {"expire", "reconcile", "remind"}
     assert crons["expire"]["spec"]["schedule"] == "*/5 * * * *"
     minute, hour, dom, month, dow = _cron_fields(crons["reconcile"]["spec"]["schedule"])
     assert minute.isdigit() and 0 <= int(minute) < 60
     assert hour.isdigit() and 0 <= int(hour) < 24
     assert (dom, month, dow) == ("*", "*", "*")
+    minute, hour, *every_day = _cron_fields(crons["remind"]["spec"]["schedule"])
+    assert minute.isdigit() and hour.isdigit() and every_day == ["*", "*", "*"], "remind: daily"
     for cron in crons.values():
         assert cron["spec"]["concurrencyPolicy"] == "Forbid"
         assert _pod_spec(cron)["restartPolicy"] in {"Never", "OnFailure"}

@@ -10,6 +10,8 @@ from prometheus_client import start_http_server
 from services.db import make_engine
 from services.settings import Settings
 from workers.ledger import register_ledger_worker
+from workers.mailer import Mailer
+from workers.notify import register_notify_consumer
 from workers.relay import run_relay
 
 log = logging.getLogger("pika.worker")
@@ -48,3 +50,29 @@ async def run_relay_process(settings: Settings, stop: asyncio.Event | None = Non
     serve_metrics(settings)
     log.info("outbox relay publishing to %s", settings.events_topic)
     await run_relay(settings, stop)
+
+
+async def run_notify_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Consumer and mailer in one process. On stop the mailer first finishes the sends
+    it has started (at most SMTP_TIMEOUT), so a deploy does not cut an SMTP exchange in
+    half and resend it after the lease; then the consumer stops (the mailer's dead
+    letters go through its broker)."""
+    stop = stop or stop_on_signals()
+    serve_metrics(settings)
+    engine = make_engine(settings, pool_size=2)
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log, log_level=logging.DEBUG)
+    mailer = Mailer(broker, engine, settings)
+    register_notify_consumer(broker, engine, settings, mailer.wake.set)
+    await broker.start()
+    sending = asyncio.create_task(mailer.run(stop))
+    log.info("notify worker consuming %s, sending via %s:%s", settings.events_topic,
+             settings.smtp_host, settings.smtp_port)
+    try:
+        await stop.wait()
+    finally:
+        try:
+            await asyncio.wait_for(sending, settings.smtp_timeout + 5)
+        except TimeoutError:
+            log.warning("mailer did not finish in time; its leased emails go out after the lease")
+        await broker.stop()
+        await engine.dispose()

@@ -1,0 +1,40 @@
+"""`pika-payment remind`: publish `credits.expiring` reminders (a daily job).
+
+The reminder is not a ledger change, so it goes straight to `payment.events` with
+an aiokafka producer rather than through a command and the outbox. Publish first,
+then record the batches as reminded: a crash in between republishes the same event
+ids, which the notify worker dedupes; the other order could lose reminders.
+"""
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.notifications.reminders import due_reminders, record_reminded
+from services.settings import Settings
+
+
+async def publish_reminders(engine: AsyncEngine, settings: Settings) -> tuple[int, int]:
+    """(users reminded, batches covered) of this run."""
+    reminders = await due_reminders(engine, settings.expiry_reminder_days)
+    if not reminders:
+        return 0, 0
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                settings.events_topic,
+                value=reminder.model_dump_json().encode(),
+                key=reminder.user_id.encode(),
+                headers=[("event-type", reminder.type.encode())],
+            )
+            for reminder in reminders
+        ]
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+    await record_reminded(engine, reminders)
+    return len(reminders), sum(len(r.payload.batches) for r in reminders)
