@@ -58,7 +58,7 @@ async def seed(settings: Settings) -> tuple[int, int]:
                 payload=GrantPayload(
                     credits=10,
                     reason="demo promotion, expires soon",
-                    expires_at=datetime(2030, 1, 1, tzinfo=UTC) - timedelta(days=1),
+                    expires_at=datetime.now(UTC) + timedelta(days=30),
                 ),
             )
         )

@@ -67,10 +67,13 @@ class Stack:
     notes: list[str] = field(default_factory=list)
     stop_commands: list[list[str]] = field(default_factory=list)
 
-    def start_tansu(self, host: str, port: int) -> subprocess.Popen[bytes]:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
+    def start_tansu(
+        self, host: str, port: int, log_dir: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        directory = log_dir or RUN_DIR
+        directory.mkdir(parents=True, exist_ok=True)
         url = f"tcp://{host}:{port}"
-        log = open(RUN_DIR / f"tansu-{port}.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(directory / f"tansu-{port}.log", "ab")  # noqa: SIM115 - owned by the child
         child = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=log,

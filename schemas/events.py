@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import AwareDatetime, Field, TypeAdapter, model_validator
 
 from schemas.base import WireModel
 
@@ -165,6 +165,41 @@ class ReceiptRequested(EventEnvelope):
     payload: ReceiptPayload
 
 
+class MembershipPayload(WireModel):
+    """What a membership receipt shows (issue #4 emits it); never card data or Stripe objects."""
+
+    membership_id: str
+    plan_id: str
+    plan_name: str
+    period_start: AwareDatetime = Field(description="Start of the paid period.")
+    period_end: AwareDatetime = Field(description="End of the paid period (exclusive).")
+    credits_granted: int = Field(ge=0, description="Credits the period granted.")
+    amount: int = Field(ge=0, description="Minor units paid for the period.")
+    currency: str
+    email: str | None = Field(None, description="The user's email, if known.")
+    balance_after: int | None = Field(None, description="Available credits after the grant.")
+
+    @model_validator(mode="after")
+    def _period_in_order(self) -> "MembershipPayload":
+        if self.period_end <= self.period_start:
+            raise ValueError("periodEnd must be after periodStart")
+        return self
+
+
+class MembershipActivated(EventEnvelope):
+    """A membership started: its first period is paid and its credits granted."""
+
+    type: Literal["membership.activated"] = "membership.activated"
+    payload: MembershipPayload
+
+
+class MembershipRenewed(EventEnvelope):
+    """A membership renewed: the next period is paid and its credits granted."""
+
+    type: Literal["membership.renewed"] = "membership.renewed"
+    payload: MembershipPayload
+
+
 class ExpiringBatch(WireModel):
     batch_id: uuid.UUID
     remaining: int = Field(description="Credits left in the batch when the reminder was made.")
@@ -232,6 +267,8 @@ Event = Annotated[
     | PaymentFailed
     | FraudFlagged
     | ReceiptRequested
+    | MembershipActivated
+    | MembershipRenewed
     | CreditsExpiring
     | CommandRejected,
     Field(discriminator="type"),
@@ -251,6 +288,8 @@ EVENT_MODELS: tuple[type[EventEnvelope], ...] = (
     PaymentFailed,
     FraudFlagged,
     ReceiptRequested,
+    MembershipActivated,
+    MembershipRenewed,
     CreditsExpiring,
     CommandRejected,
 )

@@ -119,7 +119,7 @@ def services() -> Iterator[Services]:
         admin = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
         admin = admin.replace("+asyncpg", "").rsplit("/", 1)[0] + "/postgres"
         port = free_port()
-        stack.start_tansu("127.0.0.1", port)
+        stack.start_tansu("127.0.0.1", port, log_dir=ARTIFACTS)
         found = Services(
             admin,
             name,

@@ -31,6 +31,9 @@ from ops.stack import free_port
 from schemas.commands import GrantCredits, GrantPayload
 from schemas.events import (
     EventEnvelope,
+    MembershipActivated,
+    MembershipPayload,
+    MembershipRenewed,
     PaymentFailed,
     PaymentPayload,
     PaymentRefunded,
@@ -295,6 +298,79 @@ async def test_failure_and_refund_go_to_the_purchase_email_or_are_skipped(
     skipped = await wait_row(engine, stranger.id, lambda r: r["status"] == "skipped")
     assert skipped["status"] == "skipped" and skipped["recipient"] is None
     assert "no email" in skipped["last_error"]
+
+
+def membership(email_address: str | None, **changes: Any) -> MembershipPayload:
+    fields: dict[str, Any] = {
+        "membership_id": f"mem_{uuid.uuid4().hex[:8]}",
+        "plan_id": "pro-monthly",
+        "plan_name": "<Pro & Co>",
+        "period_start": datetime(2025, 3, 1, tzinfo=UTC),
+        "period_end": datetime(2025, 4, 1, tzinfo=UTC),
+        "credits_granted": 120,
+        "amount": 1999,
+        "currency": "usd",
+        "email": email_address,
+        "balance_after": 135,
+    }
+    return MembershipPayload(**{**fields, **changes})
+
+
+async def test_membership_receipts_for_activation_and_renewal(
+    settings, engine, producer, smtp, notify, user_id
+):
+    to = address()
+    renewed = MembershipRenewed(user_id=user_id, payload=membership(to))
+    # No address in the event: the user's latest purchase email; no balance: no balance line.
+    stored_to = address()
+    other_user = f"{user_id}-member"
+    await add_purchase_email(engine, other_user, stored_to)
+    activated = MembershipActivated(user_id=other_user, payload=membership(
+        None, plan_name="Basic", period_start=datetime(2025, 1, 15, 23, 30, tzinfo=UTC),
+        period_end=datetime(2025, 2, 15, 23, 30, tzinfo=UTC), credits_granted=40,
+        amount=1000, currency="jpy", balance_after=None,
+    ))
+    nobody = MembershipActivated(user_id=f"{user_id}-nomail", payload=membership(None))
+    await send_events(producer, settings, renewed, activated, nobody)
+
+    (mail,) = await smtp.inbox.wait_for(to)
+    assert mail.message["Subject"] == "Your membership was renewed: <Pro & Co>"
+    assert str(renewed.id) in mail.message["Message-ID"]
+    plain, html = mail.part("plain"), mail.part("html")
+    assert "Your membership has been renewed." in plain and "active" not in plain
+    for line in ("Plan:            <Pro & Co>", "Period:          2025-03-01 to 2025-04-01",
+                 "Credits granted: 120", "Amount paid:     19.99 USD",
+                 "New balance:     135 credits", f"Membership {renewed.payload.membership_id}"):
+        assert line in plain
+    assert "<strong>19.99 USD</strong>" in html and "2025-03-01 to 2025-04-01" in html
+    assert "&lt;Pro &amp; Co&gt;" in html and "<Pro" not in html, "HTML escapes values"
+    assert not CARD_OR_STRIPE.search(plain + html)
+
+    (mail,) = await smtp.inbox.wait_for(stored_to)
+    assert mail.message["Subject"] == "Your membership is active: Basic"
+    plain, html = mail.part("plain"), mail.part("html")
+    assert "Welcome: your membership is active." in plain and "renewed" not in plain
+    for line in ("Plan:            Basic", "Period:          2025-01-15 to 2025-02-15",
+                 "Credits granted: 40", "Amount paid:     1,000 JPY"):
+        assert line in plain
+    assert "New balance" not in plain and "New balance" not in html
+    assert "<strong>1,000 JPY</strong>" in html
+
+    for event, recipient in ((renewed, to), (activated, stored_to)):
+        row = await wait_row(engine, event.id, lambda r: r["status"] == "sent")
+        assert (row["template"], row["recipient"], row["status"]) == (
+            "membership", recipient, "sent")
+    skipped = await wait_row(engine, nobody.id, lambda r: r["status"] == "skipped")
+    assert skipped["status"] == "skipped" and "no email" in skipped["last_error"]
+    await asyncio.sleep(1.0)
+    assert len(smtp.inbox.to(to)) == 1 and len(smtp.inbox.to(stored_to)) == 1
+
+
+def test_membership_period_must_end_after_it_starts():
+    with pytest.raises(ValueError, match="periodEnd"):
+        membership(None, period_end=datetime(2025, 3, 1, tzinfo=UTC))
+    with pytest.raises(ValueError):
+        membership(None, period_start=datetime(2025, 3, 1))  # naive: not aware
 
 
 async def dead_letters(settings: Settings, event_ids: set[str], timeout: float = 20) -> dict[str, dict]:

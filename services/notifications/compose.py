@@ -1,18 +1,21 @@
 """What one email says, decided from the event alone (no I/O, easy to test).
 
 Only the fields named here reach a template: a receipt shows the pack, credits,
-bonus, amount and balance of the event, never card data or Stripe objects (the
-events carry none, and nothing else is passed on).
+bonus, amount and balance of the event (a membership receipt: plan, period, credits
+granted, amount, balance), never card data or Stripe objects (the events carry none,
+and nothing else is passed on).
 """
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas.events import (
     CreditsExpiring,
     Event,
+    MembershipActivated,
+    MembershipRenewed,
     PaymentFailed,
     PaymentRefunded,
     ReceiptRequested,
@@ -25,6 +28,8 @@ TEMPLATES = {
     "payment.failed": "payment_failed",
     "payment.refunded": "refund",
     "credits.expiring": "credits_expiring",
+    "membership.activated": "membership",
+    "membership.renewed": "membership",
 }
 
 
@@ -41,6 +46,10 @@ class Notification:
 
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _day(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 def notification_for(event: Event) -> Notification | None:
@@ -62,6 +71,27 @@ def notification_for(event: Event) -> Notification | None:
             },
             receipt.email,
             receipt.purchase_id,
+        )
+    if isinstance(event, MembershipActivated | MembershipRenewed):
+        membership = event.payload
+        activated = isinstance(event, MembershipActivated)
+        return Notification(
+            "membership",
+            f"Your membership {'is active' if activated else 'was renewed'}: "
+            f"{membership.plan_name}",
+            {
+                "activated": activated,
+                "plan_name": membership.plan_name,
+                "period_start": _day(membership.period_start),
+                "period_end": _day(membership.period_end),
+                "credits_granted": membership.credits_granted,
+                "amount": format_money(membership.amount, membership.currency),
+                "balance_after": membership.balance_after,
+                "membership_id": membership.membership_id,
+                "date": _when(event.occurred_at),
+            },
+            membership.email,
+            None,
         )
     if isinstance(event, PaymentFailed):
         payment = event.payload
