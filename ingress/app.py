@@ -21,6 +21,7 @@ from ingress.controllers.live import balance_socket
 from ingress.controllers.packs import CreditPacksController, ProductsController
 from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import EXCEPTION_HANDLERS
+from ingress.rate_limits import RateLimits
 from ingress.resources import Resources
 from services.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from services.settings import Settings, get_settings
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             balance_socket,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[RequestMetrics()],
+        middleware=[RequestMetrics(), RateLimits()],
         plugins=[PydanticPlugin(prefer_alias=True)],
         lifespan=[lifespan],
         state=State({"settings": settings}),

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     )
     default_currency: str = Field("usd", min_length=3, max_length=3)
 
+    rate_limit_namespace: str = Field(
+        "pika", description="Redis key prefix of the rate-limit counters (shared by replicas)."
+    )
+    rate_limit_reads_per_minute: int = Field(600, gt=0, description="GETs per user a minute.")
+    rate_limit_writes_per_minute: int = Field(60, gt=0, description="Writes per user a minute.")
+    rate_limit_ip_per_minute: int = Field(
+        1200, gt=0, description="Requests per client address a minute, per group."
+    )
     payment_reply_timeout: float = Field(5.0, description="Seconds an HTTP write waits.")
     hold_ttl_seconds: int = Field(900, gt=0, description="Default lifetime of a hold.")
     idempotency_ttl_seconds: int = Field(86_400, description="How long HTTP replies replay.")

@@ -193,6 +193,10 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
         "kafka_session_timeout_ms": 3000,
         "kafka_heartbeat_interval_ms": 500,
         "payment_reply_timeout": 10.0,
+        # The suite shares a few admin identities and one address; limits get their own test.
+        "rate_limit_reads_per_minute": 100_000,
+        "rate_limit_writes_per_minute": 100_000,
+        "rate_limit_ip_per_minute": 100_000,
         "stripe_api_base": services.stripe_api_base or None,
         "stripe_secret_key": "sk_test_pika",
         "stripe_webhook_secret": STRIPE_WEBHOOK_SECRET,
