@@ -197,6 +197,7 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
         "rate_limit_reads_per_minute": 100_000,
         "rate_limit_writes_per_minute": 100_000,
         "rate_limit_ip_per_minute": 100_000,
+        "max_daily_transactions": 100_000,  # tested on its own in test_ledger_rules
         "stripe_api_base": services.stripe_api_base or None,
         "stripe_secret_key": "sk_test_pika",
         "stripe_webhook_secret": STRIPE_WEBHOOK_SECRET,

@@ -888,3 +888,30 @@ async def test_database_refuses_batch_remaining_outside_its_amount(engine, setti
     assert await _accepted_by_database(engine, [full]) == 1
     assert await remaining(engine, user_id) == {funded["batchId"]: 10}
     await assert_reconciled(engine)
+
+
+async def test_daily_transaction_limit_refuses_charges_holds_and_transfers_with_pay016(
+    engine, settings, user_id
+):
+    strict = settings.model_copy(update={"max_daily_transactions": 2})
+    await ok(engine, strict, grant(user_id, 20))  # grants are not counted
+    first = await ok(engine, strict, charge(user_id, 1, "b-1"))
+    await ok(engine, strict, charge(user_id, 1, "b-2"))
+    assert await refused(engine, strict, charge(user_id, 1, "b-3")) == "PAY016"
+    assert await refused(engine, strict, hold(user_id, 1, "b-4")) == "PAY016"
+    assert await refused(engine, strict, transfer(user_id, f"{user_id}-r", 1)) == "PAY016"
+    # A refund gives credits back: not a counted transaction, not refused.
+    await ok(engine, strict, refund(user_id, first["transactionId"]))
+    assert await balance(engine, user_id) == (19, 0)
+    await assert_reconciled(engine)
+
+
+def test_a_purchase_over_the_daily_limit_is_refused_before_stripe(settings):
+    from services.errors import TransactionLimitExceeded
+    from services.purchases.checkout import check_limits
+
+    pack = {"credits": 20, "bonus_credits": 0}
+    strict = settings.model_copy(update={"max_daily_transactions": 3})
+    check_limits(strict, pack, balance_total=0, today=2)
+    with pytest.raises(TransactionLimitExceeded):
+        check_limits(strict, pack, balance_total=0, today=3)

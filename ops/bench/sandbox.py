@@ -25,7 +25,7 @@ from services.settings import Settings
 def bench_settings(settings: Settings, tag: str, kafka: str) -> Settings:
     """A copy of `settings` on the bench's own database, broker and topics.
 
-    Balance and amount limits are lifted so any --charges/--users split can be
+    Balance, amount and daily limits are lifted so any --charges/--users split can be
     funded; the short session timeout lets the worker join its group in ~1 s.
     """
     return settings.model_copy(
@@ -38,6 +38,7 @@ def bench_settings(settings: Settings, tag: str, kafka: str) -> Settings:
             "kafka_session_timeout_ms": 3000,
             "kafka_heartbeat_interval_ms": 500,
             "max_credit_balance": 1_000_000_000,
+            "max_daily_transactions": 1_000_000_000,
             "max_transaction_amount": 1_000_000_000,
             "metrics_port": 0,
         }

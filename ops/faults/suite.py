@@ -43,6 +43,7 @@ def private_settings(settings: Settings, database: str, kafka_port: int, tag: st
         "kafka_command_partitions": 6,
         "kafka_event_partitions": 6,
         "kafka_session_timeout_ms": 3000,
+        "max_daily_transactions": 1_000_000,  # a fault run is not a limit test
         "kafka_heartbeat_interval_ms": 500,
         "metrics_port": 0,
     })

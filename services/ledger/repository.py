@@ -69,6 +69,27 @@ async def lock_accounts(conn: AsyncConnection, user_ids: Iterable[str]) -> dict[
     return {row.user_id: Account(row.id, row.user_id, row.available, row.held) for row in rows}
 
 
+COUNTED_DAILY = ("CREDIT_USAGE", "CREDIT_TRANSFER", "CREDIT_PURCHASE")
+
+
+async def transactions_today(conn: AsyncConnection, user_ids: Iterable[str]) -> dict[str, int]:
+    """Counted transactions (charges, captures, transfers sent, purchases) per user
+    since midnight UTC: what MAX_DAILY_TRANSACTIONS limits."""
+    rows = await conn.execute(
+        sql(
+            """
+            SELECT user_id, count(*) FROM ledger_transactions
+             WHERE user_id = ANY(CAST(:users AS text[]))
+               AND type IN ('CREDIT_USAGE', 'CREDIT_TRANSFER', 'CREDIT_PURCHASE')
+               AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+             GROUP BY user_id
+            """
+        ),
+        {"users": list(set(user_ids))},
+    )
+    return {user: int(count) for user, count in rows.all()}
+
+
 async def insert_transactions(conn: AsyncConnection, drafts: Sequence[TransactionDraft]) -> None:
     if not drafts:
         return

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.errors import CreditLimitExceeded, TransactionLimitExceeded
 from services.ledger import queries
+from services.ledger.repository import transactions_today
 from services.purchases.catalogue import get_pack
 from services.purchases.ports import PaymentProvider
 from services.settings import Settings
@@ -36,9 +37,18 @@ FIND_PURCHASE = text(
 )
 
 
-def check_limits(settings: Settings, pack: dict[str, Any], balance_total: int) -> None:
+def check_limits(
+    settings: Settings, pack: dict[str, Any], balance_total: int, today: int = 0
+) -> None:
     """The limits a purchase must meet before anyone is charged."""
     granted = pack["credits"] + pack["bonus_credits"]
+    if today >= settings.max_daily_transactions:
+        raise TransactionLimitExceeded(
+            f"{today} transactions today reach the daily limit of "
+            f"{settings.max_daily_transactions}",
+            today=today,
+            limit=settings.max_daily_transactions,
+        )
     if pack["credits"] < settings.min_credit_purchase:
         raise TransactionLimitExceeded(
             f"a purchase buys at least {settings.min_credit_purchase} credits",
@@ -81,10 +91,11 @@ async def start_purchase(
         existing = (await conn.execute(FIND_PURCHASE, {"id": purchase_id})).mappings().first()
         pack = await get_pack(conn, pack_id)
         balance = await queries.balance(conn, user_id)
+        today = (await transactions_today(conn, [user_id])).get(user_id, 0)
         customer_id = await conn.scalar(FIND_CUSTOMER, {"u": user_id})
     if existing is not None:
         return await _again(provider, dict(existing))
-    check_limits(settings, pack, balance["total"])
+    check_limits(settings, pack, balance["total"], today)
     if customer_id is None:
         customer_id = await provider.create_customer(
             user_id=user_id, email=email, idempotency_key=f"pika-customer-{user_id}"

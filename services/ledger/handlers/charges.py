@@ -7,7 +7,14 @@ from services.errors import PaymentError
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
-from services.ledger.handlers.common import applied, balance, check_amount, check_funds, write
+from services.ledger.handlers.common import (
+    applied,
+    balance,
+    check_amount,
+    check_daily,
+    check_funds,
+    write,
+)
 from services.ledger.models import AVAILABLE, Account, Allocation, Leg, TransactionDraft
 
 
@@ -23,6 +30,7 @@ async def charge_credits_many(
     if len(set(users)) != len(users):
         raise ValueError("charge_credits_many takes each user at most once")
     accounts = await repo.lock_accounts(ctx.conn, users)
+    today = await repo.transactions_today(ctx.conn, users)
     outcomes: dict[uuid.UUID, Outcome | PaymentError] = {}
     accepted: list[tuple[ChargeCredits, Account, TransactionDraft]] = []
     bookings = ctx.system("bookings")
@@ -31,6 +39,7 @@ async def charge_credits_many(
         try:
             check_amount(ctx, credits)
             account = check_funds(accounts.get(command.user_id), credits)
+            await check_daily(ctx, command.user_id, today.get(command.user_id, 0))
         except PaymentError as error:
             outcomes[command.id] = error
             continue

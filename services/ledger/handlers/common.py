@@ -35,6 +35,20 @@ def check_balance_cap(ctx: LedgerContext, account: Account, credits: int) -> Non
         )
 
 
+async def check_daily(ctx: LedgerContext, user_id: str, today: int | None = None) -> None:
+    """MAX_DAILY_TRANSACTIONS: charges, captures and transfers sent (purchases are checked
+    when they start, since a paid purchase is never refused)."""
+    if today is None:
+        today = (await repo.transactions_today(ctx.conn, [user_id])).get(user_id, 0)
+    limit = ctx.settings.max_daily_transactions
+    if today >= limit:
+        raise TransactionLimitExceeded(
+            f"{today} transactions today reach the daily limit of {limit}",
+            today=today,
+            limit=limit,
+        )
+
+
 def check_funds(account: Account | None, credits: int) -> Account:
     available = account.available if account else 0
     if account is None or available < credits:

@@ -8,7 +8,15 @@ from services.errors import InvalidState, NotFound, ValidationFailed
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
-from services.ledger.handlers.common import applied, balance, check_amount, check_funds, lock_one, write
+from services.ledger.handlers.common import (
+    applied,
+    balance,
+    check_amount,
+    check_daily,
+    check_funds,
+    lock_one,
+    write,
+)
 from services.ledger.handlers.returns import return_to_batches
 from services.ledger.models import AVAILABLE, HELD, Account, Allocation, Hold, Leg, TransactionDraft
 
@@ -18,6 +26,7 @@ async def hold_credits(ctx: LedgerContext, command: HoldCredits) -> Outcome:
     payload = command.payload
     check_amount(ctx, payload.credits)
     account = check_funds(await lock_one(ctx, command.user_id), payload.credits)
+    await check_daily(ctx, command.user_id)  # a booking is decided at its hold
     if await repo.open_hold_exists(ctx.conn, command.user_id, payload.reference):
         raise InvalidState(
             f"an open hold for {payload.reference!r} exists already", reference=payload.reference

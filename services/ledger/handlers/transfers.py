@@ -13,6 +13,7 @@ from services.ledger.handlers.common import (
     balance,
     check_amount,
     check_balance_cap,
+    check_daily,
     check_funds,
     write,
 )
@@ -28,6 +29,7 @@ async def transfer_credits(ctx: LedgerContext, command: TransferCredits) -> Outc
     await repo.ensure_accounts(ctx.conn, [payload.to_user_id])
     accounts = await repo.lock_accounts(ctx.conn, [command.user_id, payload.to_user_id])
     sender = check_funds(accounts.get(command.user_id), payload.credits)
+    await check_daily(ctx, command.user_id)
     recipient = accounts[payload.to_user_id]
     check_balance_cap(ctx, recipient, payload.credits)
     draft = TransactionDraft(
