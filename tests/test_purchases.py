@@ -539,3 +539,55 @@ async def test_stripe_sync_makes_products_and_a_new_price_when_the_price_changes
     assert line.endswith("(new price)") and mine["price_id"] not in line
     renamed = await stripe_client.v1.products.retrieve_async(mine["product_id"])
     assert renamed.name == "Test, dearer"
+
+
+async def test_a_thousand_bad_deliveries_record_and_apply_nothing(http, pack, engine, user_id):
+    """Forged, replayed, truncated, mistyped and oversized deliveries of real-looking events."""
+    import random
+
+    started = await purchase(http, pack["id"], user_id)
+    rng = random.Random(7)
+    good = intent_event(started["paymentIntentId"], user_id, 1800)
+    deliveries: list[tuple[str, dict, bytes]] = []
+    for i in range(1000):
+        event = {**good, "id": f"evt_bad_{i}_{uuid.uuid4().hex[:6]}"}
+        payload, header = signed(event)
+        kind = ["forged", "stale", "truncated", "content-type", "huge", "no-signature"][i % 6]
+        body = payload.encode()
+        headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
+        if kind == "forged":
+            headers["Stripe-Signature"] = signed(event, secret=f"whsec_{rng.random()}")[1]
+        elif kind == "stale":
+            headers["Stripe-Signature"] = signed(event, at=int(time.time()) - 301 - i)[1]
+        elif kind == "truncated":
+            body = body[: rng.randrange(1, len(body) - 1)]
+        elif kind == "content-type":
+            headers["Content-Type"] = "text/plain"
+            body = body.replace(b"1800", b"1801")  # and altered: the signature no longer fits
+        elif kind == "huge":
+            body = b'{"pad": "' + b"x" * (300 * 1024) + b'"}'
+        else:
+            del headers["Stripe-Signature"]
+        deliveries.append((kind, headers, body))
+
+    async def deliver(item: tuple[str, dict, bytes]) -> tuple[str, int]:
+        kind, headers, body = item
+        response = await http.post("/payment/webhooks/stripe", content=body, headers=headers)
+        return kind, response.status_code
+
+    results = []
+    for start in range(0, len(deliveries), 50):
+        results += await asyncio.gather(*(deliver(d) for d in deliveries[start:start + 50]))
+    for kind, status in results:
+        assert status in (400, 413), (kind, status)
+    assert {status for kind, status in results if kind == "huge"} == {413}
+    async with engine.connect() as conn:
+        recorded = await conn.scalar(
+            text("SELECT count(*) FROM stripe_events WHERE event_id LIKE 'evt_bad_%'")
+        )
+        purchase_status = await conn.scalar(
+            text("SELECT status FROM purchases WHERE id = :id"), {"id": started["purchaseId"]}
+        )
+    assert recorded == 0
+    assert purchase_status == "pending"
+    assert (await wait_balance(http, user_id, 0, timeout=0))["total"] == 0
