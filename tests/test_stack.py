@@ -9,28 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from ops.stack import port_open
+from ops.stack import free_port
 from tests.conftest import ROOT
 
 
 @pytest.mark.timeout(120)
 def test_embedded_postgres_starts_answers_and_stops():
-    if port_open("127.0.0.1", 55432):
-        pytest.skip("something already listens on the embedded port 55432")
-    if os.geteuid() == 0 and not shutil.which("runuser"):
-        pytest.skip("root without runuser cannot run initdb")
+    port = free_port()
     script = (
         "import asyncio, asyncpg\n"
         "from ops.stack import Stack, port_open\n"
         "stack = Stack()\n"
-        "url = stack._embedded_postgres('pika_embedded')\n"
+        f"url = stack._embedded_postgres('pika_embedded', port={port})\n"
         "async def main():\n"
         "    conn = await asyncpg.connect(url.rsplit('/', 1)[0] + '/postgres')\n"
         "    print('version', await conn.fetchval('SHOW server_version'))\n"
         "    await conn.close()\n"
         "asyncio.run(main())\n"
         "stack.stop()\n"
-        "print('stopped', not port_open('127.0.0.1', 55432))\n"
+        f"print('stopped', not port_open('127.0.0.1', {port}))\n"
     )
     # initdb runs as an unprivileged user when we are root: its directory must be
     # reachable by that user (pytest's tmp_path lives under a 0700 directory).
