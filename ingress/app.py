@@ -18,6 +18,7 @@ from ingress.controllers.credits import CreditsController
 from ingress.controllers.docs import DocsController
 from ingress.controllers.health import HealthController
 from ingress.controllers.live import balance_socket
+from ingress.controllers.memberships import MembershipsController
 from ingress.controllers.packs import CreditPacksController, ProductsController
 from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import EXCEPTION_HANDLERS
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CommandsController,
             CreditPacksController,
             ProductsController,
+            MembershipsController,
             StripeWebhookController,
             DocsController,
             HealthController,

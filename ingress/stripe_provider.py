@@ -4,28 +4,14 @@ Every call carries an idempotency key, so a retried request cannot create a seco
 customer or PaymentIntent. STRIPE_API_BASE points the SDK at the local emulator.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import stripe
 
-from services.errors import DependencyUnavailable, PaymentFailed
+from ingress.stripe_errors import stripe_errors
+from ingress.stripe_subscriptions import StripeSubscriptions
 from services.purchases.ports import CreatedCheckout, CreatedIntent
 from services.settings import Settings
-
-
-@contextmanager
-def stripe_errors() -> Iterator[None]:
-    """Stripe's errors as PAY errors: the caller gets a code, never a 500."""
-    try:
-        yield
-    except stripe.CardError as error:
-        raise PaymentFailed("the card was declined", stripeCode=error.code) from error
-    except stripe.InvalidRequestError as error:
-        raise PaymentFailed("Stripe refused the request", stripeCode=error.code) from error
-    except stripe.StripeError as error:
-        raise DependencyUnavailable("Stripe is unavailable; nothing was charged") from error
 
 
 def make_client(settings: Settings) -> stripe.StripeClient:
@@ -39,7 +25,7 @@ def make_client(settings: Settings) -> stripe.StripeClient:
     )
 
 
-class StripeProvider:
+class StripeProvider(StripeSubscriptions):
     def __init__(self, settings: Settings) -> None:
         self.client = make_client(settings)
         self.settings = settings
@@ -162,3 +148,4 @@ def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str
     event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=300)
     data: dict[str, Any] = event.to_dict()
     return data
+

@@ -178,18 +178,26 @@ def _reconcile_stripe(settings: Settings, since: str | None) -> int:
 def cmd_stripe_sync(settings: Settings, _: argparse.Namespace) -> int:
     from ingress.stripe_provider import StripeProvider
     from services.db import make_engine
+    from services.memberships.plan_sync import sync_plans
     from services.purchases.product_sync import sync_products
 
-    async def go() -> list[dict[str, object]]:
+    async def go() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         engine = make_engine(settings, pool_size=1)
         try:
-            return await sync_products(engine, StripeProvider(settings))
+            provider = StripeProvider(settings)
+            return await sync_products(engine, provider), await sync_plans(engine, provider)
         finally:
             await engine.dispose()
 
-    for line in asyncio.run(go()):
+    packs, plans = asyncio.run(go())
+    for line in packs:
         made = "new price" if line["new_price"] else "price unchanged"
         console.print(f"{line['pack_id']}: product {line['product_id']}, {line['price_id']} ({made})")
+    for line in plans:
+        made = "new plan" if line["new_plan"] else "plan unchanged"
+        console.print(
+            f"plan {line['plan_id']}: product {line['product_id']}, {line['stripe_plan_id']} ({made})"
+        )
     return 0
 
 

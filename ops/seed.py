@@ -1,8 +1,7 @@
-"""`pika-payment seed`: demo credit packs, and demo accounts with credits applied
-through the ledger itself.
+"""`pika-payment seed`: demo credit packs and membership plans, and demo accounts with
+credits applied through the ledger itself.
 
-Command ids and pack ids are fixed, so seeding twice changes nothing. Membership plans
-join the seed with their issue.
+Command ids, pack ids and plan ids are fixed, so seeding twice changes nothing.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,24 @@ DEMO_PACKS = (
     ("pack_10", "Starter: 10 credits", 10, 0, 1000, "usd"),
     ("pack_50", "Regular: 50 credits + 5 bonus", 50, 5, 4500, "usd"),
     ("pack_100", "Studio: 100 credits + 15 bonus", 100, 15, 8500, "usd"),
+)
+DEMO_PLANS = (
+    # id, name, price in minor units, currency, credits per month, rollover, trial days, credits
+    ("plan_basic", "Basic: 8 classes a month", 5900, "usd", 8, "none", 0, 0),
+    ("plan_plus", "Plus: 16 a month, up to 4 roll over", 9900, "usd", 16, "capped:4", 7, 2),
+    ("plan_unlimited", "Studio: 40 a month, one cycle", 19900, "usd", 40, "one_cycle", 0, 0),
+)
+SEED_PLANS = text(
+    """
+    INSERT INTO membership_plans (id, name, price_minor, currency, interval, credits_per_period,
+                                  rollover, trial_days, trial_credits)
+    SELECT i, n, p, c, 'month', k, r, t, tc
+      FROM unnest(CAST(:id AS text[]), CAST(:name AS text[]), CAST(:price AS bigint[]),
+                  CAST(:currency AS text[]), CAST(:credits AS bigint[]), CAST(:rollover AS text[]),
+                  CAST(:trial AS int[]), CAST(:trial_credits AS bigint[]))
+           AS d(i, n, p, c, k, r, t, tc)
+    ON CONFLICT (id) DO NOTHING
+    """
 )
 SEED_PACKS = text(
     """
@@ -78,6 +95,9 @@ async def seed(settings: Settings) -> tuple[int, int]:
                 SEED_PACKS,
                 dict(zip(("id", "name", "credits", "bonus", "price", "currency"), columns, strict=True)),
             )
+            plan_columns = list(zip(*DEMO_PLANS, strict=True))
+            names = ("id", "name", "price", "currency", "credits", "rollover", "trial", "trial_credits")
+            await conn.execute(SEED_PLANS, dict(zip(names, plan_columns, strict=True)))
         report = await apply_commands(engine, settings, commands)
     finally:
         await engine.dispose()

@@ -18,6 +18,7 @@ class TransactionType(StrEnum):
 
     CREDIT_PURCHASE = "CREDIT_PURCHASE"
     MEMBERSHIP_PAYMENT = "MEMBERSHIP_PAYMENT"
+    MEMBERSHIP_ROLLOVER = "MEMBERSHIP_ROLLOVER"
     CREDIT_USAGE = "CREDIT_USAGE"
     CREDIT_REFUND = "CREDIT_REFUND"
     CREDIT_TRANSFER = "CREDIT_TRANSFER"
@@ -170,3 +171,90 @@ class PurchaseRead(WireModel):
     currency: str
     credits: int
     bonus_credits: int
+
+
+PlanId = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$", examples=["plan_monthly"])]
+Rollover = Annotated[
+    str,
+    Field(
+        pattern=r"^(none|one_cycle|capped:[1-9][0-9]{0,8})$",
+        description="none: credits expire at period end; capped:N: up to N unused credits "
+        "carry into the next period, then expire; one_cycle: they live one more period.",
+        examples=["none", "capped:10", "one_cycle"],
+    ),
+]
+Interval = Literal["day", "week", "month", "year"]
+
+
+class PlanRead(WireModel):
+    id: str
+    name: str
+    price: int = Field(description="Minor units of `currency` per period.")
+    currency: str
+    interval: str
+    interval_count: int
+    credits_per_period: int
+    rollover: str
+    trial_days: int
+    trial_credits: int = Field(description="Credits of the trial period (a batch of its own).")
+    active: bool
+
+
+class PlanCreate(WireModel):
+    id: PlanId
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    price: MinorUnits
+    currency: Currency = "usd"
+    interval: Interval = "month"
+    interval_count: Annotated[int, Field(ge=1, le=12)] = 1
+    credits_per_period: Credits
+    rollover: Rollover = "none"
+    trial_days: Annotated[int, Field(ge=0, le=730)] = 0
+    trial_credits: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+
+class PlanUpdate(WireModel):
+    """Price and interval changes make a new Stripe plan; running subscriptions keep theirs."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    price: MinorUnits | None = None
+    currency: Currency | None = None
+    interval: Interval | None = None
+    interval_count: Annotated[int, Field(ge=1, le=12)] | None = None
+    credits_per_period: Credits | None = None
+    rollover: Rollover | None = None
+    trial_days: Annotated[int, Field(ge=0, le=730)] | None = None
+    trial_credits: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    active: bool | None = None
+
+
+class SubscribeRequest(WireModel):
+    payment_method_id: Annotated[str, Field(max_length=255)] | None = Field(
+        None, description="A payment method to attach and make the customer's default."
+    )
+    change: bool = Field(
+        False, description="Switch the active membership to this plan (Stripe prorates)."
+    )
+
+
+class CancelRequest(WireModel):
+    immediately: bool = Field(
+        False, description="End now instead of at the end of the paid period."
+    )
+
+
+class MembershipRead(WireModel):
+    membership_id: uuid.UUID
+    user_id: str
+    plan_id: str
+    plan_name: str
+    status: str = Field(examples=["active"])
+    subscription_id: str | None = None
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None = None
+    credits_this_period: int = Field(description="Credits granted for the current period.")
+    client_secret: str | None = Field(
+        None, description="Subscribe only: confirm the first invoice's PaymentIntent with it."
+    )

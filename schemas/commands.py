@@ -218,6 +218,76 @@ class SettleDispute(CommandEnvelope):
     payload: DisputePayload
 
 
+StripeId = Annotated[str, Field(min_length=1, max_length=255)]
+SubscriptionStatus = Literal[
+    "incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid",
+    "paused",
+]
+
+
+class MembershipLink(WireModel):
+    """How a Stripe object finds its membership: the subscription id, or the
+    `membershipId` the subscription was created with (its webhook may beat our write)."""
+
+    subscription_id: StripeId
+    membership_id: uuid.UUID | None = None
+    stripe_event_id: StripeId
+
+
+class MembershipInvoicePayload(MembershipLink):
+    invoice_id: StripeId
+    stripe_plan_id: StripeId | None = Field(None, description="Plan of the invoice's line.")
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    amount_paid: int = Field(ge=0, description="Minor units paid (0 for a trial).")
+    currency: str = Field(pattern=r"^[a-z]{3}$")
+    billing_reason: str | None = Field(None, max_length=64)
+
+
+class GrantMembershipPeriod(CommandEnvelope):
+    """A paid (or trial) subscription invoice: grant its period's credits, once per invoice.
+
+    Published for `invoice.paid` / `invoice.payment_succeeded`; applies the plan's
+    rollover policy to the previous period's credits first.
+    """
+
+    type: Literal["membership.grant_period"] = "membership.grant_period"
+    payload: MembershipInvoicePayload
+
+
+class MembershipFailurePayload(MembershipLink):
+    invoice_id: StripeId
+    attempt: int = Field(ge=1, le=1000, description="Stripe's attempt_count.")
+    amount_due: int = Field(ge=0)
+    currency: str = Field(pattern=r"^[a-z]{3}$")
+    failure_code: str | None = Field(None, max_length=100)
+
+
+class FailMembershipPayment(CommandEnvelope):
+    """A subscription invoice could not be collected: past_due and a dunning event."""
+
+    type: Literal["membership.fail_payment"] = "membership.fail_payment"
+    payload: MembershipFailurePayload
+
+
+class SubscriptionStatePayload(MembershipLink):
+    status: SubscriptionStatus
+    stripe_plan_id: StripeId | None = None
+    current_period_start: AwareDatetime | None = None
+    current_period_end: AwareDatetime | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
+    stripe_created: int = Field(ge=0, description="The event's `created`: newer state wins.")
+
+
+class SyncMembership(CommandEnvelope):
+    """Stripe's view of a subscription (created / updated / deleted) kept on the membership."""
+
+    type: Literal["membership.sync"] = "membership.sync"
+    payload: SubscriptionStatePayload
+
+
 Command = Annotated[
     ChargeCredits
     | HoldCredits
@@ -231,7 +301,10 @@ Command = Annotated[
     | FailPurchase
     | RevokePurchase
     | FreezePurchase
-    | SettleDispute,
+    | SettleDispute
+    | GrantMembershipPeriod
+    | FailMembershipPayment
+    | SyncMembership,
     Field(discriminator="type"),
 ]
 COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
@@ -248,6 +321,9 @@ COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
     RevokePurchase,
     FreezePurchase,
     SettleDispute,
+    GrantMembershipPeriod,
+    FailMembershipPayment,
+    SyncMembership,
 )
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 

@@ -99,11 +99,29 @@ class CreditsExpired(EventEnvelope):
     payload: LedgerFactPayload
 
 
+class CreditsRolledOver(EventEnvelope):
+    """Unused membership credits carried into the next period (a new batch, new expiry).
+
+    The balance does not change, so no `balance.changed` follows this fact.
+    """
+
+    type: Literal["credits.rolled_over"] = "credits.rolled_over"
+    payload: LedgerFactPayload
+
+
 class PaymentPayload(WireModel):
-    purchase_id: uuid.UUID
+    """A payment of a credit pack (purchase and pack set) or of a membership period
+    (membership, plan and invoice set)."""
+
+    purchase_id: uuid.UUID | None = None
     refunded: int = Field(0, description="Minor units refunded so far.")
-    pack_id: str
-    payment_intent_id: str
+    pack_id: str | None = None
+    payment_intent_id: str | None = None
+    membership_id: uuid.UUID | None = None
+    plan_id: str | None = None
+    plan_name: str | None = None
+    invoice_id: str | None = None
+    email: str | None = Field(None, description="Where a dunning notice goes, if known.")
     amount: int = Field(description="Minor units.")
     currency: str
     credits: int
@@ -186,6 +204,38 @@ class MembershipPayload(WireModel):
         return self
 
 
+class MembershipCanceledPayload(WireModel):
+    membership_id: uuid.UUID
+    plan_id: str
+    plan_name: str
+    canceled_at: AwareDatetime
+    access_until: AwareDatetime | None = Field(
+        None, description="End of the last paid period; granted credits keep their own expiry."
+    )
+
+
+class MembershipCanceled(EventEnvelope):
+    """A membership ended (at period end, immediately, or after failed payments)."""
+
+    type: Literal["membership.canceled"] = "membership.canceled"
+    payload: MembershipCanceledPayload
+
+
+class MembershipStatePayload(WireModel):
+    membership_id: uuid.UUID
+    plan_id: str
+    status: str = Field(examples=["past_due"])
+    cancel_at_period_end: bool
+    current_period_end: AwareDatetime | None = None
+
+
+class MembershipUpdated(EventEnvelope):
+    """Stripe's state of a membership changed (status, plan, period or cancellation)."""
+
+    type: Literal["membership.updated"] = "membership.updated"
+    payload: MembershipStatePayload
+
+
 class MembershipActivated(EventEnvelope):
     """A membership started: its first period is paid and its credits granted."""
 
@@ -262,6 +312,7 @@ Event = Annotated[
     | CreditsTransferred
     | CreditsExpired
     | CreditsRevoked
+    | CreditsRolledOver
     | PaymentSucceeded
     | PaymentRefunded
     | PaymentFailed
@@ -269,6 +320,8 @@ Event = Annotated[
     | ReceiptRequested
     | MembershipActivated
     | MembershipRenewed
+    | MembershipCanceled
+    | MembershipUpdated
     | CreditsExpiring
     | CommandRejected,
     Field(discriminator="type"),
@@ -283,6 +336,7 @@ EVENT_MODELS: tuple[type[EventEnvelope], ...] = (
     CreditsTransferred,
     CreditsExpired,
     CreditsRevoked,
+    CreditsRolledOver,
     PaymentSucceeded,
     PaymentRefunded,
     PaymentFailed,
@@ -290,6 +344,8 @@ EVENT_MODELS: tuple[type[EventEnvelope], ...] = (
     ReceiptRequested,
     MembershipActivated,
     MembershipRenewed,
+    MembershipCanceled,
+    MembershipUpdated,
     CreditsExpiring,
     CommandRejected,
 )
@@ -303,4 +359,5 @@ FACT_EVENT_BY_TYPE: dict[str, type[EventEnvelope]] = {
     "credits.transferred": CreditsTransferred,
     "credits.expired": CreditsExpired,
     "credits.revoked": CreditsRevoked,
+    "credits.rolled_over": CreditsRolledOver,
 }

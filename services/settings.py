@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         1200, gt=0, description="Requests per client address a minute, per group."
     )
     payment_reply_timeout: float = Field(5.0, description="Seconds an HTTP write waits.")
+    membership_renewal_grace_hours: int = Field(
+        24, ge=0, le=24 * 30,
+        description="Membership credits outlive their period by this much, so a renewal "
+        "collected late still finds them to roll over.",
+    )
     hold_ttl_seconds: int = Field(900, gt=0, description="Default lifetime of a hold.")
     idempotency_ttl_seconds: int = Field(86_400, description="How long HTTP replies replay.")
     worker_batch_size: int = Field(500, gt=0, description="Most commands one DB transaction.")

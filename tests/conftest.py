@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import stripe
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -397,6 +398,28 @@ async def events(settings: Settings, relay: ChildProcess) -> AsyncIterator[Event
     await log.start()
     yield log
     await log.stop()
+
+
+@pytest.fixture(scope="session")
+def stripe_client(settings) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.stripe_secret_key,
+        base_addresses={"api": settings.stripe_api_base},
+        max_network_retries=0,
+    )
+
+
+@pytest.fixture(scope="session")
+def webhook_registered(settings, ingress) -> str:
+    """localstripe posts every event to the ingress's webhook, signed with our secret."""
+    url = f"{ingress.url}/payment/webhooks/stripe"
+    response = httpx.post(
+        f"{settings.stripe_api_base}/_config/webhooks/pika",
+        data={"url": url, "secret": STRIPE_WEBHOOK_SECRET},
+        headers={"Authorization": f"Bearer {settings.stripe_secret_key}"},
+    )
+    assert response.status_code == 200, response.text
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -153,6 +153,9 @@ def test_run_starts_the_stack_serves_the_api_and_stops_on_ctrl_c(settings):
         assert balance is not None, output_file.read_text()[-3000:]
         assert balance.status_code == 200
         assert balance.json()["total"] == 57, "seeded: 50 + 10 granted, 3 charged"
+        plans = {p["id"]: p for p in httpx.get(f"{base}/memberships/", timeout=5).json()}
+        assert {"plan_basic", "plan_plus", "plan_unlimited"} <= set(plans), "seeded plans"
+        assert plans["plan_plus"]["rollover"] == "capped:4"
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
     finally:

@@ -366,6 +366,27 @@ async def test_membership_receipts_for_activation_and_renewal(
     assert len(smtp.inbox.to(to)) == 1 and len(smtp.inbox.to(stored_to)) == 1
 
 
+async def test_a_failed_membership_renewal_sends_a_dunning_notice_to_the_member(
+    settings, engine, producer, smtp, notify, user_id
+):
+    to = address()
+    failed = PaymentFailed(user_id=user_id, payload=PaymentPayload(
+        membership_id=uuid.uuid4(), plan_id="plan_pro", plan_name="Pro monthly",
+        invoice_id="in_1Dunning", amount=2900, currency="usd", credits=30, code="PAY002",
+        failure_code="card_declined", attempt=3, email=to,
+    ))
+    await send_events(producer, settings, failed)
+    (mail,) = await smtp.inbox.wait_for(to)
+    assert mail.message["Subject"] == "Your membership payment did not go through"
+    plain, html = mail.part("plain"), mail.part("html")
+    assert 'for "Pro monthly"' in plain and "29.00 USD" in plain and "attempt 3" in plain
+    assert "update your card" in plain and "pack" not in plain
+    assert f"Membership {failed.payload.membership_id}, invoice in_1Dunning" in plain
+    assert "Pro monthly" in html and "attempt 3" in html
+    row = await wait_row(engine, failed.id, lambda r: r["status"] == "sent")
+    assert (row["template"], row["recipient"]) == ("payment_failed", to)
+
+
 def test_membership_period_must_end_after_it_starts():
     with pytest.raises(ValueError, match="periodEnd"):
         membership(None, period_end=datetime(2025, 3, 1, tzinfo=UTC))

@@ -19,28 +19,6 @@ from services.ledger.reconcile import reconcile
 from tests.conftest import STRIPE_WEBHOOK_SECRET, auth
 
 
-@pytest.fixture(scope="session")
-def stripe_client(settings) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        settings.stripe_secret_key,
-        base_addresses={"api": settings.stripe_api_base},
-        max_network_retries=0,
-    )
-
-
-@pytest.fixture(scope="session")
-def webhook_registered(settings, ingress) -> str:
-    """localstripe posts every event to the ingress's webhook, signed with our secret."""
-    url = f"{ingress.url}/payment/webhooks/stripe"
-    response = httpx.post(
-        f"{settings.stripe_api_base}/_config/webhooks/pika",
-        data={"url": url, "secret": STRIPE_WEBHOOK_SECRET},
-        headers={"Authorization": f"Bearer {settings.stripe_secret_key}"},
-    )
-    assert response.status_code == 200, response.text
-    return url
-
-
 @pytest.fixture
 async def pack(http) -> dict:
     pack_id = f"pack_{uuid.uuid4().hex[:8]}"

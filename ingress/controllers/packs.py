@@ -11,6 +11,7 @@ from ingress.auth import Principal, admin_only, authenticated
 from ingress.deps import provide_principal, reply_idempotently, resources_of
 from ingress.gateway import Reply
 from schemas.api import PackCreate, PackRead, PackUpdate, PurchaseRead, PurchaseRequest
+from services.memberships.plan_sync import sync_plans
 from services.purchases import catalogue
 from services.purchases.checkout import start_purchase
 from services.purchases.product_sync import sync_products
@@ -24,9 +25,11 @@ class ProductsController(Controller):
 
     @post("/sync", guards=[admin_only], operation_id="syncStripeProducts", status_code=200)
     async def sync(self, request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
-        """Create or update the Stripe Product and Price of every pack; returns their ids."""
+        """Create or update the Stripe Product and Price of every pack, and the Product and
+        Stripe plan of every membership plan; returns their ids."""
         res = resources_of(request)
-        return await sync_products(res.engine, res.payments)
+        packs = await sync_products(res.engine, res.payments)
+        return packs + await sync_plans(res.engine, res.payments)
 
 
 class CreditPacksController(Controller):

@@ -13,8 +13,18 @@ import stripe
 from litestar import Controller, Request, post
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ingress.deps import resources_of
+from ingress.membership_webhooks import (
+    MEMBERSHIP_EVENTS,
+    SUBSCRIPTION_EVENTS,
+    membership_command,
+    metadata_of,
+    owner_of,
+    subscription_of,
+)
+from ingress.resources import Resources
 from ingress.stripe_provider import verify_event
 from schemas.commands import (
     CommandEnvelope,
@@ -43,13 +53,35 @@ HANDLED = frozenset(
         "charge.dispute.created",
         "charge.dispute.closed",
     }
-)
+) | MEMBERSHIP_EVENTS
 PURCHASE_OBJECTS = {"charge.refunded", "charge.dispute.created", "charge.dispute.closed"}
 OWNER_OF_INTENT = text("SELECT user_id FROM purchases WHERE payment_intent_id = :pi")
 RECORD = text(
     "INSERT INTO stripe_events (event_id, type, object_id, livemode) VALUES (:id, :type, :obj, :live) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
+
+
+def envelope_of(event: dict[str, Any]) -> dict[str, Any]:
+    return {"id": uuid.uuid5(NAMESPACE, f"stripe:{event['id']}"), "source": "stripe-webhook"}
+
+
+async def membership_command_for(
+    res: Resources, conn: AsyncConnection, event: dict[str, Any]
+) -> CommandEnvelope | None:
+    """A subscription's or invoice's command; None when the subscription is not ours."""
+    subscription = subscription_of(event)
+    if not subscription:
+        return None
+    owner = await owner_of(conn, subscription)
+    if owner is None:
+        metadata = metadata_of(event)
+        if not metadata.get("userId") and event["type"] not in SUBSCRIPTION_EVENTS:
+            metadata = (await res.payments.retrieve_subscription(subscription)).metadata or {}
+        if not metadata.get("userId"):
+            return None
+        owner = (metadata["userId"], metadata.get("membershipId") or "")
+    return membership_command(event, envelope_of(event), owner[0], owner[1] or None)
 
 
 def command_for(event: dict[str, Any], purchaser: str | None) -> CommandEnvelope | None:
@@ -59,10 +91,7 @@ def command_for(event: dict[str, Any], purchaser: str | None) -> CommandEnvelope
     carry the PaymentIntent's metadata).
     """
     obj = event["data"]["object"]
-    envelope: dict[str, Any] = {
-        "id": uuid.uuid5(NAMESPACE, f"stripe:{event['id']}"),
-        "source": "stripe-webhook",
-    }
+    envelope = envelope_of(event)
     if event["type"] in PURCHASE_OBJECTS and (not purchaser or not obj.get("payment_intent")):
         return None
     if event["type"].startswith("charge.dispute."):
@@ -159,8 +188,11 @@ class StripeWebhookController(Controller):
             if event["type"] in PURCHASE_OBJECTS and obj.get("payment_intent"):
                 purchaser = await conn.scalar(OWNER_OF_INTENT, {"pi": obj["payment_intent"]})
             try:
-                command = command_for(event, purchaser)
-            except ValidationError:
+                if event["type"] in MEMBERSHIP_EVENTS:
+                    command = await membership_command_for(res, conn, event)
+                else:
+                    command = command_for(event, purchaser)
+            except (ValidationError, KeyError, TypeError, ValueError):
                 log.warning("stripe event %s %s does not fit our contract; ignored",
                             event["id"], event["type"])
                 command = None

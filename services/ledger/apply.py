@@ -29,6 +29,7 @@ from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
 from services.ledger.handlers import APPLIED, Handler, charge_credits_many
 from services.ledger.handlers import HANDLERS as LEDGER_HANDLERS
+from services.memberships.handlers import HANDLERS as MEMBERSHIP_HANDLERS
 from services.purchases.disputes import freeze_purchase, settle_dispute
 from services.purchases.handlers import HANDLERS as PURCHASE_HANDLERS
 from services.settings import Settings
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 HANDLERS: dict[str, Handler] = {
     **LEDGER_HANDLERS,
     **PURCHASE_HANDLERS,
+    **MEMBERSHIP_HANDLERS,
     "purchase.freeze": freeze_purchase,
     "purchase.settle_dispute": settle_dispute,
 }

@@ -97,16 +97,21 @@ def notification_for(event: Event) -> Notification | None:
         payment = event.payload
         return Notification(
             "payment_failed",
-            "Your payment did not go through",
+            "Your membership payment did not go through"
+            if payment.membership_id
+            else "Your payment did not go through",
             {
                 "pack_id": payment.pack_id,
+                "plan_name": payment.plan_name,
+                "membership_id": str(payment.membership_id) if payment.membership_id else None,
+                "invoice_id": payment.invoice_id,
                 "amount": format_money(payment.amount, payment.currency),
                 "code": payment.code or "PAY002",
                 "attempt": payment.attempt,
-                "purchase_id": str(payment.purchase_id),
+                "purchase_id": str(payment.purchase_id) if payment.purchase_id else None,
                 "date": _when(event.occurred_at),
             },
-            None,
+            payment.email,
             payment.purchase_id,
         )
     if isinstance(event, PaymentRefunded):

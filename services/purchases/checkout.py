@@ -14,14 +14,10 @@ from services.errors import CreditLimitExceeded, TransactionLimitExceeded
 from services.ledger import queries
 from services.ledger.repository import transactions_today
 from services.purchases.catalogue import get_pack
+from services.purchases.customers import ensure_customer
 from services.purchases.ports import PaymentProvider
 from services.settings import Settings
 
-FIND_CUSTOMER = text("SELECT customer_id FROM stripe_customers WHERE user_id = :u")
-SAVE_CUSTOMER = text(
-    "INSERT INTO stripe_customers (user_id, customer_id, email) VALUES (:u, :c, :e) "
-    "ON CONFLICT (user_id) DO NOTHING"
-)
 SAVE_PURCHASE = text(
     """
     INSERT INTO purchases (id, user_id, pack_id, credits, bonus_credits, amount_minor, currency,
@@ -92,17 +88,10 @@ async def start_purchase(
         pack = await get_pack(conn, pack_id)
         balance = await queries.balance(conn, user_id)
         today = (await transactions_today(conn, [user_id])).get(user_id, 0)
-        customer_id = await conn.scalar(FIND_CUSTOMER, {"u": user_id})
     if existing is not None:
         return await _again(provider, dict(existing))
     check_limits(settings, pack, balance["total"], today)
-    if customer_id is None:
-        customer_id = await provider.create_customer(
-            user_id=user_id, email=email, idempotency_key=f"pika-customer-{user_id}"
-        )
-        async with engine.begin() as conn:
-            await conn.execute(SAVE_CUSTOMER, {"u": user_id, "c": customer_id, "e": email})
-            customer_id = await conn.scalar(FIND_CUSTOMER, {"u": user_id})
+    customer_id = await ensure_customer(engine, provider, user_id, email)
     metadata = {
         "userId": user_id,
         "packId": pack_id,

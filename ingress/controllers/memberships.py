@@ -1,0 +1,124 @@
+"""Memberships: plans for everyone, changes for admins, subscribe / cancel for users."""
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from ingress.auth import Principal, admin_only, authenticated
+from ingress.deps import provide_principal, reply_idempotently, resources_of, target_user
+from ingress.gateway import Reply
+from schemas.api import CancelRequest, MembershipRead, PlanCreate, PlanRead, PlanUpdate, SubscribeRequest
+from schemas.commands import SyncMembership
+from services.memberships import plans
+from services.memberships.subscriptions import cancel, current_membership, membership_view, subscribe
+
+PlanPath = Annotated[str, Parameter(pattern=r"^[a-z0-9_-]{1,64}$")]
+
+
+async def _settle(request: Request[Any, Any, Any], sync: SyncMembership | None) -> None:
+    """Hand Stripe's answer to the worker and wait for it, so a read right after this
+    request sees the new state (webhooks may be late, or never come)."""
+    if sync is not None:
+        await resources_of(request).gateway.submit(sync)
+
+
+def _read(view: dict[str, Any]) -> dict[str, Any]:
+    return MembershipRead.model_validate(view).model_dump(mode="json")
+
+
+class MembershipsController(Controller):
+    path = "/payment/memberships"
+    tags = ["memberships"]
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @get("/", operation_id="listMembershipPlans")
+    async def list_plans(self, request: Request[Any, Any, Any]) -> list[PlanRead]:
+        """Active plans, cheapest first."""
+        async with resources_of(request).engine.connect() as conn:
+            return [PlanRead.model_validate(p) for p in await plans.list_plans(conn)]
+
+    @get("/current", guards=[authenticated], operation_id="getCurrentMembership")
+    async def current(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        user_id: Annotated[str | None, Parameter(query="userId", max_length=128)] = None,
+    ) -> MembershipRead:
+        """The live membership, else the latest one (404 PAY008 when there never was one)."""
+        who = target_user(principal, user_id)
+        async with resources_of(request).engine.connect() as conn:
+            return MembershipRead.model_validate(membership_view(await current_membership(conn, who)))
+
+    @get("/plans/{plan_id:str}", operation_id="getMembershipPlan")
+    async def get_plan(self, request: Request[Any, Any, Any], plan_id: PlanPath) -> PlanRead:
+        async with resources_of(request).engine.connect() as conn:
+            return PlanRead.model_validate(await plans.get_plan(conn, plan_id))
+
+    @post("/plans", guards=[admin_only], operation_id="createMembershipPlan", status_code=201)
+    async def create_plan(self, request: Request[Any, Any, Any], data: PlanCreate) -> PlanRead:
+        async with resources_of(request).engine.begin() as conn:
+            created = await plans.create_plan(conn, data.model_dump(by_alias=False))
+        return PlanRead.model_validate(created)
+
+    @patch("/plans/{plan_id:str}", guards=[admin_only], operation_id="updateMembershipPlan")
+    async def update_plan(
+        self, request: Request[Any, Any, Any], plan_id: PlanPath, data: PlanUpdate
+    ) -> PlanRead:
+        """Credits and rollover apply from each membership's next grant."""
+        changes = data.model_dump(exclude_unset=True, by_alias=False)
+        async with resources_of(request).engine.begin() as conn:
+            return PlanRead.model_validate(await plans.update_plan(conn, plan_id, changes))
+
+    @delete("/plans/{plan_id:str}", guards=[admin_only], operation_id="archiveMembershipPlan",
+            status_code=200)
+    async def archive_plan(self, request: Request[Any, Any, Any], plan_id: PlanPath) -> PlanRead:
+        """Archive: no new subscriptions; running ones go on (never deleted)."""
+        async with resources_of(request).engine.begin() as conn:
+            return PlanRead.model_validate(await plans.update_plan(conn, plan_id, {"active": False}))
+
+    @post("/{plan_id:str}/subscribe", guards=[authenticated], operation_id="subscribeMembership",
+          status_code=200)
+    async def subscribe(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        plan_id: PlanPath,
+        data: SubscribeRequest | None = None,
+    ) -> Response[Any]:
+        """Start a membership (or switch plan with `change`). Credits arrive with Stripe's
+        signed paid-invoice event, never from this call; an active membership → PAY004."""
+        res = resources_of(request)
+        body = data or SubscribeRequest()
+
+        async def action(membership_id: uuid.UUID) -> Reply:
+            view, sync = await subscribe(
+                res.engine, res.payments, user_id=principal.subject, plan_id=plan_id,
+                membership_id=membership_id, email=principal.email,
+                payment_method=body.payment_method_id, change=body.change,
+            )
+            await _settle(request, sync)
+            return Reply(200, _read(view), {})
+
+        return await reply_idempotently(request, principal, body.model_dump(mode="json"), action)
+
+    @post("/cancel", guards=[authenticated], operation_id="cancelMembership", status_code=200)
+    async def cancel(
+        self, request: Request[Any, Any, Any], principal: Principal, data: CancelRequest | None = None
+    ) -> Response[Any]:
+        """Cancel at the end of the paid period, or now with `immediately`; credits already
+        granted stay until they expire."""
+        res = resources_of(request)
+        body = data or CancelRequest()
+
+        async def action(request_id: uuid.UUID) -> Reply:
+            view, sync = await cancel(
+                res.engine, res.payments, user_id=principal.subject,
+                immediately=body.immediately, request_id=request_id,
+            )
+            await _settle(request, sync)
+            return Reply(200, _read(view), {})
+
+        return await reply_idempotently(request, principal, body.model_dump(mode="json"), action)

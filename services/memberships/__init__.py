@@ -1,0 +1,1 @@
+"""Memberships: plans, Stripe subscriptions and the credits each paid period grants."""

@@ -1,0 +1,230 @@
+"""Subscribing, changing plan and cancelling: the ingress side of memberships.
+
+The membership row is written *before* Stripe is called, in the `incomplete` state
+that the database allows once per user (`memberships_one_live`): two concurrent
+subscribe calls cannot both reach Stripe, and Stripe's first webhook always finds the
+row (the subscription carries `membershipId`). No credits move here; the worker grants
+them from Stripe's signed invoice events. State that Stripe answers with (status,
+period, cancellation, plan) reaches the membership through a `membership.sync`
+command, the same path its webhooks take, so the worker is the only writer of it.
+"""
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from schemas.commands import SubscriptionStatePayload, SyncMembership
+from services.errors import InvalidState, NotFound, SubscriptionAlreadyActive
+from services.memberships.plan_sync import ensure_stripe_plan
+from services.memberships.plans import get_plan
+from services.memberships.ports import SubscriptionProvider, SubscriptionState
+from services.purchases.customers import ensure_customer
+
+LIVE = ("incomplete", "trialing", "active", "past_due")
+MEMBERSHIP = """
+    SELECT m.id, m.user_id, m.plan_id, p.name AS plan_name, m.status, m.stripe_subscription_id,
+           m.current_period_start, m.current_period_end, m.cancel_at_period_end, m.canceled_at,
+           coalesce((SELECT mp.credits FROM membership_periods mp WHERE mp.membership_id = m.id
+                      ORDER BY mp.period_start DESC LIMIT 1), 0) AS credits_this_period
+      FROM memberships m JOIN membership_plans p ON p.id = m.plan_id
+"""
+BY_ID = text(MEMBERSHIP + " WHERE m.id = :id")
+CURRENT = text(
+    MEMBERSHIP
+    + " WHERE m.user_id = :u ORDER BY (m.status = ANY(CAST(:live AS text[]))) DESC, m.created_at DESC"
+    " LIMIT 1"
+)
+CREATE = text(
+    "INSERT INTO memberships (id, user_id, plan_id, status, stripe_customer_id, email) "
+    "VALUES (:id, :u, :plan, 'incomplete', :customer, :email)"
+)
+LINK = text(
+    "UPDATE memberships SET stripe_subscription_id = coalesce(stripe_subscription_id, :s), "
+    "updated_at = now() WHERE id = :id"
+)
+ABANDON = text(
+    "UPDATE memberships SET status = 'incomplete_expired', updated_at = now() "
+    "WHERE id = :id AND status = 'incomplete' AND stripe_subscription_id IS NULL"
+)
+
+
+def membership_view(row: Any, state: SubscriptionState | None = None) -> dict[str, Any]:
+    """The membership as stored, with Stripe's fresher answer laid over it if given."""
+    view = {
+        "membership_id": row["id"],
+        "user_id": row["user_id"],
+        "plan_id": row["plan_id"],
+        "plan_name": row["plan_name"],
+        "status": row["status"],
+        "subscription_id": row["stripe_subscription_id"],
+        "current_period_start": row["current_period_start"],
+        "current_period_end": row["current_period_end"],
+        "cancel_at_period_end": row["cancel_at_period_end"],
+        "canceled_at": row["canceled_at"],
+        "credits_this_period": row["credits_this_period"],
+    }
+    if state is not None:
+        view |= {
+            "status": state.status,
+            "subscription_id": state.id,
+            "current_period_start": state.current_period_start or view["current_period_start"],
+            "current_period_end": state.current_period_end or view["current_period_end"],
+            "cancel_at_period_end": state.cancel_at_period_end,
+            "canceled_at": state.canceled_at or state.ended_at or view["canceled_at"],
+            "client_secret": state.client_secret,
+        }
+    return view
+
+
+def sync_command(
+    user_id: str, membership_id: uuid.UUID, state: SubscriptionState, command_id: uuid.UUID
+) -> SyncMembership:
+    """Stripe's answer to one of our calls, as the worker applies webhook state."""
+    return SyncMembership(
+        id=command_id,
+        user_id=user_id,
+        source="pika-payment-ingress",
+        payload=SubscriptionStatePayload(
+            subscription_id=state.id,
+            membership_id=membership_id,
+            stripe_event_id=f"api:{command_id}",
+            status=state.status,
+            stripe_plan_id=state.stripe_plan_id,
+            current_period_start=state.current_period_start,
+            current_period_end=state.current_period_end,
+            cancel_at_period_end=state.cancel_at_period_end,
+            canceled_at=state.canceled_at or (state.ended_at if state.status == "canceled" else None),
+            ended_at=state.ended_at,
+            stripe_created=int(time.time()),
+        ),
+    )
+
+
+async def current_membership(conn: AsyncConnection, user_id: str) -> dict[str, Any]:
+    row = (await conn.execute(CURRENT, {"u": user_id, "live": list(LIVE)})).mappings().first()
+    if row is None:
+        raise NotFound("no membership", userId=user_id)
+    return dict(row)
+
+
+async def _live(conn: AsyncConnection, user_id: str) -> dict[str, Any] | None:
+    try:
+        found = await current_membership(conn, user_id)
+    except NotFound:
+        return None
+    return found if found["status"] in LIVE else None
+
+
+async def subscribe(
+    engine: AsyncEngine,
+    provider: SubscriptionProvider,
+    *,
+    user_id: str,
+    plan_id: str,
+    membership_id: uuid.UUID,
+    email: str | None,
+    payment_method: str | None,
+    change: bool,
+) -> tuple[dict[str, Any], SyncMembership | None]:
+    """Start (or, with `change`, switch) the user's membership.
+
+    Returns the view for the caller and the sync command to publish. A repeated
+    `membership_id` (the same Idempotency-Key) answers with the first subscription.
+    """
+    async with engine.connect() as conn:
+        plan = await get_plan(conn, plan_id)
+        again = (await conn.execute(BY_ID, {"id": membership_id})).mappings().first()
+        live = await _live(conn, user_id)
+    if again is not None and again["stripe_subscription_id"]:
+        state = await provider.retrieve_subscription(again["stripe_subscription_id"])
+        return membership_view(again, state), None
+    if live is not None:
+        if change:
+            return await _change(engine, provider, live, plan, membership_id)
+        if live["status"] == "incomplete" and live["plan_id"] == plan_id and live["stripe_subscription_id"]:
+            # The first payment still needs the customer: hand back its client secret.
+            state = await provider.retrieve_subscription(live["stripe_subscription_id"])
+            return membership_view(live, state), None
+        raise SubscriptionAlreadyActive(
+            f"a membership is already {live['status']}",
+            membershipId=str(live["id"]),
+            planId=live["plan_id"],
+            status=live["status"],
+        )
+    stripe_plan = await ensure_stripe_plan(engine, provider, plan_id)
+    customer = await ensure_customer(engine, provider, user_id, email)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                CREATE,
+                {"id": membership_id, "u": user_id, "plan": plan_id, "customer": customer,
+                 "email": email},
+            )
+    except IntegrityError as error:
+        raise SubscriptionAlreadyActive("a membership is already being started") from error
+    try:
+        if payment_method:
+            await provider.attach_payment_method(customer_id=customer, payment_method=payment_method)
+        state = await provider.create_subscription(
+            customer_id=customer,
+            stripe_plan_id=stripe_plan,
+            metadata={"userId": user_id, "membershipId": str(membership_id), "planId": plan_id},
+            trial_days=plan["trial_days"],
+            idempotency_key=f"pika-membership-{membership_id}",
+        )
+    except Exception:
+        async with engine.begin() as conn:
+            await conn.execute(ABANDON, {"id": membership_id})
+        raise
+    async with engine.begin() as conn:
+        await conn.execute(LINK, {"s": state.id, "id": membership_id})
+        row = (await conn.execute(BY_ID, {"id": membership_id})).mappings().one()
+    return membership_view(row, state), sync_command(user_id, membership_id, state, membership_id)
+
+
+async def _change(
+    engine: AsyncEngine,
+    provider: SubscriptionProvider,
+    live: dict[str, Any],
+    plan: dict[str, Any],
+    request_id: uuid.UUID,
+) -> tuple[dict[str, Any], SyncMembership | None]:
+    """Swap the subscription to `plan`; the next period's grant follows the new plan."""
+    if live["status"] not in ("active", "trialing") or not live["stripe_subscription_id"]:
+        raise InvalidState(f"a {live['status']} membership cannot change plan", status=live["status"])
+    if live["plan_id"] == plan["id"]:
+        raise SubscriptionAlreadyActive("the membership is already on this plan", planId=plan["id"])
+    stripe_plan = await ensure_stripe_plan(engine, provider, plan["id"])
+    state = await provider.change_plan(
+        subscription_id=live["stripe_subscription_id"],
+        item_id=None,
+        stripe_plan_id=stripe_plan,
+        idempotency_key=f"pika-change-{request_id}",
+    )
+    view = membership_view(live, state) | {"plan_id": plan["id"], "plan_name": plan["name"]}
+    return view, sync_command(live["user_id"], live["id"], state, request_id)
+
+
+async def cancel(
+    engine: AsyncEngine,
+    provider: SubscriptionProvider,
+    *,
+    user_id: str,
+    immediately: bool,
+    request_id: uuid.UUID,
+) -> tuple[dict[str, Any], SyncMembership]:
+    """Cancel at period end (default) or now; granted credits keep their own expiry."""
+    async with engine.connect() as conn:
+        live = await _live(conn, user_id)
+    if live is None or not live["stripe_subscription_id"]:
+        raise NotFound("no active membership to cancel", userId=user_id)
+    state = await provider.cancel_subscription(
+        subscription_id=live["stripe_subscription_id"],
+        immediately=immediately,
+        idempotency_key=f"pika-cancel-{request_id}",
+    )
+    return membership_view(live, state), sync_command(user_id, live["id"], state, request_id)

@@ -1,0 +1,379 @@
+"""Memberships through Stripe: the real SDK against localstripe, real and signed webhooks.
+
+localstripe creates real subscriptions on legacy plans and delivers its own signed
+`invoice.payment_succeeded`, `customer.subscription.created` and `.deleted` events to
+the running ingress. It has no clock, trials, `subscription.updated` or failed-invoice
+events: renewals, failures, trials and out-of-order state are events the tests sign
+themselves with the configured secret, as Stripe would send them.
+"""
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from services.ledger.reconcile import reconcile
+from tests.conftest import auth
+from tests.test_http_api import charge_http
+from tests.test_purchases import post_event, wait_balance
+
+GRACE = timedelta(hours=24)  # MEMBERSHIP_RENEWAL_GRACE_HOURS default
+
+
+async def make_plan(http, credits: int = 10, rollover: str = "none", **extra) -> dict:
+    plan_id = f"plan_{uuid.uuid4().hex[:8]}"
+    body = {"id": plan_id, "name": f"Plan {plan_id}", "price": 2900, "currency": "usd",
+            "interval": "month", "creditsPerPeriod": credits, "rollover": rollover, **extra}
+    created = await http.post("/payment/memberships/plans", json=body, headers=auth("admin-1", "admin"))
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+async def subscribe(http, plan_id: str, user: str, key: str | None = None, **body):
+    return await http.post(
+        f"/payment/memberships/{plan_id}/subscribe",
+        json={"paymentMethodId": "pm_card_visa", **body},
+        headers={**auth(user), "Idempotency-Key": key or str(uuid.uuid4())},
+    )
+
+
+async def current(http, user: str) -> dict:
+    response = await http.get("/payment/memberships/current", headers=auth(user))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def wait_current(http, user: str, until=None, timeout: float = 20, **expected) -> dict:
+    """The current membership once `until(found)` and every expected field hold."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await current(http, user)
+        done = all(found.get(k) == v for k, v in expected.items()) and (until is None or until(found))
+        if done or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+def starts_at(moment: datetime):
+    return lambda found: parse(found["currentPeriodStart"]) == moment
+
+
+async def subscribed(http, plan: dict, user: str) -> dict:
+    """A membership whose first period localstripe has charged and announced."""
+    started = await subscribe(http, plan["id"], user)
+    assert started.status_code == 200, started.text
+    balance = await wait_balance(http, user, plan["creditsPerPeriod"])
+    assert balance["total"] == plan["creditsPerPeriod"], "localstripe's paid invoice grants"
+    return await wait_current(http, user, creditsThisPeriod=plan["creditsPerPeriod"])
+
+
+async def stripe_plan_id(engine, plan_id: str) -> str:
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            text("SELECT stripe_plan_id FROM membership_plans WHERE id = :id"), {"id": plan_id}
+        )
+
+
+def _ts(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def invoice_event(sub: str, start: datetime, end: datetime, stripe_plan: str, amount: int = 2900,
+                  kind: str = "payment_succeeded", invoice: str | None = None, attempt: int = 1) -> dict:
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": f"invoice.{kind}",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": {
+            "id": invoice or f"in_{uuid.uuid4().hex[:14]}",
+            "object": "invoice",
+            "subscription": sub,
+            "amount_paid": amount if kind != "payment_failed" else 0,
+            "amount_due": amount,
+            "attempt_count": attempt,
+            "currency": "usd",
+            "billing_reason": "subscription_cycle",
+            "lines": {"data": [{"type": "subscription", "proration": False,
+                                "period": {"start": _ts(start), "end": _ts(end)},
+                                "plan": {"id": stripe_plan}}]},
+        }},
+    }
+
+
+def subscription_event(sub: str, kind: str, status: str, created: int | None = None, **extra) -> dict:
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": f"customer.subscription.{kind}",
+        "created": created or int(time.time()),
+        "livemode": False,
+        "data": {"object": {"id": sub, "object": "subscription", "status": status,
+                            "cancel_at_period_end": False, "metadata": {}, **extra}},
+    }
+
+
+async def deliver_twice(http, event: dict) -> None:
+    for _ in range(2):
+        response = await post_event(http, event)
+        assert response.status_code == 200 and "commandId" in response.json(), response.text
+
+
+def parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+async def batches(http, user: str) -> list[tuple[int, datetime]]:
+    balance = (await http.get("/payment/credits/balance", headers=auth(user))).json()
+    return [(b["remaining"], parse(b["expiresAt"])) for b in balance["batches"]]
+
+
+async def charged(http, user: str, credits: int) -> None:
+    response = await charge_http(http, user, credits, reference=f"booking-{uuid.uuid4().hex[:6]}")
+    assert response.status_code == 200, response.text
+
+
+async def test_plans_are_listed_for_everyone_and_changed_by_admins_only(http):
+    plan = await make_plan(http, credits=12, rollover="capped:4", trialDays=7, trialCredits=3)
+    assert plan["rollover"] == "capped:4" and plan["trialDays"] == 7 and plan["active"] is True
+    listed = (await http.get("/payment/memberships/")).json()
+    assert plan in listed
+    assert (await http.get(f"/payment/memberships/plans/{plan['id']}")).json() == plan
+    for bad in ({"rollover": "capped:0"}, {"rollover": "forever"}, {"interval": "fortnight"},
+                {"price": -5}, {"creditsPerPeriod": 0}, {"currency": "usdollar"}):
+        refused = await http.post(
+            "/payment/memberships/plans",
+            json={"id": "plan_bad", "name": "x", "price": 100, "creditsPerPeriod": 1, **bad},
+            headers=auth("admin-1", "admin"),
+        )
+        assert refused.status_code == 422 and refused.json()["code"] == "PAY007", bad
+    user_try = await http.patch(f"/payment/memberships/plans/{plan['id']}", json={"name": "mine"},
+                                headers=auth("someone"))
+    assert user_try.status_code == 403
+    changed = await http.patch(f"/payment/memberships/plans/{plan['id']}",
+                               json={"creditsPerPeriod": 15}, headers=auth("admin-1", "admin"))
+    assert changed.json()["creditsPerPeriod"] == 15
+    archived = await http.delete(f"/payment/memberships/plans/{plan['id']}",
+                                 headers=auth("admin-1", "admin"))
+    assert archived.json()["active"] is False
+    assert plan["id"] not in {p["id"] for p in (await http.get("/payment/memberships/")).json()}
+    gone = await subscribe(http, plan["id"], "u-late")
+    assert gone.status_code == 404 and gone.json()["code"] == "PAY008"
+
+
+async def test_subscribe_grants_the_first_period_from_stripes_own_webhooks(
+    http, engine, events, webhook_registered, user_id
+):
+    plan = await make_plan(http, credits=30)
+    key = str(uuid.uuid4())
+    started = await subscribe(http, plan["id"], user_id, key=key)
+    assert started.status_code == 200, started.text
+    body = started.json()
+    assert body["status"] == "active" and body["planId"] == plan["id"]
+    assert body["subscriptionId"].startswith("sub_")
+    replay = await subscribe(http, plan["id"], user_id, key=key)
+    assert replay.json()["membershipId"] == body["membershipId"], "same key, same membership"
+    balance = await wait_balance(http, user_id, 30)
+    assert [(b["source"], b["remaining"]) for b in balance["batches"]] == [("MEMBERSHIP", 30)]
+    membership = await wait_current(http, user_id, creditsThisPeriod=30)
+    assert membership["status"] == "active" and membership["creditsThisPeriod"] == 30
+    start, end = parse(membership["currentPeriodStart"]), parse(membership["currentPeriodEnd"])
+    assert start < end and parse(balance["batches"][0]["expiresAt"]) == end + GRACE
+    history = (await http.get("/payment/credits/history", headers=auth(user_id))).json()["items"]
+    paid = [i for i in history if i["type"] == "MEMBERSHIP_PAYMENT"]
+    assert len(paid) == 1 and (paid[0]["amount"], paid[0]["currency"], paid[0]["credits"]) == (
+        2900, "usd", 30
+    )
+    assert paid[0]["metadata"]["membershipId"] == body["membershipId"]
+    activated = await events.wait_for(
+        lambda e: e["type"] == "membership.activated" and e["userId"] == user_id
+    )
+    assert len(activated) == 1 and activated[0]["payload"]["creditsGranted"] == 30
+    assert activated[0]["payload"]["amount"] == 2900
+    again = await subscribe(http, plan["id"], user_id)
+    assert again.status_code == 409 and again.json()["code"] == "PAY004"
+    other = await subscribe(http, (await make_plan(http))["id"], user_id)
+    assert other.status_code == 409 and other.json()["code"] == "PAY004"
+    assert await reconcile(engine) == []
+
+
+async def test_cancel_at_period_end_then_now_keeps_the_credits_and_allows_a_new_subscription(
+    http, events, webhook_registered, user_id
+):
+    plan = await make_plan(http, credits=8)
+    first = await subscribed(http, plan, user_id)
+    later = await http.post("/payment/memberships/cancel", json={},
+                            headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())})
+    assert later.status_code == 200, later.text
+    assert later.json()["cancelAtPeriodEnd"] is True and later.json()["status"] == "active"
+    stored = await current(http, user_id)
+    assert stored["cancelAtPeriodEnd"] is True and stored["status"] == "active"
+    now = await http.post("/payment/memberships/cancel", json={"immediately": True},
+                          headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())})
+    assert now.status_code == 200 and now.json()["status"] == "canceled"
+    ended = await current(http, user_id)
+    assert ended["status"] == "canceled" and ended["membershipId"] == first["membershipId"]
+    canceled = await events.wait_for(
+        lambda e: e["type"] == "membership.canceled" and e["userId"] == user_id, timeout=10
+    )
+    await events.wait_for(lambda e: False, timeout=1.5)  # localstripe's own .deleted arrives too
+    canceled = [e for e in events.events
+                if e["type"] == "membership.canceled" and e["userId"] == user_id]
+    assert len(canceled) == 1, "announced once, however many sources say so"
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert balance["total"] == 8, "credits already granted stay until they expire"
+    nothing = await http.post("/payment/memberships/cancel", json={},
+                              headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())})
+    assert nothing.status_code == 404 and nothing.json()["code"] == "PAY008"
+    renewed = await subscribe(http, plan["id"], user_id)
+    assert renewed.status_code == 200 and renewed.json()["membershipId"] != first["membershipId"]
+    assert (await wait_balance(http, user_id, 16))["total"] == 16
+
+
+# Per policy, after: period 1 (10 credits, 3 spent), renewal 2, 4 spent, renewal 3.
+# Each entry: (balance, [(remaining, expiry as a period end index)]) after renewals 2 and 3.
+ROLLOVER_CASES = {
+    "none": ((10, [(10, 2)]), (10, [(10, 3)])),
+    "capped:5": ((15, [(5, 2), (10, 2)]), (15, [(5, 3), (10, 3)])),
+    "one_cycle": ((17, [(7, 2), (10, 3)]), (20, [(10, 3), (10, 4)])),
+}
+
+
+@pytest.mark.parametrize("policy", list(ROLLOVER_CASES))
+async def test_renewals_over_three_periods_follow_the_rollover_policy(
+    http, engine, events, webhook_registered, user_id, policy
+):
+    plan = await make_plan(http, credits=10, rollover=policy)
+    membership = await subscribed(http, plan, user_id)
+    sub = membership["subscriptionId"]
+    stripe_plan = await stripe_plan_id(engine, plan["id"])
+    start, end = parse(membership["currentPeriodStart"]), parse(membership["currentPeriodEnd"])
+    length = end - start
+    ends = {n: start + length * n for n in range(1, 5)}
+    await charged(http, user_id, 3)
+    for renewal, (balance_after, expected) in zip((2, 3), ROLLOVER_CASES[policy], strict=True):
+        await deliver_twice(http, invoice_event(sub, ends[renewal - 1], ends[renewal], stripe_plan))
+        settled = await wait_current(http, user_id, starts_at(ends[renewal - 1]))
+        balance = await wait_balance(http, user_id, balance_after)
+        assert balance["total"] == balance_after, (policy, renewal, await batches(http, user_id))
+        assert await batches(http, user_id) == [(n, ends[i] + GRACE) for n, i in expected]
+        assert settled["creditsThisPeriod"] == 10
+        if renewal == 2:
+            await charged(http, user_id, 4)
+    history = (await http.get("/payment/credits/history?limit=100", headers=auth(user_id))).json()
+    kinds = [i["type"] for i in history["items"]]
+    assert kinds.count("MEMBERSHIP_PAYMENT") == 3, "each invoice granted once, though sent twice"
+    if policy == "capped:5":
+        assert kinds.count("MEMBERSHIP_ROLLOVER") == 2
+        rolled = [i for i in history["items"] if i["type"] == "MEMBERSHIP_ROLLOVER"]
+        assert all(i["credits"] == 0 for i in rolled), "a rollover moves credits, not the balance"
+    renewed = await events.wait_for(
+        lambda e: e["type"] == "membership.renewed" and e["userId"] == user_id, count=2
+    )
+    assert len(renewed) == 2
+    assert await reconcile(engine) == []
+
+
+async def test_a_failed_renewal_is_past_due_with_dunning_events_then_recovers(
+    http, engine, events, webhook_registered, user_id
+):
+    plan = await make_plan(http, credits=10)
+    membership = await subscribed(http, plan, user_id)
+    stripe_plan = await stripe_plan_id(engine, plan["id"])
+    start, end = parse(membership["currentPeriodStart"]), parse(membership["currentPeriodEnd"])
+    invoice = f"in_{uuid.uuid4().hex[:14]}"
+    for attempt in (1, 2):
+        await deliver_twice(http, invoice_event(
+            membership["subscriptionId"], end, end + (end - start), stripe_plan,
+            kind="payment_failed", invoice=invoice, attempt=attempt,
+        ))
+    await wait_current(http, user_id, status="past_due")
+    failed = await events.wait_for(
+        lambda e: e["type"] == "payment.failed" and e["userId"] == user_id, count=2
+    )
+    assert sorted(e["payload"]["attempt"] for e in failed) == [1, 2]
+    assert {e["payload"]["code"] for e in failed} == {"PAY002"}
+    assert {e["payload"]["membershipId"] for e in failed} == {membership["membershipId"]}
+    assert (await current(http, user_id))["status"] == "past_due"
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert balance["total"] == 10, "a failed payment grants nothing"
+    await deliver_twice(http, invoice_event(membership["subscriptionId"], end, end + (end - start),
+                                            stripe_plan, invoice=invoice))
+    recovered = await wait_current(http, user_id, starts_at(end), status="active")
+    assert recovered["status"] == "active" and parse(recovered["currentPeriodStart"]) == end
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert [b["remaining"] for b in balance["batches"]] == [10], "policy none: the new period only"
+    late_failure = invoice_event(membership["subscriptionId"], end, end + (end - start), stripe_plan,
+                                 kind="payment_failed", invoice=invoice, attempt=3)
+    await deliver_twice(http, late_failure)
+    await events.wait_for(lambda e: False, timeout=1)
+    assert (await current(http, user_id))["status"] == "active", "a paid invoice cannot fail later"
+
+
+async def test_plan_change_swaps_the_stripe_item_and_the_next_grant_follows_the_new_plan(
+    http, engine, webhook_registered, user_id
+):
+    basic, premium = await make_plan(http, credits=10), await make_plan(http, credits=25)
+    membership = await subscribed(http, basic, user_id)
+    refused = await subscribe(http, premium["id"], user_id)
+    assert refused.status_code == 409 and refused.json()["code"] == "PAY004"
+    changed = await subscribe(http, premium["id"], user_id, change=True)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["planId"] == premium["id"]
+    assert changed.json()["membershipId"] == membership["membershipId"]
+    assert (await current(http, user_id))["planId"] == premium["id"]
+    same = await subscribe(http, premium["id"], user_id, change=True)
+    assert same.status_code == 409 and same.json()["code"] == "PAY004"
+    start, end = parse(membership["currentPeriodStart"]), parse(membership["currentPeriodEnd"])
+    await deliver_twice(http, invoice_event(membership["subscriptionId"], end, end + (end - start),
+                                            await stripe_plan_id(engine, premium["id"])))
+    balance = await wait_balance(http, user_id, 25)
+    assert balance["total"] == 25, "the renewal grants the new plan's credits (none rolled over)"
+
+
+async def test_a_deleted_subscription_cancels_once_and_older_state_cannot_revive_it(
+    http, events, webhook_registered, user_id
+):
+    plan = await make_plan(http, credits=5)
+    membership = await subscribed(http, plan, user_id)
+    sub = membership["subscriptionId"]
+    deleted = subscription_event(sub, "deleted", "canceled", ended_at=int(time.time()))
+    await deliver_twice(http, deleted)
+    await wait_current(http, user_id, status="canceled")
+    stale = subscription_event(sub, "updated", "active", created=deleted["created"] - 60)
+    await deliver_twice(http, stale)
+    await events.wait_for(lambda e: False, timeout=1)
+    assert (await current(http, user_id))["status"] == "canceled"
+    canceled = [e for e in events.events
+                if e["type"] == "membership.canceled" and e["userId"] == user_id]
+    assert len(canceled) == 1 and canceled[0]["payload"]["membershipId"] == membership["membershipId"]
+
+
+async def test_trial_credits_are_a_batch_of_their_own_and_follow_the_policy(
+    http, engine, webhook_registered, user_id
+):
+    plan = await make_plan(http, credits=20, rollover="none", trialDays=7, trialCredits=4)
+    started = await subscribe(http, plan["id"], user_id)
+    assert started.status_code == 200, started.text
+    sub = started.json()["subscriptionId"]
+    stripe_plan = await stripe_plan_id(engine, plan["id"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    trial_end = now + timedelta(days=7)
+    # localstripe does not emulate trials: Stripe's $0 trial invoice, then the first paid one.
+    # Newer than localstripe's own `created` (status incomplete), which may still arrive.
+    trialing = subscription_event(sub, "updated", "trialing", created=int(time.time()) + 2,
+                                  current_period_start=_ts(now), current_period_end=_ts(trial_end))
+    await deliver_twice(http, trialing)
+    await deliver_twice(http, invoice_event(sub, now, trial_end, stripe_plan, amount=0))
+    balance = await wait_balance(http, user_id, 4)
+    assert [(b["source"], b["remaining"]) for b in balance["batches"]] == [("MEMBERSHIP", 4)]
+    assert (await wait_current(http, user_id, status="trialing"))["creditsThisPeriod"] == 4
+    await deliver_twice(http, invoice_event(sub, trial_end, trial_end + timedelta(days=30),
+                                            stripe_plan))
+    balance = await wait_balance(http, user_id, 20)
+    assert [b["remaining"] for b in balance["batches"]] == [20], "unused trial credits expired"
+    assert (await wait_current(http, user_id, status="active"))["creditsThisPeriod"] == 20
