@@ -65,10 +65,12 @@ async def owner_of(conn: AsyncConnection, subscription_id: str) -> tuple[str, st
     return (str(row.user_id), str(row.id)) if row else None
 
 
-def _subscription_line(invoice: dict[str, Any]) -> dict[str, Any]:
+def _subscription_line(invoice: dict[str, Any]) -> dict[str, Any] | None:
+    """The line that pays a period; None for an invoice of prorations only (a plan
+    change invoiced at once), which grants nothing: the period was granted already."""
     lines = (invoice.get("lines") or {}).get("data") or []
     regular = [li for li in lines if li.get("type") == "subscription" and not li.get("proration")]
-    return (regular or lines or [{}])[-1]
+    return regular[-1] if regular else None
 
 
 def membership_command(
@@ -107,6 +109,8 @@ def membership_command(
             failure_code=(charge or {}).get("failure_code"),
         ))
     line = _subscription_line(obj)
+    if line is None:
+        return None
     period = line.get("period") or {}
     start = _moment(period.get("start") or obj.get("period_start"))
     end = _moment(period.get("end") or obj.get("period_end"))

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from services.ledger.reconcile import reconcile
-from tests.conftest import auth
+from tests.conftest import auth, wait_processed
 from tests.test_http_api import charge_http
 from tests.test_purchases import post_event, wait_balance
 
@@ -377,3 +377,140 @@ async def test_trial_credits_are_a_batch_of_their_own_and_follow_the_policy(
     balance = await wait_balance(http, user_id, 20)
     assert [b["remaining"] for b in balance["batches"]] == [20], "unused trial credits expired"
     assert (await wait_current(http, user_id, status="active"))["creditsThisPeriod"] == 20
+
+
+async def test_concurrent_subscribes_make_one_membership_and_one_stripe_subscription(
+    http, engine, stripe_client, webhook_registered, user_id
+):
+    plan = await make_plan(http, credits=6)
+    answers = await asyncio.gather(*(subscribe(http, plan["id"], user_id) for _ in range(5)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 409, 409, 409, 409], [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {"PAY004"}
+    async with engine.connect() as conn:
+        customer = await conn.scalar(
+            text("SELECT customer_id FROM stripe_customers WHERE user_id = :u"), {"u": user_id}
+        )
+        rows = await conn.scalar(
+            text("SELECT count(*) FROM memberships WHERE user_id = :u"), {"u": user_id}
+        )
+    subs = await stripe_client.v1.subscriptions.list_async(params={"customer": customer})
+    assert len(subs.data) == 1 and rows == 1
+    assert (await wait_balance(http, user_id, 6))["total"] == 6
+
+
+async def test_members_see_only_their_own_membership(http, webhook_registered, user_id):
+    plan = await make_plan(http, credits=3)
+    await subscribed(http, plan, user_id)
+    other = await http.get(f"/payment/memberships/current?userId={user_id}", headers=auth("u-other"))
+    assert other.status_code == 403 and other.json()["code"] == "PAY010"
+    admin = await http.get(f"/payment/memberships/current?userId={user_id}",
+                           headers=auth("ops", "admin"))
+    assert admin.status_code == 200 and admin.json()["userId"] == user_id
+    never = await http.get("/payment/memberships/current", headers=auth(f"{user_id}-new"))
+    assert never.status_code == 404 and never.json()["code"] == "PAY008"
+    anonymous = await http.post(f"/payment/memberships/{plan['id']}/subscribe", json={})
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "PAY009"
+
+
+async def test_a_declined_first_payment_leaves_an_incomplete_membership_to_pay_again(
+    http, engine, stripe_client, webhook_registered, user_id
+):
+    plan = await make_plan(http, credits=9)
+    declined = await subscribe(http, plan["id"], user_id, paymentMethodId="pm_card_chargeCustomerFail")
+    assert declined.status_code == 200, declined.text
+    first = declined.json()
+    assert first["status"] == "incomplete" and first["clientSecret"], first
+    retry = await subscribe(http, plan["id"], user_id)
+    assert retry.status_code == 200 and retry.json()["membershipId"] == first["membershipId"]
+    assert retry.json()["clientSecret"] == first["clientSecret"], "the same payment to confirm"
+    other_plan = await subscribe(http, (await make_plan(http))["id"], user_id)
+    assert other_plan.status_code == 409 and other_plan.json()["code"] == "PAY004"
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert balance["total"] == 0, "nothing paid, nothing granted"
+    # The customer pays with another card: Stripe's paid invoice grants the period.
+    async with engine.connect() as conn:
+        customer = await conn.scalar(
+            text("SELECT customer_id FROM stripe_customers WHERE user_id = :u"), {"u": user_id}
+        )
+    card = await stripe_client.v1.payment_methods.attach_async(
+        "pm_card_visa", params={"customer": customer}
+    )
+    await stripe_client.v1.customers.update_async(
+        customer, params={"invoice_settings": {"default_payment_method": card.id}}
+    )
+    sub = await stripe_client.v1.subscriptions.retrieve_async(first["subscriptionId"])
+    await stripe_client.v1.invoices.pay_async(str(sub.to_dict()["latest_invoice"]))
+    assert (await wait_balance(http, user_id, 9))["total"] == 9
+    assert (await wait_current(http, user_id, status="active"))["status"] == "active"
+
+
+async def test_a_subscription_our_record_missed_is_found_through_its_stripe_metadata(
+    http, engine, stripe_client, webhook_registered, user_id
+):
+    """The ingress crashed after Stripe created the subscription and before it stored the
+    subscription id: Stripe's invoice event (no metadata) still reaches the membership."""
+    plan = await make_plan(http, credits=11)
+    await http.post("/payment/products/sync", headers=auth("ops", "admin"))
+    membership_id = uuid.uuid4()
+    customer = await stripe_client.v1.customers.create_async(params={"metadata": {"userId": user_id}})
+    card = await stripe_client.v1.payment_methods.attach_async(
+        "pm_card_visa", params={"customer": customer.id}
+    )
+    await stripe_client.v1.customers.update_async(
+        customer.id, params={"invoice_settings": {"default_payment_method": card.id}}
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO memberships (id, user_id, plan_id, status, stripe_customer_id) "
+                 "VALUES (:id, :u, :p, 'incomplete', :c)"),
+            {"id": membership_id, "u": user_id, "p": plan["id"], "c": customer.id},
+        )
+    await stripe_client.v1.subscriptions.create_async(params={
+        "customer": customer.id,
+        "items": [{"plan": await stripe_plan_id(engine, plan["id"])}],
+        "metadata": {"userId": user_id, "membershipId": str(membership_id), "planId": plan["id"]},
+    })
+    assert (await wait_balance(http, user_id, 11))["total"] == 11
+    found = await wait_current(http, user_id, status="active")
+    assert found["membershipId"] == str(membership_id) and found["subscriptionId"].startswith("sub_")
+
+
+async def test_stripe_sync_makes_a_product_and_a_new_stripe_plan_when_the_price_changes(
+    http, engine, stripe_client
+):
+    plan = await make_plan(http, credits=4)
+    admin = auth("ops", "admin")
+    lines = (await http.post("/payment/products/sync", headers=admin)).json()
+    line = next(li for li in lines if li.get("plan_id") == plan["id"])
+    assert line["new_plan"] is True and line["product_id"].startswith("prod_")
+    stripe_plan = await stripe_plan_id(engine, plan["id"])
+    assert (await stripe_client.v1.plans.retrieve_async(stripe_plan)).amount == 2900
+    await http.patch(f"/payment/memberships/plans/{plan['id']}", json={"price": 3500}, headers=admin)
+    again = await http.post("/payment/products/sync", headers=admin)
+    changed = await stripe_plan_id(engine, plan["id"])
+    assert changed != stripe_plan, again.text
+    assert (await stripe_client.v1.plans.retrieve_async(changed)).amount == 3500
+    unchanged = (await http.post("/payment/products/sync", headers=admin)).json()
+    assert next(li for li in unchanged if li.get("plan_id") == plan["id"])["new_plan"] is False
+    assert await stripe_plan_id(engine, plan["id"]) == changed
+
+
+async def test_a_period_is_granted_once_whatever_invoices_mention_it(
+    http, engine, webhook_registered, user_id
+):
+    plan = await make_plan(http, credits=7)
+    membership = await subscribed(http, plan, user_id)
+    stripe_plan = await stripe_plan_id(engine, plan["id"])
+    start, end = parse(membership["currentPeriodStart"]), parse(membership["currentPeriodEnd"])
+    again = invoice_event(membership["subscriptionId"], start, end, stripe_plan)
+    command_id = uuid.UUID((await post_event(http, again)).json()["commandId"])
+    prorations = invoice_event(membership["subscriptionId"], start, end, stripe_plan)
+    prorations["data"]["object"]["lines"]["data"][0]["proration"] = True
+    ignored = await post_event(http, prorations)
+    assert ignored.status_code == 200 and ignored.json().get("ignored") is True
+    result = (await wait_processed(engine, [command_id]))[command_id]["result"]
+    assert result["already"] is True and result["grantedBy"] != again["data"]["object"]["id"]
+    history = (await http.get("/payment/credits/history", headers=auth(user_id))).json()["items"]
+    assert [i["type"] for i in history].count("MEMBERSHIP_PAYMENT") == 1
+    assert (await http.get("/payment/credits/balance", headers=auth(user_id))).json()["total"] == 7

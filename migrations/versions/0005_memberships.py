@@ -4,7 +4,8 @@ Invariants kept by the database, not only by Python:
 - a user has at most one live membership (`memberships_one_live`): two concurrent
   subscribe calls cannot both create a Stripe subscription (PAY004);
 - an invoice grants at most once (`membership_periods` is keyed by invoice id, and a
-  unique index refuses a second MEMBERSHIP_PAYMENT naming the same invoice);
+  unique index refuses a second MEMBERSHIP_PAYMENT naming the same invoice), and so
+  does a period (unique membership + period start);
 - rollover moves credits between batches with a `MEMBERSHIP_ROLLOVER` transaction
   whose postings net to zero on the user's account.
 
@@ -117,8 +118,11 @@ def upgrade() -> None:
         )
         """
     )
+    # One grant per period too: a second invoice for a period already granted (a
+    # proration invoice, say) must not grant it again.
     op.execute(
-        "CREATE INDEX membership_periods_order ON membership_periods (membership_id, period_start)"
+        "CREATE UNIQUE INDEX membership_periods_once ON membership_periods "
+        "(membership_id, period_start)"
     )
     _types(TRANSACTION_TYPES)
     op.execute(

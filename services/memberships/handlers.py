@@ -42,6 +42,19 @@ def _envelope(command: Any) -> dict[str, Any]:
             "command_id": command.id}
 
 
+async def _debit(
+    ctx: LedgerContext, draft: TransactionDraft, batches: dict[Any, Any], amounts: dict[Any, int]
+) -> list[Allocation]:
+    """Write the transaction and take `amounts` from the membership batches it names."""
+    await repo.insert_transactions(ctx.conn, [draft])
+    taken = [
+        Allocation(draft.id, batch_id, -n, batches[batch_id].expires_at, MEMBERSHIP)
+        for batch_id, n in amounts.items()
+    ]
+    await repo.debit_batches(ctx.conn, taken)
+    return taken
+
+
 async def _expire(
     ctx: LedgerContext, command: GrantMembershipPeriod, account: Account, batches: dict[Any, Any],
     amounts: dict[Any, int],
@@ -59,12 +72,7 @@ async def _expire(
         metadata={"invoiceId": command.payload.invoice_id, "rollover": True},
         legs=[Leg(account.id, AVAILABLE, -credits), Leg(ctx.system("expired"), AVAILABLE, credits)],
     )
-    await repo.insert_transactions(ctx.conn, [draft])
-    taken = [
-        Allocation(draft.id, batch_id, -n, batches[batch_id].expires_at, MEMBERSHIP)
-        for batch_id, n in amounts.items()
-    ]
-    await repo.debit_batches(ctx.conn, taken)
+    taken = await _debit(ctx, draft, batches, amounts)
     after = await write(ctx, [draft], {account.id: (-credits, 0)})
     account.available = after[account.id][0]
     events = announce("credits.expired", command, command.user_id, draft, after=after[account.id],
@@ -90,12 +98,7 @@ async def _carry(
         metadata={"invoiceId": command.payload.invoice_id},
         legs=[Leg(account.id, AVAILABLE, -credits), Leg(account.id, AVAILABLE, credits)],
     )
-    await repo.insert_transactions(ctx.conn, [draft])
-    taken = [
-        Allocation(draft.id, batch_id, -n, batches[batch_id].expires_at, MEMBERSHIP)
-        for batch_id, n in decision.carry.items()
-    ]
-    await repo.debit_batches(ctx.conn, taken)
+    taken = await _debit(ctx, draft, batches, decision.carry)
     new_batch = uuid.uuid4()
     await repo.insert_batch(
         ctx.conn, batch_id=new_batch, account_id=account.id, user_id=command.user_id,
@@ -118,9 +121,12 @@ async def grant_membership_period(ctx: LedgerContext, command: GrantMembershipPe
     p = command.payload
     membership = await store.lock_membership(ctx.conn, command.user_id, p.subscription_id,
                                              p.membership_id)
-    if await store.period_of_invoice(ctx.conn, p.invoice_id) is not None:
+    granted_before = await store.period_of_invoice(ctx.conn, p.invoice_id) or (
+        await store.period_starting(ctx.conn, membership["id"], p.period_start)
+    )
+    if granted_before is not None:
         return applied(command, {"membershipId": str(membership["id"]), "invoiceId": p.invoice_id,
-                                 "already": True}, [])
+                                 "grantedBy": granted_before["invoice_id"], "already": True}, [])
     plan_id = await plan_by_stripe_id(ctx.conn, p.stripe_plan_id) or membership["plan_id"]
     plan = await plan_row(ctx.conn, plan_id)
     assert plan is not None  # memberships reference their plan

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.catalogue_rows import update_row
 from services.errors import InvalidState, NotFound
 
 COLUMNS = (
@@ -98,18 +99,10 @@ async def create_plan(conn: AsyncConnection, plan: dict[str, Any]) -> dict[str, 
 
 
 async def update_plan(conn: AsyncConnection, plan_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-    sets = [f"{'price_minor' if k == 'price' else k} = :{k}" for k in changes if k in EDITABLE]
-    if not sets:
+    if not EDITABLE & changes.keys():
         return await get_plan(conn, plan_id, active_only=False)
-    row = (
-        await conn.execute(
-            text(
-                f"UPDATE membership_plans SET {', '.join(sets)}, updated_at = now() "
-                f"WHERE id = :plan_id RETURNING {COLUMNS}"
-            ),
-            {**{k: v for k, v in changes.items() if k in EDITABLE}, "plan_id": plan_id},
-        )
-    ).mappings().first()
+    row = await update_row(conn, "membership_plans", plan_id, changes, editable=EDITABLE,
+                           columns=COLUMNS)
     if row is None:
         raise NotFound("no such membership plan", planId=plan_id)
     return plan_view(row)

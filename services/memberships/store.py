@@ -24,6 +24,9 @@ LOCK = text(
 )
 LINK = text("UPDATE memberships SET stripe_subscription_id = :sub WHERE id = :id")
 PERIOD = text("SELECT * FROM membership_periods WHERE invoice_id = :inv")
+PERIOD_AT = text(
+    "SELECT * FROM membership_periods WHERE membership_id = :m AND period_start = :start"
+)
 PREVIOUS = text(
     "SELECT * FROM membership_periods WHERE membership_id = :m AND period_start < :start "
     "ORDER BY period_start DESC LIMIT 1"
@@ -98,6 +101,13 @@ async def lock_membership(
 
 async def period_of_invoice(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(PERIOD, {"inv": invoice_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def period_starting(
+    conn: AsyncConnection, membership_id: uuid.UUID, start: datetime
+) -> dict[str, Any] | None:
+    row = (await conn.execute(PERIOD_AT, {"m": membership_id, "start": start})).mappings().first()
     return dict(row) if row else None
 
 

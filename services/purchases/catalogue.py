@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.catalogue_rows import update_row
 from services.errors import InvalidState, NotFound
 
 COLUMNS = "id, name, credits, bonus_credits, price_minor, currency, active"
@@ -65,18 +66,9 @@ async def update_pack(conn: AsyncConnection, pack_id: str, changes: dict[str, An
     purchase), so changing a pack never changes what an open purchase grants.
     """
     allowed = {"name", "credits", "bonus_credits", "price", "currency", "active"}
-    sets = [f"{'price_minor' if k == 'price' else k} = :{k}" for k in changes if k in allowed]
-    if not sets:
+    if not allowed & changes.keys():
         return await get_pack(conn, pack_id, active_only=False)
-    row = (
-        await conn.execute(
-            text(
-                f"UPDATE credit_packs SET {', '.join(sets)}, updated_at = now() "
-                f"WHERE id = :pack_id RETURNING {COLUMNS}"
-            ),
-            {**{k: v for k, v in changes.items() if k in allowed}, "pack_id": pack_id},
-        )
-    ).mappings().first()
+    row = await update_row(conn, "credit_packs", pack_id, changes, editable=allowed, columns=COLUMNS)
     if row is None:
         raise NotFound("no such credit pack", packId=pack_id)
     return pack_view(row)
