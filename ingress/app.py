@@ -16,6 +16,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from ingress.controllers.commands import CommandsController
 from ingress.controllers.credits import CreditsController
 from ingress.controllers.docs import DocsController
+from ingress.controllers.fraud import FraudFlagsController
 from ingress.controllers.health import HealthController
 from ingress.controllers.live import balance_socket
 from ingress.controllers.memberships import MembershipsController
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CreditPacksController,
             ProductsController,
             MembershipsController,
+            FraudFlagsController,
             StripeWebhookController,
             DocsController,
             HealthController,

@@ -288,6 +288,38 @@ class SyncMembership(CommandEnvelope):
     payload: SubscriptionStatePayload
 
 
+class CardPayload(WireModel):
+    payment_intent_id: StripeId
+    fingerprint: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="Stripe's card fingerprint: the same card on any account has the same one."
+    )
+    stripe_event_id: StripeId
+
+
+class RecordCard(CommandEnvelope):
+    """The card that paid one of the user's purchases (from `charge.succeeded`): checked
+    against the other accounts that paid with it."""
+
+    type: Literal["fraud.record_card"] = "fraud.record_card"
+    payload: CardPayload
+
+
+class ResolvePayload(WireModel):
+    flag_id: uuid.UUID
+    resolution: Literal["cleared", "confirmed"] = Field(
+        description="cleared: frozen credits are released; confirmed: they are taken back."
+    )
+    note: Reason | None = None
+    resolved_by: UserId
+
+
+class ResolveFraudFlag(CommandEnvelope):
+    """An admin's decision on a fraud flag (admins only)."""
+
+    type: Literal["fraud.resolve"] = "fraud.resolve"
+    payload: ResolvePayload
+
+
 Command = Annotated[
     ChargeCredits
     | HoldCredits
@@ -304,7 +336,9 @@ Command = Annotated[
     | SettleDispute
     | GrantMembershipPeriod
     | FailMembershipPayment
-    | SyncMembership,
+    | SyncMembership
+    | RecordCard
+    | ResolveFraudFlag,
     Field(discriminator="type"),
 ]
 COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
@@ -324,6 +358,8 @@ COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
     GrantMembershipPeriod,
     FailMembershipPayment,
     SyncMembership,
+    RecordCard,
+    ResolveFraudFlag,
 )
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 

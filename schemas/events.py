@@ -144,11 +144,14 @@ class PaymentRefunded(EventEnvelope):
 
 
 class FraudFlagPayload(WireModel):
-    reason: str = Field(examples=["refund_of_spent_credits"])
+    reason: str = Field(examples=["refund_of_spent_credits"], description="The rule that fired.")
     severity: Literal["low", "medium", "high"]
+    flag_id: uuid.UUID | None = Field(None, description="The fraud_flags row an admin resolves.")
     purchase_id: uuid.UUID | None = None
     payment_intent_id: str | None = None
     shortfall_credits: int = 0
+    frozen_credits: int = Field(0, description="Purchased credits held until an admin decides.")
+    details: dict[str, Any] = Field(default_factory=dict, description="Counts and thresholds.")
 
 
 class FraudFlagged(EventEnvelope):
@@ -156,6 +159,21 @@ class FraudFlagged(EventEnvelope):
 
     type: Literal["fraud.flagged"] = "fraud.flagged"
     payload: FraudFlagPayload
+
+
+class FraudResolvedPayload(WireModel):
+    flag_id: uuid.UUID
+    reason: str
+    resolution: Literal["cleared", "confirmed"]
+    released_credits: int = Field(0, description="Frozen credits given back (cleared).")
+    revoked_credits: int = Field(0, description="Frozen credits taken back (confirmed).")
+
+
+class FraudResolved(EventEnvelope):
+    """An admin decided a fraud flag."""
+
+    type: Literal["fraud.resolved"] = "fraud.resolved"
+    payload: FraudResolvedPayload
 
 
 class PaymentFailed(EventEnvelope):
@@ -317,6 +335,7 @@ Event = Annotated[
     | PaymentRefunded
     | PaymentFailed
     | FraudFlagged
+    | FraudResolved
     | ReceiptRequested
     | MembershipActivated
     | MembershipRenewed
@@ -341,6 +360,7 @@ EVENT_MODELS: tuple[type[EventEnvelope], ...] = (
     PaymentRefunded,
     PaymentFailed,
     FraudFlagged,
+    FraudResolved,
     ReceiptRequested,
     MembershipActivated,
     MembershipRenewed,

@@ -68,6 +68,25 @@ class Settings(BaseSettings):
         description="Membership credits outlive their period by this much, so a renewal "
         "collected late still finds them to roll over.",
     )
+    fraud_purchase_window_minutes: int = Field(
+        60, gt=0, description="Window of the purchase-velocity rule."
+    )
+    fraud_max_purchases_per_window: int = Field(
+        5, gt=0, description="More paid purchases than this in the window raise a flag "
+        "(medium; high, with the purchased credits frozen, at twice as many)."
+    )
+    fraud_failure_window_minutes: int = Field(
+        1440, gt=0, description="Window of the repeated-payment-failure rule."
+    )
+    fraud_max_payment_failures: int = Field(
+        3, gt=0, description="This many failed payments in the window raise a flag (medium)."
+    )
+    fraud_max_accounts_per_card: int = Field(
+        2, gt=0, description="More accounts than this paying with one card raise a high flag."
+    )
+    fraud_hold_days: int = Field(
+        180, gt=0, description="How long credits frozen by a high flag stay held unresolved."
+    )
     hold_ttl_seconds: int = Field(900, gt=0, description="Default lifetime of a hold.")
     idempotency_ttl_seconds: int = Field(86_400, description="How long HTTP replies replay.")
     worker_batch_size: int = Field(500, gt=0, description="Most commands one DB transaction.")

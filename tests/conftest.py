@@ -422,6 +422,19 @@ def webhook_registered(settings, ingress) -> str:
     return url
 
 
+@pytest.fixture
+async def pack(http) -> dict:
+    pack_id = f"pack_{uuid.uuid4().hex[:8]}"
+    created = await http.post(
+        "/payment/credit-packs/",
+        json={"id": pack_id, "name": "Test 20 + 3", "credits": 20, "bonusCredits": 3,
+              "price": 1800, "currency": "usd"},
+        headers=auth("admin-1", "admin"),
+    )
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
 @pytest.fixture(scope="session")
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     created = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")

@@ -19,19 +19,6 @@ from services.ledger.reconcile import reconcile
 from tests.conftest import STRIPE_WEBHOOK_SECRET, auth
 
 
-@pytest.fixture
-async def pack(http) -> dict:
-    pack_id = f"pack_{uuid.uuid4().hex[:8]}"
-    created = await http.post(
-        "/payment/credit-packs/",
-        json={"id": pack_id, "name": "Test 20 + 3", "credits": 20, "bonusCredits": 3,
-              "price": 1800, "currency": "usd"},
-        headers=auth("admin-1", "admin"),
-    )
-    assert created.status_code == 201, created.text
-    return created.json()
-
-
 def signed(event: dict, secret: str = STRIPE_WEBHOOK_SECRET, at: int | None = None) -> tuple[str, str]:
     payload = json.dumps(event)
     header = stripe.WebhookSignature.generate_signature_header(

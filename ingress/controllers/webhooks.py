@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ingress.deps import resources_of
+from ingress.errors import error_responses
 from ingress.membership_webhooks import (
     MEMBERSHIP_EVENTS,
     SUBSCRIPTION_EVENTS,
@@ -27,6 +28,7 @@ from ingress.membership_webhooks import (
 from ingress.resources import Resources
 from ingress.stripe_provider import verify_event
 from schemas.commands import (
+    CardPayload,
     CommandEnvelope,
     ConfirmPurchase,
     ConfirmPurchasePayload,
@@ -34,6 +36,7 @@ from schemas.commands import (
     FailPurchase,
     FailPurchasePayload,
     FreezePurchase,
+    RecordCard,
     RevokePurchase,
     RevokePurchasePayload,
     SettleDispute,
@@ -52,9 +55,12 @@ HANDLED = frozenset(
         "charge.refunded",
         "charge.dispute.created",
         "charge.dispute.closed",
+        "charge.succeeded",
     }
 ) | MEMBERSHIP_EVENTS
-PURCHASE_OBJECTS = {"charge.refunded", "charge.dispute.created", "charge.dispute.closed"}
+PURCHASE_OBJECTS = {
+    "charge.refunded", "charge.dispute.created", "charge.dispute.closed", "charge.succeeded"
+}
 OWNER_OF_INTENT = text("SELECT user_id FROM purchases WHERE payment_intent_id = :pi")
 RECORD = text(
     "INSERT INTO stripe_events (event_id, type, object_id, livemode) VALUES (:id, :type, :obj, :live) "
@@ -104,6 +110,20 @@ def command_for(event: dict[str, Any], purchaser: str | None) -> CommandEnvelope
         )
         model = SettleDispute if closed else FreezePurchase
         return model(**envelope, user_id=purchaser, payload=payload)
+    if event["type"] == "charge.succeeded":
+        # Only the card's fingerprint matters here (fraud: one card, many accounts).
+        card = (obj.get("payment_method_details") or {}).get("card") or {}
+        if not card.get("fingerprint"):
+            return None
+        return RecordCard(
+            **envelope,
+            user_id=purchaser,
+            payload=CardPayload(
+                payment_intent_id=obj["payment_intent"],
+                fingerprint=card["fingerprint"],
+                stripe_event_id=event["id"],
+            ),
+        )
     if event["type"] == "charge.refunded":
         return RevokePurchase(
             **envelope,
@@ -165,7 +185,8 @@ class StripeWebhookController(Controller):
     path = "/payment/webhooks"
     tags = ["webhooks"]
 
-    @post("/stripe", operation_id="stripeWebhook", status_code=200, request_max_body_size=MAX_BODY)
+    @post("/stripe", operation_id="stripeWebhook", status_code=200, request_max_body_size=MAX_BODY,
+          responses=error_responses(400, 503))
     async def stripe_event(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         """Signed Stripe events (`Stripe-Signature`, STRIPE_WEBHOOK_SECRET, 300 s tolerance)."""
         res = resources_of(request)

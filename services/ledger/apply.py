@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.commands import ChargeCredits, CommandEnvelope, TransferCredits
 from services.db import unit_of_work
 from services.errors import PaymentError
+from services.fraud.handlers import HANDLERS as FRAUD_HANDLERS
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
@@ -39,6 +40,7 @@ HANDLERS: dict[str, Handler] = {
     **LEDGER_HANDLERS,
     **PURCHASE_HANDLERS,
     **MEMBERSHIP_HANDLERS,
+    **FRAUD_HANDLERS,
     "purchase.freeze": freeze_purchase,
     "purchase.settle_dispute": settle_dispute,
 }

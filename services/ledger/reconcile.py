@@ -77,7 +77,7 @@ GLOBAL_CHECKS: dict[str, str] = {
         SELECT pc.command_id::text, '>= 1 outbox row', '0'
           FROM processed_commands pc
          WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.command_id = pc.command_id)
-           AND NOT (pc.status = 'applied' AND pc.result ? 'already')
+           AND NOT (pc.status = 'applied' AND (pc.result ? 'already' OR pc.result ? 'quiet'))
            AND NOT (pc.status = 'applied' AND pc.type = 'credits.expire'
                     AND (pc.result ->> 'credits')::bigint = 0)
          LIMIT 100""",

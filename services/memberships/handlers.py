@@ -24,6 +24,7 @@ from schemas.events import (
     PaymentFailed,
     PaymentPayload,
 )
+from services.fraud.checks import after_failed_payment
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce, ledger_fact
@@ -224,11 +225,12 @@ async def fail_membership_payment(ctx: LedgerContext, command: FailMembershipPay
             attempt=p.attempt, email=membership["email"],
         ),
     )
+    flags = await after_failed_payment(ctx, command, attempts=p.attempt)
     return applied(
         command,
         {"membershipId": str(membership["id"]), "status": status, "attempt": p.attempt,
          "code": "PAY002"},
-        [event],
+        [event, *flags],
     )
 
 

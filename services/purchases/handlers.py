@@ -11,8 +11,6 @@ from sqlalchemy import text
 
 from schemas.commands import ConfirmPurchase, FailPurchase, RevokePurchase
 from schemas.events import (
-    FraudFlagged,
-    FraudFlagPayload,
     PaymentFailed,
     PaymentPayload,
     PaymentRefunded,
@@ -22,6 +20,9 @@ from schemas.events import (
 )
 from services.errors import InvalidState, NotFound
 from services.errors import PaymentFailed as PaymentFailedError
+from services.fraud.checks import after_failed_payment, after_paid_purchase
+from services.fraud.flags import raise_flag
+from services.fraud.rules import Verdict
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
@@ -180,6 +181,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
             ),
         ),
     ]
+    events += await after_paid_purchase(ctx, command, purchase)
     return Outcome(
         command,
         APPLIED,
@@ -212,11 +214,14 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
         command_id=command.id,
         payload=_payment(purchase, code="PAY002", failure_code=payload.failure_code),
     )
+    flags = await after_failed_payment(
+        ctx, command, purchase_id=purchase["id"], payment_intent_id=payload.payment_intent_id
+    )
     return Outcome(
         command,
         APPLIED,
         {"purchaseId": str(purchase["id"]), "status": "failed", "code": "PAY002"},
-        [event],
+        [event, *flags],
     )
 
 
@@ -295,17 +300,11 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
     }
     events.append(PaymentRefunded(**envelope, payload=_payment(purchase, refunded=refunded)))
     if shortfall:
-        events.append(
-            FraudFlagged(
-                **envelope,
-                payload=FraudFlagPayload(
-                    reason="refund_of_spent_credits",
-                    severity="medium",
-                    purchase_id=purchase["id"],
-                    payment_intent_id=purchase["payment_intent_id"],
-                    shortfall_credits=shortfall,
-                ),
-            )
+        verdict = Verdict("refund_of_spent_credits", "medium",
+                          {"shortfall": shortfall, "refunded": refunded}, subject=str(purchase["id"]))
+        events += await raise_flag(
+            ctx, command, verdict, purchase_id=purchase["id"],
+            payment_intent_id=purchase["payment_intent_id"], shortfall=shortfall,
         )
     return Outcome(command, APPLIED, result, events)
 

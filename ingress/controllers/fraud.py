@@ -1,0 +1,60 @@
+"""Fraud review for admins: the flags the worker raised, and their resolution."""
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from ingress.auth import Principal, admin_only
+from ingress.deps import correlation_id, provide_principal, resources_of, source_of, submit_idempotently
+from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
+from schemas.commands import ResolveFraudFlag, ResolvePayload
+from schemas.fraud_api import FraudFlagPage, FraudFlagRead, ResolveRequest
+from services.fraud import queries
+
+
+class FraudFlagsController(Controller):
+    path = "/payment/admin/fraud-flags"
+    tags = ["fraud"]
+    guards = [admin_only]
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @get("/", operation_id="listFraudFlags", responses=error_responses(*AUTHED_ERRORS))
+    async def list_flags(
+        self,
+        request: Request[Any, Any, Any],
+        status: Literal["open", "cleared", "confirmed"] | None = None,
+        user_id: Annotated[str | None, Parameter(query="userId", max_length=128)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> FraudFlagPage:
+        """Newest first; `status=open` is the review queue."""
+        async with resources_of(request).engine.connect() as conn:
+            rows = await queries.list_flags(conn, status=status, user_id=user_id, limit=limit)
+        return FraudFlagPage(items=[FraudFlagRead.model_validate(r) for r in rows])
+
+    @post("/{flag_id:uuid}/resolve", operation_id="resolveFraudFlag", status_code=200,
+          responses=error_responses(*WRITE_ERRORS, 404))
+    async def resolve(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        flag_id: uuid.UUID,
+        data: ResolveRequest,
+    ) -> Response[Any]:
+        """cleared releases the credits the flag froze; confirmed takes them back."""
+        async with resources_of(request).engine.connect() as conn:
+            flag = await queries.get_flag(conn, flag_id)
+
+        def build(command_id: uuid.UUID) -> ResolveFraudFlag:
+            return ResolveFraudFlag(
+                id=command_id,
+                user_id=flag["user_id"],
+                correlation_id=correlation_id(request),
+                source=source_of(principal),
+                payload=ResolvePayload(flag_id=flag_id, resolution=data.resolution, note=data.note,
+                                       resolved_by=principal.subject),
+            )
+
+        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)

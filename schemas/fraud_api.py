@@ -1,0 +1,36 @@
+"""HTTP contracts of fraud review (admin): flags and their resolution."""
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.base import WireModel
+from schemas.commands import Reason
+
+
+class FraudFlagRead(WireModel):
+    id: uuid.UUID
+    user_id: str
+    rule: str = Field(examples=["purchase_velocity"])
+    subject: str = Field(description="What the flag is about within its rule (card, dispute...).")
+    severity: str
+    status: Literal["open", "cleared", "confirmed"]
+    details: dict[str, Any]
+    frozen_credits: int = Field(description="Purchased credits held until resolved.")
+    created_at: datetime
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution_note: str | None = None
+
+
+class FraudFlagPage(WireModel):
+    items: list[FraudFlagRead]
+
+
+class ResolveRequest(WireModel):
+    resolution: Literal["cleared", "confirmed"] = Field(
+        description="cleared: frozen credits are released; confirmed: they are taken back."
+    )
+    note: Reason | None = None

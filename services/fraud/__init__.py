@@ -1,0 +1,1 @@
+"""Fraud monitoring: rules the ledger worker evaluates, flags an admin resolves."""

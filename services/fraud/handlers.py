@@ -1,0 +1,86 @@
+"""Ledger-worker handlers of fraud monitoring: cards seen, and admins' decisions.
+
+The rules on purchases and failures run inside those handlers (`checks`); here are
+the two commands of their own: a card that paid a purchase, and the resolution of a
+flag (which may release or take back the credits a high flag froze).
+"""
+
+from typing import Any
+
+from sqlalchemy import text
+
+from schemas.commands import RecordCard, ResolveFraudFlag
+from schemas.events import FraudResolved, FraudResolvedPayload
+from services.errors import NotFound
+from services.fraud.flags import raise_flag, reference_of
+from services.fraud.rules import shared_card
+from services.ledger import repository as repo
+from services.ledger.context import LedgerContext, Outcome
+from services.ledger.handlers.common import Handler, applied
+from services.ledger.handlers.freeze import settle_freeze
+
+SEEN = text(
+    "INSERT INTO card_fingerprints (fingerprint, user_id) VALUES (:f, :u) ON CONFLICT DO NOTHING"
+)
+ACCOUNTS = text("SELECT count(*) FROM card_fingerprints WHERE fingerprint = :f")
+LOCK_FLAG = text("SELECT * FROM fraud_flags WHERE id = :id FOR UPDATE")
+RESOLVE = text(
+    "UPDATE fraud_flags SET status = :status, resolved_at = now(), resolved_by = :by, "
+    "resolution_note = :note WHERE id = :id"
+)
+
+
+async def record_card(ctx: LedgerContext, command: RecordCard) -> Outcome:
+    """Remember who paid with this card; more accounts than allowed raise a high flag."""
+    p = command.payload
+    await ctx.conn.execute(SEEN, {"f": p.fingerprint, "u": command.user_id})
+    accounts = int(await ctx.conn.scalar(ACCOUNTS, {"f": p.fingerprint}) or 0)
+    verdict = shared_card(accounts, ctx.settings.fraud_max_accounts_per_card, p.fingerprint)
+    events = await raise_flag(ctx, command, verdict, payment_intent_id=p.payment_intent_id) if verdict else []
+    result: dict[str, Any] = {"accounts": accounts, "flagged": bool(events)}
+    if not events:
+        result["quiet"] = True  # nothing to announce: reconcile expects no event
+    return applied(command, result, events)
+
+
+async def resolve_fraud_flag(ctx: LedgerContext, command: ResolveFraudFlag) -> Outcome:
+    """Close a flag; a freeze of its own is released (cleared) or taken back (confirmed)."""
+    p = command.payload
+    row = (await ctx.conn.execute(LOCK_FLAG, {"id": p.flag_id})).mappings().first()
+    if row is None or row["user_id"] != command.user_id:
+        raise NotFound("no such fraud flag", flagId=str(p.flag_id))
+    if row["status"] != "open":
+        return applied(command, {"flagId": str(p.flag_id), "status": row["status"], "already": True}, [])
+    events: list[Any] = []
+    released = revoked = 0
+    if row["hold_id"] is not None:
+        account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
+        hold = await repo.find_hold(ctx.conn, command.user_id, row["hold_id"], None)
+        # A dispute's hold is the bank's to settle; only a freeze of this flag is ours.
+        if hold is not None and hold.status == "open" and hold.reference == reference_of(p.flag_id):
+            confirmed = p.resolution == "confirmed"
+            events += await settle_freeze(
+                ctx, command, account, hold, take_back=confirmed, draft_type="ADJUSTMENT",
+                system_code="adjustments", reason="fraud flag cleared",
+                metadata={"fraudFlagId": str(p.flag_id), "resolution": p.resolution},
+            )
+            released, revoked = (0, hold.credits) if confirmed else (hold.credits, 0)
+    await ctx.conn.execute(
+        RESOLVE, {"status": p.resolution, "by": p.resolved_by, "note": p.note, "id": p.flag_id}
+    )
+    events.append(FraudResolved(
+        user_id=command.user_id, correlation_id=command.correlation_id, command_id=command.id,
+        payload=FraudResolvedPayload(flag_id=p.flag_id, reason=row["rule"], resolution=p.resolution,
+                                     released_credits=released, revoked_credits=revoked),
+    ))
+    return applied(
+        command,
+        {"flagId": str(p.flag_id), "status": p.resolution, "released": released, "revoked": revoked},
+        events,
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "fraud.record_card": record_card,
+    "fraud.resolve": resolve_fraud_flag,
+}
