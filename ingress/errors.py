@@ -12,7 +12,9 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
+from litestar.openapi import ResponseSpec
 
+from schemas.api import ErrorBody
 from services.errors import (
     Forbidden,
     NotFound,
@@ -22,6 +24,31 @@ from services.errors import (
 )
 
 log = logging.getLogger("pika.ingress")
+
+# The error responses a route documents in the OpenAPI document: always the PAY body.
+# (Litestar's own 400 schema, `{"status_code", "detail"}`, is not what the service sends.)
+ERROR_DESCRIPTIONS = {
+    400: "Bad request (PAY error body)",
+    401: "PAY009: authentication required, or the token is invalid or expired",
+    402: "PAY001 insufficient credits / PAY002 payment failed",
+    403: "PAY010: the caller's role or account does not allow this",
+    404: "PAY008: not found (or not yours)",
+    409: "PAY004 / PAY013 / PAY014: conflicts with the current state or a request in flight",
+    422: "PAY007 request not valid / PAY006, PAY012, PAY016",
+    429: "PAY011: too many requests (see Retry-After)",
+    503: "PAY015: a dependency is unavailable; nothing was changed",
+}
+READ_ERRORS = (400, 422, 429)
+AUTHED_ERRORS = (*READ_ERRORS, 401, 403)
+WRITE_ERRORS = (*AUTHED_ERRORS, 409, 503)
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """`responses=` for a route handler: each status with the `{"code", ...}` body."""
+    return {
+        status: ResponseSpec(data_container=ErrorBody, description=ERROR_DESCRIPTIONS[status])
+        for status in sorted(set(statuses))
+    }
 
 
 def error_response(error: PaymentError, headers: dict[str, str] | None = None) -> Response[Any]:
@@ -63,6 +90,9 @@ def on_http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[A
             status_code=405,
             media_type=MediaType.JSON,
         )
+    elif error.status_code == 400:
+        # A body that is not JSON (or not decodable) is invalid input like any other.
+        mapped = ValidationFailed(str(error.detail))
     elif error.status_code < 500:
         mapped = ValidationFailed(str(error.detail))
         return Response(

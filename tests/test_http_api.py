@@ -304,6 +304,38 @@ async def test_rejected_command_status_carries_the_error(http, user_id):
     assert status["status"] == "rejected" and status["error"]["code"] == "PAY001"
 
 
+@pytest.mark.parametrize(
+    ("kind", "payload", "roles"),
+    [
+        ("purchase.confirm", {"paymentIntentId": "pi_forged", "amountReceived": 100, "currency": "usd",
+                              "stripeEventId": "evt_forged"}, ("service",)),
+        ("purchase.confirm", {"paymentIntentId": "pi_forged", "amountReceived": 100, "currency": "usd",
+                              "stripeEventId": "evt_forged"}, ("admin",)),
+        ("membership.grant_period", {
+            "subscriptionId": "sub_forged", "stripeEventId": "evt_forged", "invoiceId": "in_forged",
+            "periodStart": "2026-12-01T00:00:00Z", "periodEnd": "2027-01-01T00:00:00Z",
+            "amountPaid": 0, "currency": "usd"}, ("admin",)),
+        ("credits.transfer", {"toUserId": "u-x", "credits": 1, "reason": "r"}, ("service",)),
+        ("fraud.resolve", {"flagId": str(uuid.uuid4()), "resolution": "cleared",
+                           "resolvedBy": "svc"}, ("service",)),
+    ],
+)
+async def test_commands_that_grant_from_stripe_cannot_be_published_over_http(
+    http, engine, user_id, kind, payload, roles
+):
+    body = {"id": str(uuid.uuid4()), "type": kind, "userId": user_id, "payload": payload}
+    response = await http.post("/payment/commands/", json=body, headers=auth("caller", *roles))
+    assert response.status_code == 403 and response.json()["code"] == "PAY010", response.text
+    assert response.json()["details"]["type"] == kind
+    async with engine.connect() as conn:
+        from sqlalchemy import text
+
+        seen = await conn.scalar(
+            text("SELECT count(*) FROM processed_commands WHERE command_id = :id"), {"id": body["id"]}
+        )
+    assert seen == 0, "refused before anything was published"
+
+
 # --- docs and health ----------------------------------------------------------------------------
 
 

@@ -8,9 +8,19 @@ from litestar.di import Provide
 
 from ingress.auth import Principal, authenticated, privileged
 from ingress.deps import provide_principal, resources_of, submit_idempotently
+from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
 from schemas.api import CommandStatusRead, ErrorBody
 from schemas.commands import CommandRequest
-from services.errors import NotFound
+from services.errors import Forbidden, NotFound
+
+# Commands a caller may publish over HTTP, by role. Stripe-derived commands (purchase.*,
+# membership.*, fraud.record_card) come only from the verified webhook: credits are
+# never granted on a caller's word, however trusted.
+SERVICE_COMMANDS = frozenset(
+    {"credits.charge", "credits.hold", "credits.capture", "credits.release", "credits.refund",
+     "credits.grant", "credits.expire"}
+)
+ADMIN_COMMANDS = SERVICE_COMMANDS | {"credits.transfer", "fraud.resolve"}
 
 
 class CommandsController(Controller):
@@ -18,7 +28,8 @@ class CommandsController(Controller):
     tags = ["commands"]
     dependencies = {"principal": Provide(provide_principal)}
 
-    @get("/{command_id:uuid}", guards=[authenticated], operation_id="getCommand")
+    @get("/{command_id:uuid}", guards=[authenticated], operation_id="getCommand",
+         responses=error_responses(*AUTHED_ERRORS, 404))
     async def status(
         self, request: Request[Any, Any, Any], principal: Principal, command_id: uuid.UUID
     ) -> CommandStatusRead:
@@ -41,12 +52,19 @@ class CommandsController(Controller):
             raise NotFound("no such command")
         return CommandStatusRead(command_id=command_id, status="pending")
 
-    @post("/", guards=[privileged], operation_id="publishCommand", status_code=200)
+    @post("/", guards=[privileged], operation_id="publishCommand", status_code=200,
+          responses=error_responses(*WRITE_ERRORS, 402, 404))
     async def publish(
         self, request: Request[Any, Any, Any], principal: Principal, data: CommandRequest
     ) -> Response[Any]:
         """Publish any ledger command (service token); the body's `id` is its idempotency key."""
         command = data.root
+        allowed = ADMIN_COMMANDS if "admin" in principal.roles else SERVICE_COMMANDS
+        if command.type not in allowed:
+            raise Forbidden(
+                f"{command.type} cannot be published over HTTP by this role",
+                type=command.type,
+            )
         return await submit_idempotently(
             request, principal, command.model_dump(mode="json"), lambda _derived: command
         )

@@ -17,6 +17,7 @@ from ingress.deps import (
     submit_idempotently,
     target_user,
 )
+from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
 from schemas.api import (
     BalanceRead,
     GrantRequest,
@@ -43,7 +44,8 @@ class CreditsController(Controller):
     tags = ["credits"]
     dependencies = {"principal": Provide(provide_principal)}
 
-    @get("/balance", guards=[authenticated], operation_id="getBalance")
+    @get("/balance", guards=[authenticated], operation_id="getBalance",
+         responses=error_responses(*AUTHED_ERRORS))
     async def balance(
         self,
         request: Request[Any, Any, Any],
@@ -55,7 +57,8 @@ class CreditsController(Controller):
         async with resources_of(request).engine.connect() as conn:
             return BalanceRead.model_validate(await queries.balance(conn, who))
 
-    @get("/history", guards=[authenticated], operation_id="getHistory")
+    @get("/history", guards=[authenticated], operation_id="getHistory",
+         responses=error_responses(*AUTHED_ERRORS))
     async def history(
         self,
         request: Request[Any, Any, Any],
@@ -81,7 +84,8 @@ class CreditsController(Controller):
             )
         return HistoryPage.model_validate({"items": items, "next_cursor": next_cursor})
 
-    @post("/grant", guards=[privileged], operation_id="grantCredits", status_code=200)
+    @post("/grant", guards=[privileged], operation_id="grantCredits", status_code=200,
+          responses=error_responses(*WRITE_ERRORS))
     async def grant(
         self, request: Request[Any, Any, Any], principal: Principal, data: GrantRequest
     ) -> Response[Any]:
@@ -103,7 +107,8 @@ class CreditsController(Controller):
 
         return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
 
-    @post("/refund", guards=[privileged], operation_id="refundCredits", status_code=200)
+    @post("/refund", guards=[privileged], operation_id="refundCredits", status_code=200,
+          responses=error_responses(*WRITE_ERRORS, 402, 404))
     async def refund(
         self, request: Request[Any, Any, Any], principal: Principal, data: RefundRequest
     ) -> Response[Any]:
@@ -137,7 +142,8 @@ class CreditsController(Controller):
 
         return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
 
-    @post("/transfer", guards=[admin_only], operation_id="transferCredits", status_code=200)
+    @post("/transfer", guards=[admin_only], operation_id="transferCredits", status_code=200,
+          responses=error_responses(*WRITE_ERRORS, 402))
     async def transfer(
         self, request: Request[Any, Any, Any], principal: Principal, data: TransferRequest
     ) -> Response[Any]:

@@ -9,6 +9,7 @@ from litestar.params import Parameter
 
 from ingress.auth import Principal, admin_only, authenticated
 from ingress.deps import provide_principal, reply_idempotently, resources_of, target_user
+from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
 from schemas.api import CancelRequest, MembershipRead, PlanCreate, PlanRead, PlanUpdate, SubscribeRequest
 from schemas.commands import SyncMembership
@@ -34,13 +35,14 @@ class MembershipsController(Controller):
     tags = ["memberships"]
     dependencies = {"principal": Provide(provide_principal)}
 
-    @get("/", operation_id="listMembershipPlans")
+    @get("/", operation_id="listMembershipPlans", responses=error_responses(429))
     async def list_plans(self, request: Request[Any, Any, Any]) -> list[PlanRead]:
         """Active plans, cheapest first."""
         async with resources_of(request).engine.connect() as conn:
             return [PlanRead.model_validate(p) for p in await plans.list_plans(conn)]
 
-    @get("/current", guards=[authenticated], operation_id="getCurrentMembership")
+    @get("/current", guards=[authenticated], operation_id="getCurrentMembership",
+         responses=error_responses(*AUTHED_ERRORS, 404))
     async def current(
         self,
         request: Request[Any, Any, Any],
@@ -52,18 +54,21 @@ class MembershipsController(Controller):
         async with resources_of(request).engine.connect() as conn:
             return MembershipRead.model_validate(membership_view(await current_membership(conn, who)))
 
-    @get("/plans/{plan_id:str}", operation_id="getMembershipPlan")
+    @get("/plans/{plan_id:str}", operation_id="getMembershipPlan",
+         responses=error_responses(*READ_ERRORS, 404))
     async def get_plan(self, request: Request[Any, Any, Any], plan_id: PlanPath) -> PlanRead:
         async with resources_of(request).engine.connect() as conn:
             return PlanRead.model_validate(await plans.get_plan(conn, plan_id))
 
-    @post("/plans", guards=[admin_only], operation_id="createMembershipPlan", status_code=201)
+    @post("/plans", guards=[admin_only], operation_id="createMembershipPlan", status_code=201,
+          responses=error_responses(*AUTHED_ERRORS, 409))
     async def create_plan(self, request: Request[Any, Any, Any], data: PlanCreate) -> PlanRead:
         async with resources_of(request).engine.begin() as conn:
             created = await plans.create_plan(conn, data.model_dump(by_alias=False))
         return PlanRead.model_validate(created)
 
-    @patch("/plans/{plan_id:str}", guards=[admin_only], operation_id="updateMembershipPlan")
+    @patch("/plans/{plan_id:str}", guards=[admin_only], operation_id="updateMembershipPlan",
+           responses=error_responses(*AUTHED_ERRORS, 404))
     async def update_plan(
         self, request: Request[Any, Any, Any], plan_id: PlanPath, data: PlanUpdate
     ) -> PlanRead:
@@ -73,14 +78,14 @@ class MembershipsController(Controller):
             return PlanRead.model_validate(await plans.update_plan(conn, plan_id, changes))
 
     @delete("/plans/{plan_id:str}", guards=[admin_only], operation_id="archiveMembershipPlan",
-            status_code=200)
+            status_code=200, responses=error_responses(*AUTHED_ERRORS, 404))
     async def archive_plan(self, request: Request[Any, Any, Any], plan_id: PlanPath) -> PlanRead:
         """Archive: no new subscriptions; running ones go on (never deleted)."""
         async with resources_of(request).engine.begin() as conn:
             return PlanRead.model_validate(await plans.update_plan(conn, plan_id, {"active": False}))
 
     @post("/{plan_id:str}/subscribe", guards=[authenticated], operation_id="subscribeMembership",
-          status_code=200)
+          status_code=200, responses=error_responses(*WRITE_ERRORS, 402, 404))
     async def subscribe(
         self,
         request: Request[Any, Any, Any],
@@ -104,7 +109,8 @@ class MembershipsController(Controller):
 
         return await reply_idempotently(request, principal, body.model_dump(mode="json"), action)
 
-    @post("/cancel", guards=[authenticated], operation_id="cancelMembership", status_code=200)
+    @post("/cancel", guards=[authenticated], operation_id="cancelMembership", status_code=200,
+          responses=error_responses(*WRITE_ERRORS, 404))
     async def cancel(
         self, request: Request[Any, Any, Any], principal: Principal, data: CancelRequest | None = None
     ) -> Response[Any]:
