@@ -21,6 +21,7 @@ from ingress.controllers.health import HealthController
 from ingress.controllers.live import balance_socket
 from ingress.controllers.memberships import MembershipsController
 from ingress.controllers.packs import CreditPacksController, ProductsController
+from ingress.controllers.promos import PromoCodesController
 from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import EXCEPTION_HANDLERS
 from ingress.rate_limits import RateLimits
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ProductsController,
             MembershipsController,
             FraudFlagsController,
+            PromoCodesController,
             StripeWebhookController,
             DocsController,
             HealthController,

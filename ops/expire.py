@@ -20,6 +20,7 @@ from schemas.commands import (
     ReleasePayload,
     command_id_for,
 )
+from services.promos.reservations import tidy_expired
 from services.settings import Settings
 
 DUE_BATCHES = text(
@@ -63,6 +64,9 @@ async def publish_expiries(
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
+    async with engine.begin() as conn:
+        # Lapsed promo reservations: the counts already ignore them; this tidies status.
+        await tidy_expired(conn, datetime.now(UTC))
     commands = await due_commands(engine)
     if not commands:
         return 0

@@ -1,7 +1,7 @@
-"""`pika-payment seed`: demo credit packs and membership plans, and demo accounts with
-credits applied through the ledger itself.
+"""`pika-payment seed`: demo credit packs, membership plans and promo codes, and demo
+accounts with credits applied through the ledger itself.
 
-Command ids, pack ids and plan ids are fixed, so seeding twice changes nothing.
+Command ids, pack, plan and code ids are fixed, so seeding twice changes nothing.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -43,6 +43,20 @@ SEED_PLANS = text(
                   CAST(:trial AS int[]), CAST(:trial_credits AS bigint[]))
            AS d(i, n, p, c, k, r, t, tc)
     ON CONFLICT (id) DO NOTHING
+    """
+)
+DEMO_PROMOS = (
+    # code, kind, percent off, bonus credits, trial days, new customers only
+    ("WELCOME10", "percentage", 10, None, None, True),
+    ("BONUS5", "bonus_credits", None, 5, None, False),
+    ("TRIAL14", "free_trial", None, None, 14, False),
+)
+SEED_PROMOS = text(
+    """
+    INSERT INTO promo_codes (id, code, kind, percent_off, bonus_credits, trial_days,
+                             new_customers_only)
+    VALUES (:id, :code, :kind, :pct, :bonus, :trial, :new)
+    ON CONFLICT (code) DO NOTHING
     """
 )
 SEED_PACKS = text(
@@ -98,6 +112,11 @@ async def seed(settings: Settings) -> tuple[int, int]:
             plan_columns = list(zip(*DEMO_PLANS, strict=True))
             names = ("id", "name", "price", "currency", "credits", "rollover", "trial", "trial_credits")
             await conn.execute(SEED_PLANS, dict(zip(names, plan_columns, strict=True)))
+            for code, kind, pct, bonus, trial, new in DEMO_PROMOS:
+                await conn.execute(SEED_PROMOS, {
+                    "id": command_id_for("seed", "promo", code), "code": code, "kind": kind,
+                    "pct": pct, "bonus": bonus, "trial": trial, "new": new,
+                })
         report = await apply_commands(engine, settings, commands)
     finally:
         await engine.dispose()

@@ -123,6 +123,10 @@ class PackRead(WireModel):
     name: str
     credits: int
     bonus_credits: int
+    list_price: int | None = Field(None, description="Before the promo discount.")
+    discount: int = Field(0, description="Minor units off (promo code).")
+    promo_bonus_credits: int = Field(0, description="Extra credits of a bonus_credits code.")
+    promo_code: str | None = None
     price: int = Field(description="Minor units of `currency`.")
     currency: str
     price_per_credit: int = Field(description="Minor units per credit (bonus included), floor.")
@@ -154,6 +158,10 @@ class PurchaseRequest(WireModel):
     payment_method_id: Annotated[str, Field(max_length=255)] | None = Field(
         None, description="A saved payment method to attach; the frontend confirms the intent."
     )
+    promo_code: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Apply a code now (or pass the redemptionId of an earlier apply)."
+    )
+    redemption_id: uuid.UUID | None = Field(None, description="From POST /promo-codes/apply.")
 
 
 class PurchaseRead(WireModel):
@@ -171,6 +179,10 @@ class PurchaseRead(WireModel):
     currency: str
     credits: int
     bonus_credits: int
+    list_price: int | None = Field(None, description="Before the promo discount.")
+    discount: int = Field(0, description="Minor units off (promo code).")
+    promo_bonus_credits: int = Field(0, description="Extra credits of a bonus_credits code.")
+    promo_code: str | None = None
 
 
 PlanId = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$", examples=["plan_monthly"])]
@@ -235,6 +247,10 @@ class SubscribeRequest(WireModel):
     change: bool = Field(
         False, description="Switch the active membership to this plan (Stripe prorates)."
     )
+    promo_code: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="A free_trial code (or the redemptionId of an earlier apply)."
+    )
+    redemption_id: uuid.UUID | None = None
 
 
 class CancelRequest(WireModel):

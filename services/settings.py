@@ -84,8 +84,19 @@ class Settings(BaseSettings):
     fraud_max_accounts_per_card: int = Field(
         2, gt=0, description="More accounts than this paying with one card raise a high flag."
     )
+    fraud_promo_window_minutes: int = Field(
+        1440, gt=0, description="Window of the promo-abuse rule."
+    )
+    fraud_max_promo_accounts_per_source: int = Field(
+        3, gt=0, description="More accounts than this redeeming one code from one client "
+        "address raise a flag (medium).",
+    )
     fraud_hold_days: int = Field(
         180, gt=0, description="How long credits frozen by a high flag stay held unresolved."
+    )
+    promo_reservation_ttl_seconds: int = Field(
+        1800, gt=0, description="How long an applied promo code stays reserved before a "
+        "payment starts (starting one extends it by as much again).",
     )
     hold_ttl_seconds: int = Field(900, gt=0, description="Default lifetime of a hold.")
     idempotency_ttl_seconds: int = Field(86_400, description="How long HTTP replies replay.")

@@ -156,6 +156,9 @@ def test_run_starts_the_stack_serves_the_api_and_stops_on_ctrl_c(settings):
         plans = {p["id"]: p for p in httpx.get(f"{base}/memberships/", timeout=5).json()}
         assert {"plan_basic", "plan_plus", "plan_unlimited"} <= set(plans), "seeded plans"
         assert plans["plan_plus"]["rollover"] == "capped:4"
+        welcome = httpx.post(f"{base}/promo-codes/validate", json={"code": "welcome10",
+                             "packId": "pack_50"}, headers=auth("demo-new"), timeout=5)
+        assert welcome.status_code == 200 and welcome.json()["finalPrice"] == 4050, welcome.text
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
     finally:

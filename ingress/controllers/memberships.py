@@ -8,6 +8,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from ingress.auth import Principal, admin_only, authenticated
+from ingress.controllers.promos import client_address
 from ingress.deps import provide_principal, reply_idempotently, resources_of, target_user
 from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
@@ -103,6 +104,8 @@ class MembershipsController(Controller):
                 res.engine, res.payments, user_id=principal.subject, plan_id=plan_id,
                 membership_id=membership_id, email=principal.email,
                 payment_method=body.payment_method_id, change=body.change,
+                settings=res.settings, promo_code=body.promo_code,
+                redemption_id=body.redemption_id, source=client_address(request),
             )
             await _settle(request, sync)
             return Reply(200, _read(view), {})

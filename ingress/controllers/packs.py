@@ -8,6 +8,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from ingress.auth import Principal, admin_only, authenticated
+from ingress.controllers.promos import client_address
 from ingress.deps import provide_principal, reply_idempotently, resources_of
 from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
@@ -102,6 +103,9 @@ class CreditPacksController(Controller):
                 email=principal.email,
                 payment_method=body.payment_method_id,
                 checkout=body.mode == "checkout",
+                promo_code=body.promo_code,
+                redemption_id=body.redemption_id,
+                source=client_address(request),
             )
             return Reply(200, PurchaseRead.model_validate(started).model_dump(mode="json"), {})
 

@@ -8,9 +8,19 @@ from sqlalchemy import text
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope
 from services.fraud.flags import raise_flag
-from services.fraud.rules import payment_failures, purchase_velocity
+from services.fraud.rules import payment_failures, promo_abuse, purchase_velocity
 from services.ledger.context import LedgerContext
 
+PROMO_SOURCE = text(
+    """
+    SELECT c.code, r.source,
+           (SELECT count(DISTINCT o.user_id) FROM promo_reservations o
+             WHERE o.promo_code_id = r.promo_code_id AND o.source = r.source
+               AND o.status = 'redeemed' AND o.redeemed_at > :since) AS accounts
+      FROM promo_reservations r JOIN promo_codes c ON c.id = r.promo_code_id
+     WHERE r.id = :id
+    """
+)
 COUNT = text(
     "SELECT count(*) FROM purchases WHERE user_id = :u AND status = ANY(CAST(:statuses AS text[])) "
     "AND updated_at > :since"
@@ -44,3 +54,17 @@ async def after_failed_payment(
     if verdict is None:
         return []
     return await raise_flag(ctx, command, verdict, **link)
+
+
+async def after_promo_redeemed(
+    ctx: LedgerContext, command: CommandEnvelope, reservation_id: Any
+) -> list[EventEnvelope]:
+    """Many accounts redeeming one code from one client address: promo farming."""
+    window = ctx.settings.fraud_promo_window_minutes
+    since = ctx.now - timedelta(minutes=window)
+    row = (await ctx.conn.execute(PROMO_SOURCE, {"id": reservation_id, "since": since})).first()
+    if row is None or not row.source:
+        return []
+    verdict = promo_abuse(int(row.accounts), ctx.settings.fraud_max_promo_accounts_per_source,
+                          row.code, row.source)
+    return await raise_flag(ctx, command, verdict) if verdict else []

@@ -4,7 +4,7 @@ The worker evaluates them on the commands that can reveal abuse: paid purchases
 (velocity, a card shared by several accounts), failed payments (card testing, a
 dying card), refunds of spent credits and disputes. Charges are not evaluated: the
 hot path stays set-based, and charge velocity is already capped by
-MAX_DAILY_TRANSACTIONS. Promo-code abuse joins when promo codes exist (issue #5).
+MAX_DAILY_TRANSACTIONS.
 """
 
 from dataclasses import dataclass, field
@@ -47,3 +47,12 @@ def shared_card(accounts: int, limit: int, fingerprint: str) -> Verdict | None:
         return None
     return Verdict("shared_card", "high", {"accounts": accounts, "limit": limit},
                    subject=fingerprint)
+
+
+def promo_abuse(accounts: int, limit: int, code: str, source: str) -> Verdict | None:
+    """More than `limit` accounts redeeming one code from one client address."""
+    if accounts <= limit:
+        return None
+    return Verdict("promo_abuse", "medium",
+                   {"accounts": accounts, "limit": limit, "code": code, "source": source},
+                   subject=f"{code}:{source}"[:200])

@@ -131,14 +131,14 @@ async def grant_membership_period(ctx: LedgerContext, command: GrantMembershipPe
     plan_id = await plan_by_stripe_id(ctx.conn, p.stripe_plan_id) or membership["plan_id"]
     plan = await plan_row(ctx.conn, plan_id)
     assert plan is not None  # memberships reference their plan
-    trial = p.amount_paid == 0 and plan["trial_days"] > 0 and (
-        membership["status"] in ("trialing", "incomplete")
-    )
+    previous = await store.previous_period(ctx.conn, membership["id"], p.period_start)
+    # A trial is the first period, unpaid, of a membership given trial days (by its plan
+    # or a free-trial code); a later $0 invoice (a 100% coupon) is a period like any other.
+    trial = p.amount_paid == 0 and previous is None and membership["trial_days"] > 0
     credits = plan["trial_credits"] if trial else plan["credits_per_period"]
     policy = Policy.parse(plan["rollover"])
     grace = timedelta(hours=ctx.settings.membership_renewal_grace_hours)
     expires_at = max(batch_expiry(policy, p.period_start, p.period_end, grace), ctx.now + grace)
-    previous = await store.previous_period(ctx.conn, membership["id"], p.period_start)
     account = await lock_one(ctx, command.user_id, create=True)
     assert account is not None
     rows = {row.id: row for row in await store.open_membership_batches(ctx.conn, membership["id"])}

@@ -14,7 +14,7 @@ LOCK = text(
     """
     SELECT m.id, m.user_id, m.plan_id, m.status, m.stripe_subscription_id, m.email,
            m.current_period_start, m.current_period_end, m.cancel_at_period_end,
-           m.stripe_state_at, m.failed_attempts
+           m.stripe_state_at, m.failed_attempts, m.trial_days
       FROM memberships m
      WHERE m.stripe_subscription_id = :sub OR m.id = CAST(:mid AS uuid)
      ORDER BY (m.stripe_subscription_id = :sub) DESC NULLS LAST

@@ -22,7 +22,11 @@ from services.errors import InvalidState, NotFound, SubscriptionAlreadyActive
 from services.memberships.plan_sync import ensure_stripe_plan
 from services.memberships.plans import get_plan
 from services.memberships.ports import SubscriptionProvider, SubscriptionState
+from services.promos import reservations
+from services.promos.checkout import promo_terms, undo_promo
+from services.promos.rules import Target
 from services.purchases.customers import ensure_customer
+from services.settings import Settings
 
 LIVE = ("incomplete", "trialing", "active", "past_due")
 MEMBERSHIP = """
@@ -39,8 +43,11 @@ CURRENT = text(
     " LIMIT 1"
 )
 CREATE = text(
-    "INSERT INTO memberships (id, user_id, plan_id, status, stripe_customer_id, email) "
-    "VALUES (:id, :u, :plan, 'incomplete', :customer, :email)"
+    "INSERT INTO memberships (id, user_id, plan_id, status, stripe_customer_id, email, trial_days) "
+    "VALUES (:id, :u, :plan, 'incomplete', :customer, :email, :trial)"
+)
+TRIAL_CODE = text(
+    "UPDATE memberships SET trial_days = :trial, reservation_id = :reservation WHERE id = :id"
 )
 LINK = text(
     "UPDATE memberships SET stripe_subscription_id = coalesce(stripe_subscription_id, :s), "
@@ -129,8 +136,13 @@ async def subscribe(
     email: str | None,
     payment_method: str | None,
     change: bool,
+    settings: Settings | None = None,
+    promo_code: str | None = None,
+    redemption_id: uuid.UUID | None = None,
+    source: str | None = None,
 ) -> tuple[dict[str, Any], SyncMembership | None]:
-    """Start (or, with `change`, switch) the user's membership.
+    """Start (or, with `change`, switch) the user's membership; a free_trial code gives its
+    trial days (redeemed at once: Stripe starts the trial when it creates the subscription).
 
     Returns the view for the caller and the sync command to publish. A repeated
     `membership_id` (the same Idempotency-Key) answers with the first subscription.
@@ -162,26 +174,40 @@ async def subscribe(
             await conn.execute(
                 CREATE,
                 {"id": membership_id, "u": user_id, "plan": plan_id, "customer": customer,
-                 "email": email},
+                 "email": email, "trial": plan["trial_days"]},
             )
     except IntegrityError as error:
         raise SubscriptionAlreadyActive("a membership is already being started") from error
+    promo = None
     try:
+        if settings is not None:
+            promo = await promo_terms(
+                engine, settings, Target("plan", plan_id, plan["price"], plan["currency"]), user_id,
+                owner_id=membership_id, promo_code=promo_code, redemption_id=redemption_id,
+                source=source,
+            )
+        trial_days = promo.preview.trial_days if promo else plan["trial_days"]
         if payment_method:
             await provider.attach_payment_method(customer_id=customer, payment_method=payment_method)
         state = await provider.create_subscription(
             customer_id=customer,
             stripe_plan_id=stripe_plan,
-            metadata={"userId": user_id, "membershipId": str(membership_id), "planId": plan_id},
-            trial_days=plan["trial_days"],
+            metadata={"userId": user_id, "membershipId": str(membership_id), "planId": plan_id,
+                      **({"promoCode": promo.code} if promo else {})},
+            trial_days=trial_days,
             idempotency_key=f"pika-membership-{membership_id}",
         )
     except Exception:
+        await undo_promo(engine, promo)
         async with engine.begin() as conn:
             await conn.execute(ABANDON, {"id": membership_id})
         raise
     async with engine.begin() as conn:
         await conn.execute(LINK, {"s": state.id, "id": membership_id})
+        if promo is not None:
+            await conn.execute(TRIAL_CODE, {"trial": trial_days, "reservation": promo.reservation_id,
+                                            "id": membership_id})
+            await reservations.redeem(conn, promo.reservation_id)
         row = (await conn.execute(BY_ID, {"id": membership_id})).mappings().one()
     return membership_view(row, state), sync_command(user_id, membership_id, state, membership_id)
 

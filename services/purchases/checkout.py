@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.errors import CreditLimitExceeded, TransactionLimitExceeded
 from services.ledger import queries
 from services.ledger.repository import transactions_today
+from services.promos.checkout import PromoTerms, promo_terms, undo_promo
+from services.promos.rules import Target
 from services.purchases.catalogue import get_pack
 from services.purchases.customers import ensure_customer
 from services.purchases.ports import PaymentProvider
@@ -21,23 +23,27 @@ from services.settings import Settings
 SAVE_PURCHASE = text(
     """
     INSERT INTO purchases (id, user_id, pack_id, credits, bonus_credits, amount_minor, currency,
-                           status, payment_intent_id, checkout_session_id, email)
+                           status, payment_intent_id, checkout_session_id, email,
+                           list_amount_minor, discount_minor, promo_code, reservation_id,
+                           promo_bonus_credits, promo_bonus_expiry_days)
     VALUES (:id, :user_id, :pack_id, :credits, :bonus, :amount, :currency, 'pending', :pi,
-            :session, :email)
+            :session, :email, :list_amount, :discount, :promo_code, :reservation,
+            :promo_bonus, :promo_bonus_days)
     ON CONFLICT (id) DO NOTHING
     """
 )
 FIND_PURCHASE = text(
     "SELECT id, pack_id, payment_intent_id, checkout_session_id, amount_minor, currency, "
-    "credits, bonus_credits, status FROM purchases WHERE id = :id"
+    "credits, bonus_credits, status, list_amount_minor, discount_minor, promo_code, "
+    "promo_bonus_credits FROM purchases WHERE id = :id"
 )
 
 
 def check_limits(
-    settings: Settings, pack: dict[str, Any], balance_total: int, today: int = 0
+    settings: Settings, pack: dict[str, Any], balance_total: int, today: int = 0, extra: int = 0
 ) -> None:
-    """The limits a purchase must meet before anyone is charged."""
-    granted = pack["credits"] + pack["bonus_credits"]
+    """The limits a purchase must meet before anyone is charged (`extra`: promo bonus)."""
+    granted = pack["credits"] + pack["bonus_credits"] + extra
     if today >= settings.max_daily_transactions:
         raise TransactionLimitExceeded(
             f"{today} transactions today reach the daily limit of "
@@ -78,8 +84,11 @@ async def start_purchase(
     email: str | None = None,
     payment_method: str | None = None,
     checkout: bool = False,
+    promo_code: str | None = None,
+    redemption_id: uuid.UUID | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Create the PaymentIntent (or Checkout Session) of a purchase.
+    """Create the PaymentIntent (or Checkout Session) of a purchase, at the promo price.
 
     A repeated purchase id (the same Idempotency-Key) returns the first one.
     """
@@ -91,6 +100,39 @@ async def start_purchase(
     if existing is not None:
         return await _again(provider, dict(existing))
     check_limits(settings, pack, balance["total"], today)
+    target = Target("pack", pack_id, pack["price"], pack["currency"])
+    promo = await promo_terms(
+        engine, settings, target, user_id, owner_id=purchase_id, promo_code=promo_code,
+        redemption_id=redemption_id, source=source,
+    )
+    try:
+        return await _create(engine, provider, settings, pack, promo, balance["total"], today,
+                             user_id=user_id, purchase_id=purchase_id, email=email,
+                             payment_method=payment_method, checkout=checkout)
+    except Exception:
+        await undo_promo(engine, promo)
+        raise
+
+
+async def _create(
+    engine: AsyncEngine,
+    provider: PaymentProvider,
+    settings: Settings,
+    pack: dict[str, Any],
+    promo: PromoTerms | None,
+    balance_total: int,
+    today: int,
+    *,
+    user_id: str,
+    purchase_id: uuid.UUID,
+    email: str | None,
+    payment_method: str | None,
+    checkout: bool,
+) -> dict[str, Any]:
+    pack_id = pack["id"]
+    amount = promo.preview.final if promo else pack["price"]
+    promo_bonus = promo.preview.bonus_credits if promo else 0
+    check_limits(settings, pack, balance_total, today, extra=promo_bonus)
     customer_id = await ensure_customer(engine, provider, user_id, email)
     metadata = {
         "userId": user_id,
@@ -98,20 +140,25 @@ async def start_purchase(
         "credits": str(pack["credits"]),
         "bonusCredits": str(pack["bonus_credits"]),
         "purchaseId": str(purchase_id),
+        **({"promoCode": promo.code} if promo else {}),
     }
     terms = {
         "id": purchase_id,
         "pack_id": pack_id,
-        "amount_minor": pack["price"],
+        "amount_minor": amount,
         "currency": pack["currency"],
         "credits": pack["credits"],
         "bonus_credits": pack["bonus_credits"],
         "status": "pending",
+        "list_amount_minor": pack["price"],
+        "discount_minor": promo.preview.discount if promo else 0,
+        "promo_code": promo.code if promo else None,
+        "promo_bonus_credits": promo_bonus,
     }
     view: dict[str, Any]
     if checkout:
         session = await provider.create_checkout_session(
-            amount=pack["price"],
+            amount=amount,
             currency=pack["currency"],
             product_name=pack["name"],
             customer_id=str(customer_id),
@@ -122,7 +169,7 @@ async def start_purchase(
         view = _view(terms, mode="checkout", checkout_session_id=session.id, url=session.url)
     else:
         intent = await provider.create_payment_intent(
-            amount=pack["price"],
+            amount=amount,
             currency=pack["currency"],
             customer_id=str(customer_id),
             metadata=metadata,
@@ -143,11 +190,17 @@ async def start_purchase(
                 "pack_id": pack_id,
                 "credits": pack["credits"],
                 "bonus": pack["bonus_credits"],
-                "amount": pack["price"],
+                "amount": amount,
                 "currency": pack["currency"],
                 "pi": terms["payment_intent_id"],
                 "session": terms["checkout_session_id"],
                 "email": email,
+                "list_amount": pack["price"],
+                "discount": terms["discount_minor"],
+                "promo_code": terms["promo_code"],
+                "reservation": promo.reservation_id if promo else None,
+                "promo_bonus": promo_bonus,
+                "promo_bonus_days": promo.preview.bonus_expiry_days if promo else None,
             },
         )
     return view
@@ -172,5 +225,9 @@ def _view(terms: dict[str, Any], mode: str = "payment_intent", **extra: Any) -> 
         "currency": terms["currency"].strip(),
         "credits": terms["credits"],
         "bonus_credits": terms["bonus_credits"],
+        "list_price": terms.get("list_amount_minor") or terms["amount_minor"],
+        "discount": terms.get("discount_minor") or 0,
+        "promo_bonus_credits": terms.get("promo_bonus_credits") or 0,
+        "promo_code": terms.get("promo_code"),
         **extra,
     }

@@ -36,7 +36,8 @@ async def freeze_purchase(ctx: LedgerContext, command: FreezePurchase) -> Outcom
     reference = _reference(payload.dispute_id)
     if await repo.open_hold_exists(ctx.conn, command.user_id, reference):
         return Outcome(command, APPLIED, {"disputeId": payload.dispute_id, "already": True})
-    sources = [t for t in (purchase["bonus_transaction_id"], purchase["grant_transaction_id"]) if t]
+    granted_by = ("promo_bonus_transaction_id", "bonus_transaction_id", "grant_transaction_id")
+    sources = [purchase[k] for k in granted_by if purchase[k]]
     batches = await repo.lock_batches_of(ctx.conn, sources)
     hold, events = await freeze_batches(
         ctx, command, account, batches, reference=reference, days=DISPUTE_HOLD_DAYS,
@@ -47,7 +48,9 @@ async def freeze_purchase(ctx: LedgerContext, command: FreezePurchase) -> Outcom
     events += await raise_flag(
         ctx, command, Verdict("dispute_opened", "high", {"disputeId": payload.dispute_id}),
         purchase_id=purchase["id"], payment_intent_id=purchase["payment_intent_id"],
-        shortfall=purchase["credits"] + purchase["bonus_credits"] - frozen, freeze=False,
+        shortfall=purchase["credits"] + purchase["bonus_credits"] + purchase["promo_bonus_credits"]
+        - frozen,
+        freeze=False,
         frozen=frozen, hold_id=hold.id if hold else None,
     )
     result: dict[str, Any] = {"disputeId": payload.dispute_id, "frozen": frozen}

@@ -5,6 +5,7 @@ row is locked and its status checked, and the database refuses a second
 CREDIT_PURCHASE for the same intent (unique index).
 """
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -20,7 +21,7 @@ from schemas.events import (
 )
 from services.errors import InvalidState, NotFound
 from services.errors import PaymentFailed as PaymentFailedError
-from services.fraud.checks import after_failed_payment, after_paid_purchase
+from services.fraud.checks import after_failed_payment, after_paid_purchase, after_promo_redeemed
 from services.fraud.flags import raise_flag
 from services.fraud.rules import Verdict
 from services.ledger import repository as repo
@@ -28,12 +29,15 @@ from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers import APPLIED, Handler, grant_batch
 from services.ledger.models import AVAILABLE, PROMOTIONAL, PURCHASED, Allocation, Leg, TransactionDraft
+from services.promos import reservations
 
 LOCK_PURCHASE = text(
     """
     SELECT p.id, p.user_id, p.pack_id, p.credits, p.bonus_credits, p.amount_minor, p.currency,
            p.status, p.payment_intent_id, p.email, c.name AS pack_name,
-           p.grant_transaction_id, p.bonus_transaction_id, p.refunded_minor, p.clawed_credits
+           p.grant_transaction_id, p.bonus_transaction_id, p.refunded_minor, p.clawed_credits,
+           p.promo_code, p.discount_minor, p.list_amount_minor, p.reservation_id,
+           p.promo_bonus_credits, p.promo_bonus_expiry_days, p.promo_bonus_transaction_id
       FROM purchases p JOIN credit_packs c ON c.id = p.pack_id
      WHERE (CAST(:purchase AS uuid) IS NULL AND p.payment_intent_id = :pi)
         OR p.id = CAST(:purchase AS uuid)
@@ -45,6 +49,7 @@ MARK = text(
     "bonus_transaction_id = :bonus_tx, failure_code = :code, "
     "payment_intent_id = coalesce(payment_intent_id, :pi), updated_at = now() WHERE id = :id"
 )
+MARK_PROMO_BONUS = text("UPDATE purchases SET promo_bonus_transaction_id = :tx WHERE id = :id")
 MARK_REFUNDED = text(
     """
     UPDATE purchases SET status = :status, refunded_minor = :refunded,
@@ -115,7 +120,10 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
             expected={"amount": purchase["amount_minor"], "currency": currency},
             received={"amount": payload.amount_received, "currency": payload.currency},
         )
-    metadata = {"packId": purchase["pack_id"], "purchaseId": str(purchase["id"])}
+    metadata: dict[str, Any] = {"packId": purchase["pack_id"], "purchaseId": str(purchase["id"])}
+    if purchase["promo_code"]:
+        metadata |= {"promoCode": purchase["promo_code"], "discount": purchase["discount_minor"],
+                     "listPrice": purchase["list_amount_minor"]}
     granted = await grant_batch(
         ctx,
         command,
@@ -132,22 +140,28 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
     )
     events = list(granted.events)
     balance = granted.result["balance"]
-    bonus_id = None
-    if purchase["bonus_credits"]:
-        bonus = await grant_batch(
-            ctx,
-            command,
-            credits=purchase["bonus_credits"],
-            source=PROMOTIONAL,
-            transaction_type="PROMO_BONUS",
-            system_code="promotions",
-            reason=f"bonus of credit pack {purchase['pack_id']}",
-            metadata=metadata,
+    promo_days = purchase["promo_bonus_expiry_days"] or ctx.settings.credit_expiry_days
+    gifts = (  # the pack's own bonus, then a bonus_credits code's (with its own expiry)
+        ("bonus", purchase["bonus_credits"], None, f"bonus of credit pack {purchase['pack_id']}"),
+        ("promo", purchase["promo_bonus_credits"], ctx.now + timedelta(days=promo_days),
+         f"promo code {purchase['promo_code']}"),
+    )
+    gift_ids: dict[str, Any] = {"bonus": None, "promo": None}
+    for kind, credits, expires_at, reason in gifts:
+        if not credits:
+            continue
+        gift = await grant_batch(
+            ctx, command, credits=credits, source=PROMOTIONAL, transaction_type="PROMO_BONUS",
+            system_code="promotions", expires_at=expires_at, reason=reason, metadata=metadata,
             paid=True,
         )
-        events += bonus.events
-        balance = bonus.result["balance"]
-        bonus_id = bonus.result["transactionId"]
+        events += gift.events
+        balance = gift.result["balance"]
+        gift_ids[kind] = gift.result["transactionId"]
+    bonus_id = gift_ids["bonus"]
+    if gift_ids["promo"]:
+        await ctx.conn.execute(MARK_PROMO_BONUS, {"tx": gift_ids["promo"], "id": purchase["id"]})
+    await reservations.redeem(ctx.conn, purchase["reservation_id"])
     await ctx.conn.execute(
         MARK,
         {
@@ -173,7 +187,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
                 pack_id=purchase["pack_id"],
                 pack_name=purchase["pack_name"],
                 credits=purchase["credits"],
-                bonus_credits=purchase["bonus_credits"],
+                bonus_credits=purchase["bonus_credits"] + purchase["promo_bonus_credits"],
                 amount=purchase["amount_minor"],
                 currency=currency,
                 email=purchase["email"],
@@ -182,6 +196,8 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
         ),
     ]
     events += await after_paid_purchase(ctx, command, purchase)
+    if purchase["reservation_id"]:
+        events += await after_promo_redeemed(ctx, command, purchase["reservation_id"])
     return Outcome(
         command,
         APPLIED,
@@ -208,6 +224,7 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
         {"status": "failed", "tx": None, "bonus_tx": None, "code": payload.failure_code,
          "pi": payload.payment_intent_id, "id": purchase["id"]},
     )
+    await reservations.release(ctx.conn, purchase["reservation_id"], "payment_failed")
     event = PaymentFailed(
         user_id=command.user_id,
         correlation_id=command.correlation_id,
@@ -241,10 +258,12 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
         return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     amount = purchase["amount_minor"]
     refunded = min(payload.amount_refunded, amount)
-    total = purchase["credits"] + purchase["bonus_credits"]
+    total = purchase["credits"] + purchase["bonus_credits"] + purchase["promo_bonus_credits"]
     owed = total * refunded // amount - purchase["clawed_credits"]
     account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
-    sources = [t for t in (purchase["bonus_transaction_id"], purchase["grant_transaction_id"]) if t]
+    # Bonus credits first (promo, then the pack's), so a refund takes back gifts first.
+    granted_by = ("promo_bonus_transaction_id", "bonus_transaction_id", "grant_transaction_id")
+    sources = [purchase[k] for k in granted_by if purchase[k]]
     batches = await repo.lock_batches_of(ctx.conn, sources)
     taken_total = min(owed, sum(b.remaining for b in batches), account.available)
     shortfall = owed - taken_total

@@ -1,0 +1,150 @@
+"""HTTP contracts of promo codes: admin changes, validate / apply, stats."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from schemas.api import Currency, MinorUnits, PackId, PlanId
+from schemas.base import WireModel
+from schemas.commands import UserId
+
+PromoKind = Literal["percentage", "fixed_amount", "bonus_credits", "free_trial"]
+CodeText = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{3,40}$", examples=["SUMMER10"])]
+KIND_FIELDS = {
+    "percentage": ("percent_off",),
+    "fixed_amount": ("amount_off", "currency"),
+    "bonus_credits": ("bonus_credits",),
+    "free_trial": ("trial_days",),
+}
+VALUE_FIELDS = ("percent_off", "amount_off", "currency", "bonus_credits", "bonus_expiry_days",
+                "trial_days")
+
+
+class PromoLimits(WireModel):
+    usage_limit: Annotated[int, Field(gt=0, le=10_000_000)] | None = Field(
+        None, description="Uses in all (none: unlimited).")
+    per_user_limit: Annotated[int, Field(gt=0, le=1000)] = Field(1, description="Uses per user.")
+    new_customers_only: bool = Field(False, description="Only users without a completed purchase.")
+    allowed_users: Annotated[list[UserId], Field(max_length=1000)] | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = Field(None, description="Exclusive: refused from this second.")
+    minimum_amount: MinorUnits | None = Field(None, description="Least list price it applies to.")
+    pack_ids: Annotated[list[PackId], Field(max_length=200)] | None = None
+    plan_ids: Annotated[list[PlanId], Field(max_length=200)] | None = None
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _window_in_order(self) -> "PromoLimits":
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise ValueError("validUntil must be after validFrom")
+        return self
+
+
+class PromoCodeCreate(PromoLimits):
+    code: CodeText
+    kind: PromoKind
+    percent_off: Annotated[int, Field(ge=10, le=50)] | None = Field(None, description="percentage")
+    amount_off: Annotated[int, Field(ge=500, le=5000)] | None = Field(
+        None, description="fixed_amount: minor units off ($5-$50)")
+    currency: Currency | None = Field(None, description="fixed_amount: currency of amountOff")
+    bonus_credits: Annotated[int, Field(gt=0, le=1_000_000)] | None = Field(
+        None, description="bonus_credits: extra credits on the purchase")
+    bonus_expiry_days: Annotated[int, Field(gt=0, le=3650)] | None = Field(
+        None, description="bonus_credits: their lifetime (default CREDIT_EXPIRY_DAYS)")
+    trial_days: Annotated[int, Field(ge=1, le=365)] | None = Field(None, description="free_trial")
+
+    @model_validator(mode="after")
+    def _kind_has_its_values(self) -> "PromoCodeCreate":
+        needed = KIND_FIELDS[self.kind]
+        allowed = set(needed) | ({"bonus_expiry_days"} if self.kind == "bonus_credits" else set())
+        missing = [f for f in needed if getattr(self, f) is None]
+        extra = [f for f in VALUE_FIELDS if f not in allowed and getattr(self, f) is not None]
+        if missing or extra:
+            raise ValueError(f"a {self.kind} code needs {', '.join(needed)} and nothing of "
+                             f"{', '.join(f for f in VALUE_FIELDS if f not in allowed)}")
+        return self
+
+
+class PromoCodeUpdate(WireModel):
+    """Limits, dates and the active flag; what a code gives never changes."""
+
+    usage_limit: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
+    per_user_limit: Annotated[int, Field(gt=0, le=1000)] | None = None
+    new_customers_only: bool | None = None
+    allowed_users: Annotated[list[UserId], Field(max_length=1000)] | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    minimum_amount: MinorUnits | None = None
+    pack_ids: Annotated[list[PackId], Field(max_length=200)] | None = None
+    plan_ids: Annotated[list[PlanId], Field(max_length=200)] | None = None
+    active: bool | None = None
+
+
+class PromoCodeRead(WireModel):
+    id: uuid.UUID
+    code: str
+    kind: str
+    percent_off: int | None = None
+    amount_off: int | None = None
+    currency: str | None = None
+    bonus_credits: int | None = None
+    bonus_expiry_days: int | None = None
+    trial_days: int | None = None
+    usage_limit: int | None = None
+    per_user_limit: int
+    new_customers_only: bool
+    allowed_users: list[str] | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    minimum_amount: int | None = None
+    pack_ids: list[str] | None = None
+    plan_ids: list[str] | None = None
+    active: bool
+    created_at: datetime
+    live_uses: int | None = Field(None, description="Redeemed, or reserved and not expired.")
+    redemptions: int | None = None
+
+
+class PromoTarget(WireModel):
+    code: Annotated[str, Field(min_length=1, max_length=64)]
+    pack_id: PackId | None = None
+    plan_id: PlanId | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "PromoTarget":
+        if (self.pack_id is None) == (self.plan_id is None):
+            raise ValueError("give exactly one of packId and planId")
+        return self
+
+
+class PromoPreviewRead(WireModel):
+    valid: bool = True
+    code: str
+    original_price: int = Field(description="Minor units before the discount.")
+    discount: int
+    final_price: int
+    currency: str
+    bonus_credits: int
+    trial_days: int
+
+
+class PromoApplyRead(PromoPreviewRead):
+    redemption_id: uuid.UUID = Field(description="Pass as redemptionId to purchase or subscribe.")
+    expires_at: datetime = Field(description="Released if no payment starts before this.")
+
+
+class PromoStatsRead(WireModel):
+    code_id: uuid.UUID
+    code: str
+    reservations: int = Field(description="Every apply, whatever became of it.")
+    live_reservations: int
+    redemptions: int
+    released: int
+    discount_given: int = Field(description="Minor units off, over redeemed purchases.")
+    revenue: int = Field(description="Minor units paid for the purchases that used the code.")
+    currency: str | None = None
+    bonus_credits_granted: int
+    bonus_credits_spent: int
+    bonus_credits_clawed_back: int

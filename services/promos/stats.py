@@ -1,0 +1,64 @@
+"""How a promo code performed, from its reservations, purchases and the ledger."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.promos.codes import get_code
+
+STATS = text(
+    """
+    WITH r AS (
+        SELECT * FROM promo_reservations WHERE promo_code_id = :id
+    ), paid AS (
+        SELECT p.* FROM purchases p JOIN r ON r.id = p.reservation_id
+         WHERE r.status = 'redeemed' AND p.status IN ('succeeded', 'refunded')
+    ), bonus AS (
+        SELECT b.id, b.amount FROM credit_batches b
+          JOIN paid ON b.transaction_id = paid.promo_bonus_transaction_id
+    ), moved AS (
+        -- freezes (disputes, fraud) and their releases are not spending
+        SELECT t.type, a.amount FROM batch_allocations a
+          JOIN bonus ON bonus.id = coalesce(a.origin_batch_id, a.batch_id)
+          JOIN ledger_transactions t ON t.id = a.transaction_id
+         WHERE coalesce(t.reference, '') NOT LIKE 'dispute:%'
+           AND coalesce(t.reference, '') NOT LIKE 'fraud:%'
+    )
+    SELECT (SELECT count(*) FROM r) AS reservations,
+           (SELECT count(*) FROM r WHERE status = 'reserved' AND expires_at > now()) AS live,
+           (SELECT count(*) FROM r WHERE status = 'redeemed') AS redemptions,
+           (SELECT count(*) FROM r WHERE status = 'released'
+                OR (status = 'reserved' AND expires_at <= now())) AS released,
+           (SELECT coalesce(sum(discount_minor), 0) FROM paid) AS discount_given,
+           (SELECT coalesce(sum(amount_minor - refunded_minor), 0) FROM paid) AS revenue,
+           (SELECT min(currency) FROM paid) AS currency,
+           (SELECT coalesce(sum(amount), 0) FROM bonus) AS bonus_granted,
+           (SELECT coalesce(-sum(amount), 0) FROM moved
+             WHERE type IN ('CREDIT_USAGE', 'CREDIT_HOLD', 'CREDIT_REFUND', 'CREDIT_RELEASE')
+               AND amount <> 0) AS bonus_spent,
+           (SELECT coalesce(-sum(amount), 0) FROM moved WHERE type = 'PURCHASE_REVERSAL')
+               AS bonus_clawed
+    """
+)
+
+
+async def promo_stats(conn: AsyncConnection, code_id: uuid.UUID) -> dict[str, Any]:
+    """Spent = taken by charges and holds, less what refunds and releases gave back."""
+    code = await get_code(conn, code_id)
+    row = (await conn.execute(STATS, {"id": code_id})).mappings().one()
+    return {
+        "code_id": code_id,
+        "code": code["code"],
+        "reservations": row["reservations"],
+        "live_reservations": row["live"],
+        "redemptions": row["redemptions"],
+        "released": row["released"],
+        "discount_given": row["discount_given"],
+        "revenue": row["revenue"],
+        "currency": row["currency"].strip() if row["currency"] else None,
+        "bonus_credits_granted": row["bonus_granted"],
+        "bonus_credits_spent": row["bonus_spent"],
+        "bonus_credits_clawed_back": row["bonus_clawed"],
+    }

@@ -1,0 +1,270 @@
+"""Promo codes on the real stack: admin rules, validate without side effects, apply under
+concurrency, discounted purchases through localstripe, bonus clawback, trials, stats."""
+
+import asyncio
+import hashlib
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from services.errors import InvalidPromoCode
+from services.ledger.reconcile import reconcile
+from services.promos import reservations
+from services.promos.reservations import tidy_expired
+from services.promos.rules import Target
+from tests.conftest import auth
+from tests.test_fraud import flags_of
+from tests.test_memberships import invoice_event, make_plan, stripe_plan_id, wait_current
+from tests.test_purchases import intent_event, post_event, wait_balance
+
+ADMIN = auth("promo-admin", "admin")
+
+
+async def new_code(http, kind: str = "percentage", **fields) -> dict:
+    values = {"percentage": {"percentOff": 20}, "fixed_amount": {"amountOff": 500, "currency": "usd"},
+              "bonus_credits": {"bonusCredits": 5}, "free_trial": {"trialDays": 14}}[kind]
+    body = {"code": f"T{uuid.uuid4().hex[:10]}".lower(), "kind": kind, **values, **fields}
+    created = await http.post("/payment/promo-codes/", json=body, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+async def apply(http, code: str, user: str, pack_id: str | None = None, plan_id: str | None = None):
+    target = {"packId": pack_id} if pack_id else {"planId": plan_id}
+    return await http.post("/payment/promo-codes/apply", json={"code": code, **target},
+                           headers={**auth(user), "Idempotency-Key": str(uuid.uuid4())})
+
+
+async def buy(http, pack_id: str, user: str, **promo) -> dict:
+    response = await http.post(
+        f"/payment/credit-packs/{pack_id}/purchase", json={"paymentMethodId": "pm_card_visa", **promo},
+        headers={**auth(user), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def stats(http, code_id: str) -> dict:
+    return (await http.get(f"/payment/promo-codes/{code_id}/stats", headers=ADMIN)).json()
+
+
+async def wait_stat(http, code_id: str, name: str, value: int, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        figures = await stats(http, code_id)
+        if figures[name] == value or time.monotonic() > deadline:
+            return figures
+        await asyncio.sleep(0.1)
+
+
+async def test_admins_create_validated_codes_that_match_case_insensitively(http, pack):
+    code = await new_code(http, usageLimit=3)
+    assert code["code"] == code["code"].upper() and code["perUserLimit"] == 1
+    for bad in ({"kind": "percentage", "percentOff": 60}, {"kind": "percentage", "percentOff": 5},
+                {"kind": "fixed_amount", "amountOff": 500},
+                {"kind": "fixed_amount", "amountOff": 6000, "currency": "usd"},
+                {"kind": "free_trial", "trialDays": 0}, {"kind": "bonus_credits", "bonusCredits": -1},
+                {"kind": "percentage", "percentOff": 20, "trialDays": 3},
+                {"kind": "percentage", "percentOff": 20, "validFrom": "2027-01-02T00:00:00Z",
+                 "validUntil": "2027-01-01T00:00:00Z"}):
+        refused = await http.post("/payment/promo-codes/", json={"code": "BADCODE", **bad},
+                                  headers=ADMIN)
+        assert refused.status_code == 422 and refused.json()["code"] == "PAY007", bad
+    twin = await http.post("/payment/promo-codes/",
+                           json={"code": code["code"].lower(), "kind": "percentage", "percentOff": 10},
+                           headers=ADMIN)
+    assert twin.status_code == 409 and twin.json()["code"] == "PAY014"
+    user = await http.post("/payment/promo-codes/", json={"code": "MINE", "kind": "percentage",
+                                                          "percentOff": 10}, headers=auth("u-x"))
+    assert user.status_code == 403
+    preview = await http.post("/payment/promo-codes/validate",
+                              json={"code": code["code"].lower(), "packId": pack["id"]},
+                              headers=auth("u-shopper"))
+    assert preview.status_code == 200, preview.text
+    assert preview.json() == {"valid": True, "code": code["code"], "originalPrice": 1800,
+                              "discount": 360, "finalPrice": 1440, "currency": "usd",
+                              "bonusCredits": 0, "trialDays": 0}
+    off = await http.patch(f"/payment/promo-codes/{code['id']}", json={"active": False}, headers=ADMIN)
+    assert off.json()["active"] is False
+    gone = await http.post("/payment/promo-codes/validate",
+                           json={"code": code["code"], "packId": pack["id"]}, headers=auth("u-shopper"))
+    assert gone.status_code == 400 and gone.json()["code"] == "PAY003"
+    assert gone.json()["details"]["reason"] == "unknown"
+    listed = {c["id"]: c for c in (await http.get("/payment/promo-codes/", headers=ADMIN)).json()}
+    assert listed[code["id"]]["liveUses"] == 0 and listed[code["id"]]["active"] is False
+
+
+async def test_fifty_concurrent_applies_of_ten_uses_left_give_exactly_ten(http, pack):
+    code = await new_code(http, usageLimit=10)
+    users = [f"u-rush-{i}-{uuid.uuid4().hex[:4]}" for i in range(50)]
+    answers = await asyncio.gather(*(apply(http, code["code"], u, pack["id"]) for u in users))
+    won = [a for a in answers if a.status_code == 200]
+    assert len(won) == 10, [a.text for a in answers if a.status_code != 400][:3]
+    assert {a.json()["details"]["reason"] for a in answers if a.status_code != 200} == {
+        "usage_limit_reached"}
+    same = f"u-twice-{uuid.uuid4().hex[:6]}"
+    other = await new_code(http)
+    pair = await asyncio.gather(*(apply(http, other["code"], same, pack["id"]) for _ in range(2)))
+    assert sorted(a.status_code for a in pair) == [200, 400]
+    assert next(a for a in pair if a.status_code == 400).json()["details"]["reason"] == "already_used"
+    assert (await stats(http, code["id"]))["liveReservations"] == 10
+
+
+async def test_a_discounted_purchase_charges_less_grants_once_and_redeems_the_use(
+    http, engine, pack, stripe_client, webhook_registered, user_id
+):
+    code = await new_code(http, "percentage", percentOff=25)
+    applied = await apply(http, code["code"], user_id, pack["id"])
+    assert applied.status_code == 200, applied.text
+    redemption = applied.json()["redemptionId"]
+    assert applied.json()["finalPrice"] == 1350
+    started = await buy(http, pack["id"], user_id, redemptionId=redemption)
+    assert (started["amount"], started["listPrice"], started["discount"]) == (1350, 1800, 450)
+    intent = await stripe_client.v1.payment_intents.retrieve_async(started["paymentIntentId"])
+    assert intent.amount == 1350, "Stripe charges the discounted price"
+    await stripe_client.v1.payment_intents.confirm_async(started["paymentIntentId"])
+    assert (await wait_balance(http, user_id, 23))["total"] == 23
+    history = (await http.get("/payment/credits/history", headers=auth(user_id))).json()["items"]
+    bought = next(i for i in history if i["type"] == "CREDIT_PURCHASE")
+    assert bought["amount"] == 1350 and bought["metadata"]["promoCode"] == code["code"]
+    assert bought["metadata"]["discount"] == 450
+    figures = await stats(http, code["id"])
+    assert (figures["redemptions"], figures["discountGiven"], figures["revenue"]) == (1, 450, 1350)
+    again = await http.post(
+        f"/payment/credit-packs/{pack['id']}/purchase", json={"redemptionId": redemption},
+        headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert again.status_code == 400 and again.json()["details"]["reason"] == "expired", again.text
+    assert await reconcile(engine) == []
+
+
+async def test_bonus_credits_have_their_own_expiry_and_a_refund_claws_them_back(
+    http, engine, pack, user_id
+):
+    code = await new_code(http, "bonus_credits", bonusCredits=6, bonusExpiryDays=30)
+    started = await buy(http, pack["id"], user_id, promoCode=code["code"].lower())
+    assert (started["promoBonusCredits"], started["amount"]) == (6, 1800)
+    await post_event(http, intent_event(started["paymentIntentId"], user_id, 1800))
+    balance = await wait_balance(http, user_id, 29)
+    assert balance["total"] == 29
+    soon = [b for b in balance["batches"] if b["amount"] == 6]
+    expiry = datetime.fromisoformat(soon[0]["expiresAt"].replace("Z", "+00:00"))
+    assert abs(expiry - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=5)
+    from tests.test_purchases import refund_event
+
+    await post_event(http, refund_event(started["paymentIntentId"], 1800))
+    assert (await wait_balance(http, user_id, 0))["total"] == 0, "bonus clawed back with the rest"
+    figures = await stats(http, code["id"])
+    assert figures["redemptions"] == 1, "a refunded purchase's use stays counted"
+    assert (figures["bonusCreditsGranted"], figures["bonusCreditsClawedBack"]) == (6, 6)
+    assert await reconcile(engine) == []
+
+
+async def test_a_reservation_is_released_by_a_failed_payment_and_by_time(
+    http, engine, pack, user_id
+):
+    code = await new_code(http, usageLimit=1)
+    started = await buy(http, pack["id"], user_id, promoCode=code["code"])
+    taken = await apply(http, code["code"], f"{user_id}-2", pack["id"])
+    assert taken.json()["details"]["reason"] == "usage_limit_reached"
+    failed = intent_event(started["paymentIntentId"], user_id, started["amount"], kind="payment_failed")
+    await post_event(http, failed)
+    await wait_stat(http, code["id"], "released", 1)
+    second = await apply(http, code["code"], f"{user_id}-2", pack["id"])
+    assert second.status_code == 200, "a failed payment gives the use back"
+    async with engine.begin() as conn:  # the customer walked away: let the TTL pass
+        await conn.execute(text("UPDATE promo_reservations SET expires_at = now() - interval '1 s' "
+                                "WHERE id = :id"), {"id": second.json()["redemptionId"]})
+    third = await apply(http, code["code"], f"{user_id}-3", pack["id"])
+    assert third.status_code == 200, third.text
+    async with engine.begin() as conn:
+        assert await tidy_expired(conn, datetime.now(UTC)) >= 1
+    assert (await stats(http, code["id"]))["released"] == 2
+
+
+async def test_a_free_trial_code_gives_its_days_to_a_new_membership(
+    http, engine, webhook_registered, user_id
+):
+    plan = await make_plan(http, credits=12)
+    code = await new_code(http, "free_trial", trialDays=14, planIds=[plan["id"]])
+    wrong = await apply(http, code["code"], user_id, plan_id=(await make_plan(http))["id"])
+    assert wrong.json()["details"]["reason"] == "not_applicable"
+    started = await http.post(
+        f"/payment/memberships/{plan['id']}/subscribe",
+        json={"paymentMethodId": "pm_card_visa", "promoCode": code["code"]},
+        headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert started.status_code == 200, started.text
+    async with engine.connect() as conn:
+        trial = await conn.scalar(text("SELECT trial_days FROM memberships WHERE id = :id"),
+                                  {"id": started.json()["membershipId"]})
+    assert trial == 14
+    assert (await stats(http, code["id"]))["redemptions"] == 1
+    now = datetime.now(UTC).replace(microsecond=0)
+    sub = started.json()["subscriptionId"]
+    trial_invoice = invoice_event(sub, now - timedelta(days=40), now - timedelta(days=26),
+                                  await stripe_plan_id(engine, plan["id"]), amount=0)
+    assert (await post_event(http, trial_invoice)).status_code == 200
+    found = await wait_current(http, user_id, status="trialing")
+    assert found["status"] == "trialing" and found["creditsThisPeriod"] == 0
+
+
+async def test_many_accounts_redeeming_one_code_from_one_address_are_flagged(http, pack):
+    code = await new_code(http, usageLimit=100)
+    users = [f"u-farm-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    for user in users:
+        started = await buy(http, pack["id"], user, promoCode=code["code"])
+        await post_event(http, intent_event(started["paymentIntentId"], user, started["amount"]))
+        await wait_balance(http, user, 23)
+    flags = await flags_of(http, users[3])
+    assert [f["rule"] for f in flags] == ["promo_abuse"]
+    assert flags[0]["details"]["accounts"] == 4 and flags[0]["details"]["code"] == code["code"]
+
+
+TABLES = ("promo_codes", "promo_reservations", "purchases", "processed_commands",
+          "ledger_transactions", "credit_batches")
+
+
+async def snapshot(engine) -> str:
+    digest = hashlib.sha256()
+    async with engine.connect() as conn:
+        for table in TABLES:
+            rows = await conn.execute(text(f"SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) "
+                                           f"FROM {table} t"))
+            digest.update(str(rows.scalar()).encode())
+    return digest.hexdigest()
+
+
+async def test_validate_never_changes_anything(http, engine, pack):
+    limited = await new_code(http, usageLimit=2, minimumAmount=1000)
+    codes = [limited["code"], limited["code"].lower(), "NOSUCHCODE", "x"]
+    targets = [Target("pack", pack["id"], pack["price"], "usd"), Target("plan", "plan_basic", 5900, "usd")]
+    before = await snapshot(engine)
+    calls = st.lists(st.tuples(st.sampled_from(codes), st.sampled_from(targets),
+                               st.sampled_from(["u-a", "u-b", "demo-alice"])), max_size=8)
+    sequences: list[list] = []
+
+    @hypothesis_settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(calls)
+    def collect(sequence):
+        sequences.append(sequence)
+
+    collect()  # hypothesis draws the call sequences; they run below on the test's loop
+    assert len(sequences) >= 20
+    answers = {"valid": 0, "refused": 0}
+    async with engine.connect() as conn:
+        for sequence in sequences:
+            for code, target, user in sequence:
+                try:
+                    await reservations.validate(conn, code, target, user, datetime.now(UTC))
+                    answers["valid"] += 1
+                except InvalidPromoCode:
+                    answers["refused"] += 1
+    assert answers["valid"] and answers["refused"], answers
+    assert await snapshot(engine) == before
