@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench faults clean install
+.PHONY: run test lint typecheck bench bench-reports faults clean install browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,10 +14,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+# The dashboard test drives Debian's chromium headless; install it once where we may.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver for the dashboard test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+			|| echo "could not install chromium: tests/test_dashboard.py will fail"; \
+	else echo "tests/test_dashboard.py needs chromium and chromium-driver (apt-get install chromium chromium-driver as root)"; fi
+
+run: $(STAMP) browser
 	$(BIN)/pika-payment run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check services workers schemas ingress ops tests migrations
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
@@ -30,6 +39,9 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pika-payment bench
+
+bench-reports: $(STAMP)
+	$(BIN)/pika-payment bench-reports
 
 faults: $(STAMP)
 	$(BIN)/pika-payment faults

@@ -15,6 +15,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ingress.controllers.commands import CommandsController
 from ingress.controllers.credits import CreditsController
+from ingress.controllers.dashboard import DashboardController
 from ingress.controllers.docs import DocsController
 from ingress.controllers.fraud import FraudFlagsController
 from ingress.controllers.health import HealthController
@@ -22,6 +23,7 @@ from ingress.controllers.live import balance_socket
 from ingress.controllers.memberships import MembershipsController
 from ingress.controllers.packs import CreditPacksController, ProductsController
 from ingress.controllers.promos import PromoCodesController
+from ingress.controllers.reports import ReportsController
 from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import EXCEPTION_HANDLERS
 from ingress.rate_limits import RateLimits
@@ -74,8 +76,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MembershipsController,
             FraudFlagsController,
             PromoCodesController,
+            ReportsController,
             StripeWebhookController,
             DocsController,
+            DashboardController,
             HealthController,
             balance_socket,
         ],

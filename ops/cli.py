@@ -220,6 +220,12 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return bench_main(settings, args)
 
 
+def cmd_bench_reports(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.bench.reports import main as bench_reports_main
+
+    return bench_reports_main(settings, args)
+
+
 def cmd_faults(settings: Settings, args: argparse.Namespace) -> int:
     from ops.faults import main as faults_main
 
@@ -254,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="end-to-end charge benchmark with baselines")
     bench.add_argument("--charges", type=int, default=20_000)
     bench.add_argument("--users", type=int, default=2_000)
+    reports = sub.add_parser(
+        "bench-reports", help="the five reports over a seeded year of ledger, timed (target < 1 s)"
+    )
+    reports.add_argument("--transactions", type=int, default=1_000_000)
+    reports.add_argument("--users", type=int, default=20_000)
+    reports.add_argument("--keep", action="store_true", help="keep the database at the end")
     faults = sub.add_parser("faults", help="fault-injection suite")
     faults.add_argument("--short", action="store_true")
     return parser
@@ -273,6 +285,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "stripe-sync": cmd_stripe_sync,
     "token": cmd_token,
     "bench": cmd_bench,
+    "bench-reports": cmd_bench_reports,
     "faults": cmd_faults,
 }
 

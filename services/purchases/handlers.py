@@ -49,6 +49,10 @@ MARK = text(
     "bonus_transaction_id = :bonus_tx, failure_code = :code, "
     "payment_intent_id = coalesce(payment_intent_id, :pi), updated_at = now() WHERE id = :id"
 )
+RECORD_REFUND = text(
+    "INSERT INTO purchase_refunds (purchase_id, amount_minor, currency, command_id) "
+    "VALUES (:purchase, :amount, :currency, :command) ON CONFLICT (command_id) DO NOTHING"
+)
 MARK_PROMO_BONUS = text("UPDATE purchases SET promo_bonus_transaction_id = :tx WHERE id = :id")
 MARK_REFUNDED = text(
     """
@@ -306,6 +310,10 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
             "held": after[account.id][1],
             "total": sum(after[account.id]),
         }
+    if refunded > purchase["refunded_minor"]:
+        await ctx.conn.execute(RECORD_REFUND, {"purchase": purchase["id"], "currency": currency,
+                                               "amount": refunded - purchase["refunded_minor"],
+                                               "command": command.id})
     status = "refunded" if refunded >= amount else "succeeded"
     await ctx.conn.execute(
         MARK_REFUNDED,

@@ -1,0 +1,117 @@
+"""Reports for admins (finance, product): JSON by default, CSV with `?format=csv` or
+`Accept: text/csv`. Read straight from Postgres, never through the ledger worker."""
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, MediaType, Request, Response, get
+from litestar.params import Parameter
+from pydantic.alias_generators import to_camel
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ingress.auth import admin_only
+from ingress.deps import resources_of
+from ingress.errors import AUTHED_ERRORS, error_responses
+from services.reports import queries
+from services.reports.csv_export import to_csv
+
+From = Annotated[date | None, Parameter(query="from", description="First day (UTC); default 30 days ago.")]
+To = Annotated[date | None, Parameter(query="to", description="Day after the last (UTC); default tomorrow.")]
+Currency = Annotated[str, Parameter(pattern=r"^[a-z]{3}$")]
+Format = Annotated[Literal["json", "csv"] | None, Parameter(query="format")]
+Gran = Literal["day", "month"]
+
+
+def _camel(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {to_camel(k): _camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _period(start: date | None, end: date | None, granularity: Gran) -> queries.Range:
+    today = datetime.now(UTC).date()
+    end = end or today + timedelta(days=1)
+    start = start or end - timedelta(days=30)
+    return queries.Range(datetime.combine(start, time(), UTC), datetime.combine(end, time(), UTC),
+                         granularity)
+
+
+async def _answer(
+    request: Request[Any, Any, Any],
+    name: str,
+    period: queries.Range,
+    fmt: str | None,
+    build: Callable[[AsyncConnection], Awaitable[dict[str, Any]]],
+) -> Response[Any]:
+    async with resources_of(request).engine.begin() as conn:
+        report = await build(conn)
+    report = {"granularity": period.granularity, "from": period.start.date().isoformat(),
+              "to": period.end.date().isoformat(), **report}
+    wants_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
+    if wants_csv:
+        filename = f"{name}-{report['from']}-{report['to']}.csv"
+        return Response(to_csv(report), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(_camel(report), media_type=MediaType.JSON)
+
+
+class ReportsController(Controller):
+    path = "/payment/reports"
+    tags = ["reports"]
+    guards = [admin_only]
+
+    @get("/revenue", operation_id="revenueReport", responses=error_responses(*AUTHED_ERRORS))
+    async def revenue(
+        self, request: Request[Any, Any, Any], start: From = None, end: To = None,
+        granularity: Gran = "day", currency: Currency = "usd", format: Format = None,
+    ) -> Response[Any]:
+        """Gross (packs + memberships), refunds and net money per bucket, in minor units."""
+        period = _period(start, end, granularity)
+        return await _answer(request, "revenue", period, format,
+                             lambda conn: queries.revenue(conn, period, currency))
+
+    @get("/credits", operation_id="creditsReport", responses=error_responses(*AUTHED_ERRORS))
+    async def credits(
+        self, request: Request[Any, Any, Any], start: From = None, end: To = None,
+        granularity: Gran = "day", format: Format = None,
+    ) -> Response[Any]:
+        """Credits issued by source, consumed, expired (breakage), clawed back, and the
+        outstanding liability at each bucket's end (the sum of user balances then)."""
+        period = _period(start, end, granularity)
+        return await _answer(request, "credits", period, format,
+                             lambda conn: queries.credits(conn, period))
+
+    @get("/packs", operation_id="packsReport", responses=error_responses(*AUTHED_ERRORS))
+    async def packs(
+        self, request: Request[Any, Any, Any], start: From = None, end: To = None,
+        currency: Currency = "usd", format: Format = None,
+    ) -> Response[Any]:
+        """Paid purchases and revenue per pack, best-selling first."""
+        period = _period(start, end, "day")
+        return await _answer(request, "packs", period, format,
+                             lambda conn: queries.packs(conn, period, currency))
+
+    @get("/churn", operation_id="churnReport", responses=error_responses(*AUTHED_ERRORS))
+    async def churn(
+        self, request: Request[Any, Any, Any], start: From = None, end: To = None,
+        granularity: Gran = "month", format: Format = None,
+    ) -> Response[Any]:
+        """Per plan and bucket: members at the start, new, canceled, churn rate (basis points)."""
+        period = _period(start, end, granularity)
+        return await _answer(request, "churn", period, format,
+                             lambda conn: queries.churn(conn, period))
+
+    @get("/promo-codes", operation_id="promoCodesReport", responses=error_responses(*AUTHED_ERRORS))
+    async def promo_codes(
+        self, request: Request[Any, Any, Any], start: From = None, end: To = None,
+        format: Format = None,
+    ) -> Response[Any]:
+        """Per code redeemed in the range: redemptions, discount, revenue, bonus credits."""
+        period = _period(start, end, "day")
+        return await _answer(request, "promo-codes", period, format,
+                             lambda conn: queries.promo_codes(conn, period))

@@ -1,0 +1,1 @@
+"""Reports for finance and product: revenue, credits and liability, packs, churn, promos."""
