@@ -26,6 +26,7 @@ from ingress.controllers.promos import PromoCodesController
 from ingress.controllers.reports import ReportsController
 from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import EXCEPTION_HANDLERS
+from ingress.openapi_schemas import FaithfulJsonRenderPlugin
 from ingress.rate_limits import RateLimits
 from ingress.resources import Resources
 from services.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description="Payment and credits service of the Pika platform. Errors are "
             '`{"code": "PAY0xx", "message": ..., "details": ...}`; see the README for codes.',
             path="/payment",
-            render_plugins=[SwaggerRenderPlugin(path="/docs")],
+            render_plugins=[FaithfulJsonRenderPlugin(), SwaggerRenderPlugin(path="/docs")],
         ),
         logging_config=None,  # ops.logs configures JSON lines for every process
         debug=False,

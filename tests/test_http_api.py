@@ -342,6 +342,11 @@ async def test_commands_that_grant_from_stripe_cannot_be_published_over_http(
 async def test_docs_schemas_asyncapi_health_and_metrics(http):
     openapi = (await http.get("/payment/openapi.json")).json()
     assert "/payment/credits/balance" in openapi["paths"]
+    grant = openapi["components"]["schemas"]["GrantRequest"]
+    assert grant["additionalProperties"] is False, "the models refuse unknown keys; so says the doc"
+    assert grant["properties"]["userId"]["pattern"] == r"^[A-Za-z0-9_.:@\-]+$"
+    assert grant["properties"]["metadata"] == {
+        "additionalProperties": True, "maxProperties": 50, "title": "Metadata", "type": "object"}
     assert (await http.get("/payment/docs")).status_code == 200
     schemas = (await http.get("/payment/schemas")).json()
     from schemas.commands import COMMAND_MODELS

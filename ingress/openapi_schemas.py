@@ -1,0 +1,57 @@
+"""Serve pydantic's own JSON Schema of our wire models in the OpenAPI document.
+
+Litestar builds component schemas itself and loses some of what the models say:
+`pattern`s of annotated fields, `additionalProperties: false` (the models forbid
+unknown keys), and a dict with a size limit becomes an array. Other teams code
+against this document (and the fuzz tests generate requests from it), so the
+components named after our models are replaced by what pydantic validates with.
+"""
+
+import copy
+from functools import lru_cache
+from typing import Any
+
+from litestar import Request
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from schemas.base import WireModel
+
+REF = "#/components/schemas/{model}"
+
+
+def _wire_models() -> dict[str, type[WireModel]]:
+    found: dict[str, type[WireModel]] = {}
+    pending = list(WireModel.__subclasses__())
+    while pending:
+        model = pending.pop()
+        found.setdefault(model.__name__, model)
+        pending += model.__subclasses__()
+    return found
+
+
+@lru_cache(maxsize=1)
+def _models() -> dict[str, type[WireModel]]:
+    return _wire_models()
+
+
+def faithful(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `document` whose model components are pydantic's schemas."""
+    fixed = copy.deepcopy(document)
+    components = fixed.setdefault("components", {}).setdefault("schemas", {})
+    models = _models()
+    for name in list(components):
+        model = models.get(name)
+        if model is None:
+            continue
+        schema = model.model_json_schema(by_alias=True, ref_template=REF)
+        for def_name, definition in schema.pop("$defs", {}).items():
+            components.setdefault(def_name, definition)
+        components[name] = schema
+    return fixed
+
+
+class FaithfulJsonRenderPlugin(JsonRenderPlugin):
+    """`/openapi.json` with the models' own schemas (see the module docstring)."""
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return self.render_json(request, faithful(openapi_schema))
