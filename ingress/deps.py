@@ -28,6 +28,11 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     return principal_of(request)
 
 
+def client_address(request: Request[Any, Any, Any]) -> str | None:
+    """The address the ingress sees (behind a proxy: uvicorn's forwarded-allow-ips)."""
+    return request.client.host if request.client else None
+
+
 def correlation_id(request: Request[Any, Any, Any]) -> uuid.UUID:
     raw = request.headers.get("x-correlation-id")
     try:

@@ -9,21 +9,22 @@ Only `invoice.payment_succeeded` / `invoice.paid` grant; real Stripe sends both 
 one payment and the worker grants once per invoice.
 """
 
-from datetime import UTC, datetime
+import dataclasses
+import uuid
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ingress.stripe_subscriptions import from_epoch, subscription_state
 from schemas.commands import (
     CommandEnvelope,
     FailMembershipPayment,
     GrantMembershipPeriod,
     MembershipFailurePayload,
     MembershipInvoicePayload,
-    SubscriptionStatePayload,
-    SyncMembership,
 )
+from services.memberships.subscriptions import sync_command
 
 PAID = frozenset({"invoice.paid", "invoice.payment_succeeded"})
 SUBSCRIPTION_EVENTS = frozenset(
@@ -31,10 +32,6 @@ SUBSCRIPTION_EVENTS = frozenset(
 )
 MEMBERSHIP_EVENTS = PAID | SUBSCRIPTION_EVENTS | {"invoice.payment_failed"}
 OWNER = text("SELECT user_id, id FROM memberships WHERE stripe_subscription_id = :s")
-
-
-def _moment(epoch: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(epoch), UTC) if epoch else None
 
 
 def _id(value: Any) -> str | None:
@@ -85,19 +82,16 @@ def membership_command(
             "stripe_event_id": event["id"]}
     envelope = {**envelope, "user_id": user_id}
     if event["type"] in SUBSCRIPTION_EVENTS:
-        items = (obj.get("items") or {}).get("data") or [{}]
-        deleted = event["type"] == "customer.subscription.deleted"
-        return SyncMembership(**envelope, payload=SubscriptionStatePayload(
-            **link,
-            status="canceled" if deleted else obj["status"],
-            stripe_plan_id=_id(items[0].get("plan") or obj.get("plan")),
-            current_period_start=_moment(obj.get("current_period_start")),
-            current_period_end=_moment(obj.get("current_period_end")),
-            cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
-            canceled_at=_moment(obj.get("canceled_at")),
-            ended_at=_moment(obj.get("ended_at")) or (_moment(event.get("created")) if deleted else None),
-            stripe_created=int(event.get("created") or 0),
-        ))
+        state = subscription_state(obj)
+        if event["type"] == "customer.subscription.deleted":
+            state = dataclasses.replace(
+                state, status="canceled", ended_at=state.ended_at or from_epoch(event.get("created"))
+            )
+        return sync_command(
+            user_id, uuid.UUID(membership_id) if membership_id else None, state, envelope["id"],
+            observed_at=int(event.get("created") or 0), stripe_event_id=event["id"],
+            source=envelope["source"],
+        )
     if event["type"] == "invoice.payment_failed":
         charge = obj.get("charge") if isinstance(obj.get("charge"), dict) else {}
         return FailMembershipPayment(**envelope, payload=MembershipFailurePayload(
@@ -112,8 +106,8 @@ def membership_command(
     if line is None:
         return None
     period = line.get("period") or {}
-    start = _moment(period.get("start") or obj.get("period_start"))
-    end = _moment(period.get("end") or obj.get("period_end"))
+    start = from_epoch(period.get("start") or obj.get("period_start"))
+    end = from_epoch(period.get("end") or obj.get("period_end"))
     if start is None or end is None or end <= start:
         return None
     return GrantMembershipPeriod(**envelope, payload=MembershipInvoicePayload(

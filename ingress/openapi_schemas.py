@@ -51,7 +51,17 @@ def faithful(document: dict[str, Any]) -> dict[str, Any]:
 
 
 class FaithfulJsonRenderPlugin(JsonRenderPlugin):
-    """`/openapi.json` with the models' own schemas (see the module docstring)."""
+    """`/openapi.json` with the models' own schemas (see the module docstring).
+
+    Litestar builds the document once and hands the same dict to every request, so the
+    substituted document is rendered once per process, not per request.
+    """
+
+    _source: dict[str, Any] | None = None
+    _rendered: bytes = b""
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return self.render_json(request, faithful(openapi_schema))
+        if openapi_schema is not self._source:
+            self._rendered = self.render_json(request, faithful(openapi_schema))
+            self._source = openapi_schema
+        return self._rendered

@@ -9,7 +9,8 @@ from ingress.stripe_errors import stripe_errors
 from services.memberships.ports import SubscriptionState
 
 
-def _moment(epoch: Any) -> datetime | None:
+def from_epoch(epoch: Any) -> datetime | None:
+    """Stripe's epoch seconds as an aware UTC datetime (None stays None)."""
     return datetime.fromtimestamp(int(epoch), UTC) if epoch else None
 
 
@@ -18,6 +19,7 @@ def subscription_state(sub: dict[str, Any]) -> SubscriptionState:
     items = (sub.get("items") or {}).get("data") or []
     item = items[0] if items else {}
     plan = item.get("plan") or sub.get("plan") or {}
+    plan_id = plan.get("id") if isinstance(plan, dict) else plan
     invoice = sub.get("latest_invoice")
     intent = invoice.get("payment_intent") if isinstance(invoice, dict) else None
     secret = None
@@ -28,13 +30,13 @@ def subscription_state(sub: dict[str, Any]) -> SubscriptionState:
     return SubscriptionState(
         id=str(sub["id"]),
         status=str(sub["status"]),
-        stripe_plan_id=plan.get("id"),
+        stripe_plan_id=plan_id,
         item_id=item.get("id"),
-        current_period_start=_moment(sub.get("current_period_start")),
-        current_period_end=_moment(sub.get("current_period_end")),
+        current_period_start=from_epoch(sub.get("current_period_start")),
+        current_period_end=from_epoch(sub.get("current_period_end")),
         cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
-        canceled_at=_moment(sub.get("canceled_at")),
-        ended_at=_moment(sub.get("ended_at")),
+        canceled_at=from_epoch(sub.get("canceled_at")),
+        ended_at=from_epoch(sub.get("ended_at")),
         client_secret=secret,
         metadata=dict(sub.get("metadata") or {}),
     )

@@ -8,8 +8,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from ingress.auth import Principal, admin_only, authenticated
-from ingress.controllers.promos import client_address
-from ingress.deps import provide_principal, reply_idempotently, resources_of, target_user
+from ingress.deps import client_address, provide_principal, reply_idempotently, resources_of, target_user
 from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
 from schemas.api import CancelRequest, MembershipRead, PlanCreate, PlanRead, PlanUpdate, SubscribeRequest
@@ -101,10 +100,10 @@ class MembershipsController(Controller):
 
         async def action(membership_id: uuid.UUID) -> Reply:
             view, sync = await subscribe(
-                res.engine, res.payments, user_id=principal.subject, plan_id=plan_id,
+                res.engine, res.payments, res.settings, user_id=principal.subject, plan_id=plan_id,
                 membership_id=membership_id, email=principal.email,
                 payment_method=body.payment_method_id, change=body.change,
-                settings=res.settings, promo_code=body.promo_code,
+                promo_code=body.promo_code,
                 redemption_id=body.redemption_id, source=client_address(request),
             )
             await _settle(request, sync)

@@ -8,8 +8,7 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from ingress.auth import Principal, admin_only, authenticated
-from ingress.controllers.promos import client_address
-from ingress.deps import provide_principal, reply_idempotently, resources_of
+from ingress.deps import client_address, provide_principal, reply_idempotently, resources_of
 from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
 from schemas.api import PackCreate, PackRead, PackUpdate, PurchaseRead, PurchaseRequest

@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import Provide
 
 from ingress.auth import Principal, admin_only, authenticated
-from ingress.deps import provide_principal, reply_idempotently, resources_of
+from ingress.deps import client_address, provide_principal, reply_idempotently, resources_of
 from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
 from schemas.promo_api import (
@@ -35,11 +35,6 @@ async def target_of(request: Request[Any, Any, Any], body: PromoTarget) -> Targe
         assert body.plan_id is not None
         plan = await get_plan(conn, body.plan_id)
         return Target("plan", plan["id"], plan["price"], plan["currency"])
-
-
-def client_address(request: Request[Any, Any, Any]) -> str | None:
-    """The address the ingress sees (behind a proxy: uvicorn's forwarded-allow-ips)."""
-    return request.client.host if request.client else None
 
 
 class PromoCodesController(Controller):

@@ -8,7 +8,6 @@ spendable: the money at risk is the purchases'.
 
 import json
 import uuid
-from typing import Any
 
 from sqlalchemy import text
 
@@ -17,6 +16,7 @@ from schemas.events import EventEnvelope, FraudFlagged, FraudFlagPayload
 from services.fraud.rules import Verdict
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext
+from services.ledger.events import envelope_of
 from services.ledger.handlers.freeze import freeze_batches
 
 INSERT = text(
@@ -81,9 +81,7 @@ async def raise_flag(
             frozen, hold_id = hold.credits, hold.id
     if hold_id is not None:
         await ctx.conn.execute(MARK_FROZEN, {"hold": hold_id, "n": frozen, "id": flag_id})
-    envelope: dict[str, Any] = {"user_id": command.user_id, "correlation_id": command.correlation_id,
-                                "command_id": command.id}
-    events.append(FraudFlagged(**envelope, payload=FraudFlagPayload(
+    events.append(FraudFlagged(**envelope_of(command), payload=FraudFlagPayload(
         reason=verdict.rule, severity=verdict.severity, flag_id=flag_id, purchase_id=purchase_id,
         payment_intent_id=payment_intent_id, shortfall_credits=shortfall, frozen_credits=frozen,
         details=verdict.details,

@@ -16,6 +16,7 @@ from services.fraud.flags import raise_flag, reference_of
 from services.fraud.rules import shared_card
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
+from services.ledger.events import envelope_of
 from services.ledger.handlers.common import Handler, applied
 from services.ledger.handlers.freeze import settle_freeze
 
@@ -69,7 +70,7 @@ async def resolve_fraud_flag(ctx: LedgerContext, command: ResolveFraudFlag) -> O
         RESOLVE, {"status": p.resolution, "by": p.resolved_by, "note": p.note, "id": p.flag_id}
     )
     events.append(FraudResolved(
-        user_id=command.user_id, correlation_id=command.correlation_id, command_id=command.id,
+        **envelope_of(command),
         payload=FraudResolvedPayload(flag_id=p.flag_id, reason=row["rule"], resolution=p.resolution,
                                      released_credits=released, revoked_credits=revoked),
     ))

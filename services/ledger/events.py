@@ -17,9 +17,10 @@ from services.errors import PaymentError
 from services.ledger.models import Allocation, TransactionDraft
 
 
-def _envelope(command: CommandEnvelope, user_id: str) -> dict[str, Any]:
+def envelope_of(command: CommandEnvelope, user_id: str | None = None) -> dict[str, Any]:
+    """The envelope fields every event a command causes carries (its user by default)."""
     return {
-        "user_id": user_id,
+        "user_id": user_id or command.user_id,
         "correlation_id": command.correlation_id,
         "command_id": command.id,
     }
@@ -37,7 +38,7 @@ def balance_changed(
 ) -> BalanceChanged:
     available, held = after
     return BalanceChanged(
-        **_envelope(command, user_id),
+        **envelope_of(command, user_id),
         payload=BalanceChangedPayload(
             available=available,
             held=held,
@@ -65,7 +66,7 @@ def ledger_fact(
 ) -> EventEnvelope:
     model: Any = FACT_EVENT_BY_TYPE[event_type]
     event: EventEnvelope = model(
-        **_envelope(command, user_id),
+        **envelope_of(command, user_id),
         payload=LedgerFactPayload(
             transaction_id=transaction_id,
             transaction_type=transaction_type,
@@ -119,6 +120,6 @@ def announce(
 def rejected(command: CommandEnvelope, error: PaymentError) -> CommandRejected:
     return CommandRejected(
         type=f"{command.type}.rejected",  # type: ignore[attr-defined]
-        **_envelope(command, command.user_id),
+        **envelope_of(command),
         payload=RejectedPayload(code=error.code, message=error.message, details=error.details),
     )

@@ -27,7 +27,7 @@ from schemas.events import (
 from services.fraud.checks import after_failed_payment
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
-from services.ledger.events import announce, ledger_fact
+from services.ledger.events import announce, envelope_of, ledger_fact
 from services.ledger.handlers import grant_batch
 from services.ledger.handlers.common import Handler, applied, lock_one, write
 from services.ledger.models import AVAILABLE, MEMBERSHIP, Account, Allocation, Leg, TransactionDraft
@@ -36,11 +36,6 @@ from services.memberships.plans import plan_by_stripe_id, plan_row
 from services.memberships.rollover import OpenCredits, Policy, RolloverDecision, batch_expiry, decide
 
 ENDED = ("canceled", "incomplete_expired")
-
-
-def _envelope(command: Any) -> dict[str, Any]:
-    return {"user_id": command.user_id, "correlation_id": command.correlation_id,
-            "command_id": command.id}
 
 
 async def _debit(
@@ -184,7 +179,7 @@ async def grant_membership_period(ctx: LedgerContext, command: GrantMembershipPe
         balance_after=balance_after,
     )
     model = MembershipRenewed if previous else MembershipActivated
-    events.append(model(**_envelope(command), payload=receipt))
+    events.append(model(**envelope_of(command), payload=receipt))
     return applied(
         command,
         {
@@ -217,7 +212,7 @@ async def fail_membership_payment(ctx: LedgerContext, command: FailMembershipPay
     plan = await plan_row(ctx.conn, membership["plan_id"])
     assert plan is not None
     event = PaymentFailed(
-        **_envelope(command),
+        **envelope_of(command),
         payload=PaymentPayload(
             membership_id=membership["id"], plan_id=plan["id"], plan_name=plan["name"],
             invoice_id=p.invoice_id, amount=p.amount_due, currency=p.currency,
@@ -257,7 +252,7 @@ async def sync_membership(ctx: LedgerContext, command: SyncMembership) -> Outcom
         plan = await plan_row(ctx.conn, plan_id)
         assert plan is not None
         events.append(MembershipCanceled(
-            **_envelope(command),
+            **envelope_of(command),
             payload=MembershipCanceledPayload(
                 membership_id=membership["id"], plan_id=plan_id, plan_name=plan["name"],
                 canceled_at=ended_at, access_until=ended_at,
@@ -265,7 +260,7 @@ async def sync_membership(ctx: LedgerContext, command: SyncMembership) -> Outcom
         ))
     else:
         events.append(MembershipUpdated(
-            **_envelope(command),
+            **envelope_of(command),
             payload=MembershipStatePayload(
                 membership_id=membership["id"], plan_id=plan_id, status=status,
                 cancel_at_period_end=p.cancel_at_period_end,

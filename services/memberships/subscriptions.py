@@ -88,17 +88,26 @@ def membership_view(row: Any, state: SubscriptionState | None = None) -> dict[st
 
 
 def sync_command(
-    user_id: str, membership_id: uuid.UUID, state: SubscriptionState, command_id: uuid.UUID
+    user_id: str,
+    membership_id: uuid.UUID | None,
+    state: SubscriptionState,
+    command_id: uuid.UUID,
+    *,
+    observed_at: int | None = None,
+    stripe_event_id: str | None = None,
+    source: str = "pika-payment-ingress",
 ) -> SyncMembership:
-    """Stripe's answer to one of our calls, as the worker applies webhook state."""
+    """Stripe's state of a subscription as the worker applies it, from a webhook
+    (`observed_at` = the event's `created`) or from Stripe's answer to one of our calls
+    (observed now)."""
     return SyncMembership(
         id=command_id,
         user_id=user_id,
-        source="pika-payment-ingress",
+        source=source,
         payload=SubscriptionStatePayload(
             subscription_id=state.id,
             membership_id=membership_id,
-            stripe_event_id=f"api:{command_id}",
+            stripe_event_id=stripe_event_id or f"api:{command_id}",
             status=state.status,
             stripe_plan_id=state.stripe_plan_id,
             current_period_start=state.current_period_start,
@@ -106,7 +115,7 @@ def sync_command(
             cancel_at_period_end=state.cancel_at_period_end,
             canceled_at=state.canceled_at or (state.ended_at if state.status == "canceled" else None),
             ended_at=state.ended_at,
-            stripe_created=int(time.time()),
+            stripe_created=int(time.time()) if observed_at is None else observed_at,
         ),
     )
 
@@ -129,6 +138,7 @@ async def _live(conn: AsyncConnection, user_id: str) -> dict[str, Any] | None:
 async def subscribe(
     engine: AsyncEngine,
     provider: SubscriptionProvider,
+    settings: Settings,
     *,
     user_id: str,
     plan_id: str,
@@ -136,7 +146,6 @@ async def subscribe(
     email: str | None,
     payment_method: str | None,
     change: bool,
-    settings: Settings | None = None,
     promo_code: str | None = None,
     redemption_id: uuid.UUID | None = None,
     source: str | None = None,
@@ -180,12 +189,11 @@ async def subscribe(
         raise SubscriptionAlreadyActive("a membership is already being started") from error
     promo = None
     try:
-        if settings is not None:
-            promo = await promo_terms(
-                engine, settings, Target("plan", plan_id, plan["price"], plan["currency"]), user_id,
-                owner_id=membership_id, promo_code=promo_code, redemption_id=redemption_id,
-                source=source,
-            )
+        promo = await promo_terms(
+            engine, settings, Target("plan", plan_id, plan["price"], plan["currency"]), user_id,
+            owner_id=membership_id, promo_code=promo_code, redemption_id=redemption_id,
+            source=source,
+        )
         trial_days = promo.preview.trial_days if promo else plan["trial_days"]
         if payment_method:
             await provider.attach_payment_method(customer_id=customer, payment_method=payment_method)

@@ -24,9 +24,16 @@ EDITABLE = {
     "usage_limit", "per_user_limit", "new_customers_only", "allowed_users", "valid_from",
     "valid_until", "minimum_amount_minor", "pack_ids", "plan_ids", "active",
 }
-USES = """
+def live_use(now: str, alias: str = "") -> str:
+    """The one definition of a live use, which limits count: redeemed, or reserved and
+    not expired at `now` (an SQL expression)."""
+    a = f"{alias}." if alias else ""
+    return f"({a}status = 'redeemed' OR ({a}status = 'reserved' AND {a}expires_at > {now}))"
+
+
+USES = f"""
     (SELECT count(*) FROM promo_reservations r WHERE r.promo_code_id = c.id
-        AND (r.status = 'redeemed' OR (r.status = 'reserved' AND r.expires_at > now()))) AS live_uses,
+        AND {live_use("now()", "r")}) AS live_uses,
     (SELECT count(*) FROM promo_reservations r WHERE r.promo_code_id = c.id
         AND r.status = 'redeemed') AS redemptions
 """

@@ -17,15 +17,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.promos.codes import find_by_code
+from services.promos.codes import find_by_code, live_use
 from services.promos.rules import Preview, Target, Usage, evaluate, refuse
 
 USAGE = text(
-    """
+    f"""
     SELECT count(*) FILTER (WHERE live) AS total,
            count(*) FILTER (WHERE live AND user_id = :u) AS by_user
-      FROM (SELECT user_id, (status = 'redeemed' OR (status = 'reserved' AND expires_at > :now))
-                   AS live
+      FROM (SELECT user_id, {live_use(":now")} AS live
               FROM promo_reservations WHERE promo_code_id = :code) r
     """
 )

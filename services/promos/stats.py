@@ -8,8 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.promos.codes import get_code
 
+# What counts as spending a bonus batch: charges and holds take, refunds and releases
+# give back; freezes (disputes, fraud) and their settlements are not spending.
+SPENDING = "t.type IN ('CREDIT_USAGE', 'CREDIT_HOLD', 'CREDIT_REFUND', 'CREDIT_RELEASE')"
+NOT_A_FREEZE = (
+    "coalesce(t.reference, '') NOT LIKE 'dispute:%' AND coalesce(t.reference, '') NOT LIKE 'fraud:%'"
+)
 STATS = text(
-    """
+    f"""
     WITH r AS (
         SELECT * FROM promo_reservations WHERE promo_code_id = :id
     ), paid AS (
@@ -19,12 +25,10 @@ STATS = text(
         SELECT b.id, b.amount FROM credit_batches b
           JOIN paid ON b.transaction_id = paid.promo_bonus_transaction_id
     ), moved AS (
-        -- freezes (disputes, fraud) and their releases are not spending
         SELECT t.type, a.amount FROM batch_allocations a
           JOIN bonus ON bonus.id = coalesce(a.origin_batch_id, a.batch_id)
           JOIN ledger_transactions t ON t.id = a.transaction_id
-         WHERE coalesce(t.reference, '') NOT LIKE 'dispute:%'
-           AND coalesce(t.reference, '') NOT LIKE 'fraud:%'
+         WHERE {NOT_A_FREEZE}
     )
     SELECT (SELECT count(*) FROM r) AS reservations,
            (SELECT count(*) FROM r WHERE status = 'reserved' AND expires_at > now()) AS live,
@@ -35,9 +39,7 @@ STATS = text(
            (SELECT coalesce(sum(amount_minor - refunded_minor), 0) FROM paid) AS revenue,
            (SELECT min(currency) FROM paid) AS currency,
            (SELECT coalesce(sum(amount), 0) FROM bonus) AS bonus_granted,
-           (SELECT coalesce(-sum(amount), 0) FROM moved
-             WHERE type IN ('CREDIT_USAGE', 'CREDIT_HOLD', 'CREDIT_REFUND', 'CREDIT_RELEASE')
-               AND amount <> 0) AS bonus_spent,
+           (SELECT coalesce(-sum(amount), 0) FROM moved t WHERE {SPENDING}) AS bonus_spent,
            (SELECT coalesce(-sum(amount), 0) FROM moved WHERE type = 'PURCHASE_REVERSAL')
                AS bonus_clawed
     """

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.errors import ValidationFailed
+from services.promos.stats import NOT_A_FREEZE, SPENDING
 
 Granularity = Literal["day", "month"]
 MAX_BUCKETS = {"day": 400, "month": 120}
@@ -132,7 +133,7 @@ CHURN = text(
     """
 )
 PROMOS = text(
-    """
+    f"""
     WITH used AS (
         SELECT r.promo_code_id, p.discount_minor, p.amount_minor, p.currency,
                p.promo_bonus_credits, p.promo_bonus_transaction_id
@@ -145,9 +146,7 @@ PROMOS = text(
           JOIN credit_batches cb ON cb.transaction_id = u.promo_bonus_transaction_id
           JOIN batch_allocations a ON coalesce(a.origin_batch_id, a.batch_id) = cb.id
           JOIN ledger_transactions t ON t.id = a.transaction_id
-         WHERE t.type IN ('CREDIT_USAGE', 'CREDIT_HOLD', 'CREDIT_REFUND', 'CREDIT_RELEASE')
-           AND coalesce(t.reference, '') NOT LIKE 'dispute:%'
-           AND coalesce(t.reference, '') NOT LIKE 'fraud:%'
+         WHERE {SPENDING} AND {NOT_A_FREEZE}
          GROUP BY u.promo_code_id
     ), trials AS (
         SELECT promo_code_id, count(*) AS n FROM promo_reservations
