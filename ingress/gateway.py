@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.commands import CommandEnvelope
-from services.errors import ALL_ERRORS, DependencyUnavailable, PaymentError
+from schemas.commands import CommandEnvelope, command_fingerprint
+from services.errors import ALL_ERRORS, DependencyUnavailable, IdempotencyKeyReused, PaymentError
 from services.ledger.queries import command_status
 from services.settings import Settings
 
@@ -38,11 +38,25 @@ def pending_key(command_id: uuid.UUID) -> str:
     return f"pika:cmd:{command_id}"
 
 
-def reply_for(stored: dict[str, Any]) -> Reply:
+def reply_for(stored: dict[str, Any], command: CommandEnvelope | None = None) -> Reply:
+    """The stored answer; refused (PAY012) when the id was used for another command."""
+    if command is not None and _another_meaning(stored, command):
+        return error_reply(IdempotencyKeyReused(
+            "this command id was already used for another command",
+            commandId=str(command.id),
+        ))
     if stored["status"] == "applied":
         return Reply(200, {"commandId": str(stored["command_id"]), **stored["result"]}, {})
     code = stored["error_code"] or "PAY500"
     return Reply(STATUS_BY_CODE.get(code, 500), stored["result"], {})
+
+
+def _another_meaning(stored: dict[str, Any], command: CommandEnvelope) -> bool:
+    kind = getattr(command, "type", None)
+    printed = stored.get("fingerprint")
+    return (stored["type"], stored["user_id"]) != (kind, command.user_id) or (
+        printed is not None and printed != command_fingerprint(command)
+    )
 
 
 class CommandGateway:
@@ -77,7 +91,7 @@ class CommandGateway:
         """Publish (unless already processed) and wait for the result or time out."""
         existing = await self.stored(command.id)
         if existing:
-            return reply_for(existing)
+            return reply_for(existing, command)
         await self.publish(command)
         wait = self.settings.payment_reply_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
@@ -85,7 +99,7 @@ class CommandGateway:
             await asyncio.sleep(POLL_INTERVAL)
             found = await self.stored(command.id)
             if found:
-                return reply_for(found)
+                return reply_for(found, command)
         location = f"/payment/commands/{command.id}"
         return Reply(
             202,

@@ -1,7 +1,9 @@
 """`pika-payment expire`: publish expiry commands for due batches and stale holds.
 
-Command ids are derived from the batch or hold id, so running the job twice (or in
-two replicas) publishes duplicates the ledger ignores.
+Each run publishes fresh command ids: the handlers are idempotent on what they change
+(an expired batch, a settled hold answer "already"), so running the job twice (or in two
+replicas) changes nothing twice. Ids derived from the batch or hold id would be
+predictable, and a producer could claim one first so that the batch never expires.
 """
 
 import uuid
@@ -18,7 +20,6 @@ from schemas.commands import (
     ExpirePayload,
     ReleaseCredits,
     ReleasePayload,
-    command_id_for,
 )
 from services.promos.reservations import tidy_expired
 from services.settings import Settings
@@ -40,7 +41,6 @@ async def due_commands(engine: AsyncEngine, limit: int = 100_000) -> list[Comman
         holds = (await conn.execute(STALE_HOLDS, {"now": now, "limit": limit})).all()
     commands: list[CommandEnvelope] = [
         ExpireCredits(
-            id=command_id_for("expire-batch", str(batch_id)),
             user_id=user_id,
             source="pika-payment-expire",
             payload=ExpirePayload(batch_id=batch_id),
@@ -49,7 +49,6 @@ async def due_commands(engine: AsyncEngine, limit: int = 100_000) -> list[Comman
     ]
     commands += [
         ReleaseCredits(
-            id=command_id_for("expire-hold", str(hold_id)),
             user_id=user_id,
             source="pika-payment-expire",
             payload=ReleasePayload(hold_id=uuid.UUID(str(hold_id)), reason="expired"),

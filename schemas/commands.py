@@ -5,11 +5,13 @@ changes nothing and yields the stored result. Services that charge for a booking
 should derive it deterministically (`command_id_for`), so a retried publish is harmless.
 """
 
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, RootModel, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, Field, RootModel, TypeAdapter
 
 from schemas.base import WireModel
 
@@ -18,6 +20,21 @@ Credits = Annotated[int, Field(gt=0, le=1_000_000_000, description="Whole credit
 UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 Reference = Annotated[str, Field(min_length=1, max_length=200)]
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
+FREEZE_PREFIXES = ("dispute:", "fraud:")
+
+
+def _not_a_freeze(reference: str) -> str:
+    if reference.startswith(FREEZE_PREFIXES):
+        raise ValueError("references starting with dispute: or fraud: belong to freezes")
+    return reference
+
+
+BookingReference = Annotated[
+    str,
+    Field(min_length=1, max_length=200,
+          description="Business reference, e.g. booking-123; not dispute:… or fraud:…."),
+    AfterValidator(_not_a_freeze),
+]
 Metadata = Annotated[dict[str, Any], Field(default_factory=dict, max_length=50)]
 
 _NAMESPACE = uuid.UUID("4b6f1c1e-5d4c-4f1e-9a57-70696b617061")
@@ -26,6 +43,19 @@ _NAMESPACE = uuid.UUID("4b6f1c1e-5d4c-4f1e-9a57-70696b617061")
 def command_id_for(*parts: str) -> uuid.UUID:
     """Deterministic command id (UUIDv5) from business keys, e.g. booking id + action."""
     return uuid.uuid5(_NAMESPACE, "/".join(parts))
+
+
+def command_fingerprint(command: "CommandEnvelope") -> str:
+    """What a command id stands for: its type, user and payload (keys sorted).
+
+    The ledger keeps it with the id, so a redelivery (same fingerprint) is answered
+    with the stored result and the same id used for anything else is refused.
+    """
+    payload = getattr(command, "payload", None)
+    body = payload.model_dump(mode="json") if payload is not None else None
+    text = json.dumps([getattr(command, "type", ""), command.user_id, body],
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _now() -> datetime:
@@ -58,7 +88,7 @@ class ChargeCredits(CommandEnvelope):
 
 class HoldPayload(WireModel):
     credits: Credits
-    reference: Reference
+    reference: BookingReference
     ttl_seconds: int | None = Field(None, gt=0, le=30 * 86_400, description="Hold lifetime.")
     metadata: Metadata
 
@@ -72,7 +102,7 @@ class HoldCredits(CommandEnvelope):
 
 class HoldTarget(WireModel):
     hold_id: uuid.UUID | None = Field(None, description="Id returned by the hold.")
-    reference: Reference | None = Field(None, description="Or the reference of the hold.")
+    reference: BookingReference | None = Field(None, description="Or the reference of the hold.")
 
 
 class CapturePayload(HoldTarget):

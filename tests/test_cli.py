@@ -42,22 +42,23 @@ async def test_reconcile_passes_then_names_a_discrepancy(settings, engine, worke
     clean = await asyncio.to_thread(cli, settings, "reconcile")
     assert clean.returncode == 0, clean.stderr
     assert "0 discrepancies" in clean.stderr
-    async with engine.begin() as conn:  # break a running balance on purpose
+    # Break a running balance on purpose (`held`: the database itself refuses an
+    # `available` that disagrees with the batches, see test_database_rules).
+    async with engine.begin() as conn:
         await conn.execute(
-            text("UPDATE accounts SET available = available + 1 WHERE user_id = :u"), {"u": user_id}
+            text("UPDATE accounts SET held = held + 1 WHERE user_id = :u"), {"u": user_id}
         )
     try:
         broken = await asyncio.to_thread(cli, settings, "reconcile")
     finally:
         async with engine.begin() as conn:
             await conn.execute(
-                text("UPDATE accounts SET available = available - 1 WHERE user_id = :u"),
-                {"u": user_id},
+                text("UPDATE accounts SET held = held - 1 WHERE user_id = :u"), {"u": user_id}
             )
     assert broken.returncode == 1
     assert f"user {user_id}" in broken.stderr
-    assert "available equals its postings" in broken.stderr
-    assert "expected 6, found 5" in broken.stderr
+    assert "held equals its postings" in broken.stderr
+    assert "expected 1, found 0" in broken.stderr
 
 
 async def test_expire_publishes_expiry_for_due_batches_and_stale_holds(

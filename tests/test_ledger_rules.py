@@ -890,6 +890,65 @@ async def test_database_refuses_batch_remaining_outside_its_amount(engine, setti
     await assert_reconciled(engine)
 
 
+async def test_database_refuses_an_available_balance_its_open_batches_do_not_hold(
+    engine, settings, user_id
+):
+    funded = await _funded_user(engine, settings, user_id)
+    account = {"u": user_id}
+    # Checked at commit (the balance and the batches move in separate statements):
+    # SET CONSTRAINTS ... IMMEDIATE runs the deferred check now.
+    drift = ("UPDATE accounts SET available = available + 1 WHERE user_id = :u", account)
+    check_now = ("SET CONSTRAINTS available_is_open_batches IMMEDIATE", {})
+    message = await _refused_by_database(engine, [drift, check_now], "23514")
+    assert "open batches hold" in message
+    both = ("UPDATE credit_batches SET remaining = remaining - 1 WHERE id = :b",
+            {"b": funded["batchId"]})
+    less = ("UPDATE accounts SET available = available - 1 WHERE user_id = :u", account)
+    async with engine.connect() as conn:  # the control: both move, the check passes
+        tx = await conn.begin()
+        try:
+            for sql, params in (both, less, check_now):
+                await conn.execute(text(sql), params)
+        finally:
+            await tx.rollback()
+    await assert_reconciled(engine)
+
+
+async def test_database_refuses_settling_a_hold_for_more_than_it_holds(engine, settings, user_id):
+    await _funded_user(engine, settings, user_id)
+    held = await ok(engine, settings, hold(user_id, 4, "b-db-hold"))
+    settle = (
+        "INSERT INTO ledger_transactions (id, type, user_id, credits, command_id, hold_id) "
+        "VALUES (:tx, :type, :u, :n, :cmd, :hold)"
+    )
+    base = {"u": user_id, "hold": held["holdId"]}
+    first = (settle, {**base, "tx": uuid.uuid4(), "cmd": uuid.uuid4(), "type": "CREDIT_USAGE",
+                      "n": 3})
+    second = (settle, {**base, "tx": uuid.uuid4(), "cmd": uuid.uuid4(),
+                       "type": "CREDIT_RELEASE", "n": 2})
+    message = await _refused_by_database(engine, [first, second], "23514")
+    assert "settled for 5 credits, it holds 4" in message
+    exact = (settle, {**second[1], "n": 1})
+    assert await _accepted_by_database(engine, [first, exact]) == 2
+    await assert_reconciled(engine)
+
+
+async def test_database_refuses_refunding_a_charge_for_more_than_it_took(engine, settings, user_id):
+    await _funded_user(engine, settings, user_id)
+    charged = await ok(engine, settings, charge(user_id, 3, "b-db-refund"))
+    refund_sql = (
+        "INSERT INTO ledger_transactions (id, type, user_id, credits, command_id, "
+        "related_transaction_id) VALUES (:tx, 'CREDIT_REFUND', :u, :n, :cmd, :charge)"
+    )
+    base = {"u": user_id, "charge": charged["transactionId"]}
+    two = (refund_sql, {**base, "tx": uuid.uuid4(), "cmd": uuid.uuid4(), "n": 2})
+    two_more = (refund_sql, {**base, "tx": uuid.uuid4(), "cmd": uuid.uuid4(), "n": 2})
+    message = await _refused_by_database(engine, [two, two_more], "23514")
+    assert "refunded 4 credits, it took 3" in message
+    assert await _accepted_by_database(engine, [two]) == 1
+    await assert_reconciled(engine)
+
+
 async def test_daily_transaction_limit_refuses_charges_holds_and_transfers_with_pay016(
     engine, settings, user_id
 ):

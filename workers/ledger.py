@@ -116,7 +116,7 @@ async def _handle(
 ) -> bool:
     """Dead-letter what is not a command, apply the rest; False: leave it to redelivery."""
     commands: list[CommandEnvelope] = []
-    origin: dict[object, ConsumerRecord] = {}
+    origin: dict[int, ConsumerRecord] = {}  # by the parsed object: two may share an id
     for record in records:
         parsed = parse_command(record)
         if isinstance(parsed, str):
@@ -126,7 +126,7 @@ async def _handle(
             await send_to_dlq(broker, settings.commands_dlq_topic, record, parsed)
         else:
             commands.append(parsed)
-            origin[parsed.id] = record
+            origin[id(parsed)] = record
     if not commands:
         return True
     started = time.perf_counter()
@@ -158,7 +158,7 @@ async def _handle(
     )
     for outcome in report.dead_letters:
         await send_to_dlq(
-            broker, settings.commands_dlq_topic, origin[outcome.command.id],
+            broker, settings.commands_dlq_topic, origin[id(outcome.command)],
             outcome.dead_letter_reason or "",
         )
     return True

@@ -21,9 +21,9 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from schemas.commands import ChargeCredits, CommandEnvelope, TransferCredits
+from schemas.commands import ChargeCredits, CommandEnvelope, TransferCredits, command_fingerprint
 from services.db import unit_of_work
-from services.errors import PaymentError
+from services.errors import IdempotencyKeyReused, PaymentError
 from services.fraud.handlers import HANDLERS as FRAUD_HANDLERS
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
@@ -31,6 +31,7 @@ from services.ledger.events import rejected
 from services.ledger.handlers import APPLIED, Handler, charge_credits_many
 from services.ledger.handlers import HANDLERS as LEDGER_HANDLERS
 from services.memberships.handlers import HANDLERS as MEMBERSHIP_HANDLERS
+from services.purchases.claims import claim_returned_credits
 from services.purchases.disputes import freeze_purchase, settle_dispute
 from services.purchases.handlers import HANDLERS as PURCHASE_HANDLERS
 from services.settings import Settings
@@ -59,10 +60,12 @@ TRANSIENT_ERRORS = (
 
 @dataclass
 class BatchReport:
-    """What one batch did; duplicates are commands already processed before."""
+    """What one batch did; duplicates are commands already processed before, conflicts
+    are commands whose id was already used for another command (refused, dead-lettered)."""
 
     outcomes: list[Outcome] = field(default_factory=list)
     duplicates: int = 0
+    conflicts: list[Outcome] = field(default_factory=list)
 
     @property
     def applied(self) -> int:
@@ -74,7 +77,7 @@ class BatchReport:
 
     @property
     def dead_letters(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.dead_letter_reason]
+        return [o for o in [*self.outcomes, *self.conflicts] if o.dead_letter_reason]
 
 
 def is_transient(error: BaseException) -> bool:
@@ -130,6 +133,22 @@ def _failure(command: CommandEnvelope, error: BaseException) -> Outcome:
     return outcome
 
 
+def _conflict(command: CommandEnvelope, first: tuple[str, str, str | None]) -> Outcome:
+    """The id was first used for another command: nothing is applied or stored under it
+    (the id is the first command's), the message goes to the dead-letter topic."""
+    what = [name for name, mine, theirs in (
+        ("type", command.type, first[0]),  # type: ignore[attr-defined]
+        ("user", command.user_id, first[1]),
+    ) if mine != theirs] or ["payload"]
+    error = IdempotencyKeyReused(
+        "this command id was already used for another command", differs=what
+    )
+    outcome = _rejection(command, error)
+    outcome.events = []  # the id's events belong to the first command
+    outcome.dead_letter_reason = f"PAY012 command id reused with another {'/'.join(what)}"
+    return outcome
+
+
 async def _apply_one(ctx: LedgerContext, command: CommandEnvelope) -> Outcome:
     savepoint = await ctx.conn.begin_nested()
     try:
@@ -181,22 +200,46 @@ async def _record(ctx: LedgerContext, outcomes: list[Outcome]) -> None:
     )
 
 
+def _claim_of(command: CommandEnvelope) -> tuple[str, str, str | None]:
+    return (command.type, command.user_id, command_fingerprint(command))  # type: ignore[attr-defined]
+
+
+def _differs(first: tuple[str, str, str | None], command: CommandEnvelope, fingerprint: str) -> bool:
+    """Another meaning: another type or user, or (where recorded) another payload."""
+    kind, user, printed = first
+    return (kind, user) != (command.type, command.user_id) or (  # type: ignore[attr-defined]
+        printed is not None and printed != fingerprint
+    )
+
+
 async def apply_in(
     conn: AsyncConnection, settings: Settings, commands: Sequence[CommandEnvelope]
 ) -> BatchReport:
     """Apply `commands` on an open transaction (no commit)."""
     report = BatchReport()
     unique: dict[uuid.UUID, CommandEnvelope] = {}
+    prints: dict[uuid.UUID, str] = {}
     for command in commands:
-        unique.setdefault(command.id, command)
+        fingerprint = command_fingerprint(command)
+        if command.id not in unique:
+            unique[command.id], prints[command.id] = command, fingerprint
+        elif prints[command.id] != fingerprint:
+            report.conflicts.append(_conflict(command, _claim_of(unique[command.id])))
     claimed = await repo.claim_commands(
-        conn, [(c.id, c.type, c.user_id) for c in unique.values()]  # type: ignore[attr-defined]
+        conn, [(c.id, c.type, c.user_id, prints[c.id]) for c in unique.values()]  # type: ignore[attr-defined]
     )
     fresh = [c for c in unique.values() if c.id in claimed]
-    report.duplicates = len(commands) - len(fresh)
+    taken = [c for c in unique.values() if c.id not in claimed]
+    firsts = await repo.claims_of(conn, [c.id for c in taken])
+    for command in taken:
+        first = firsts.get(command.id)
+        if first is not None and _differs(first, command, prints[command.id]):
+            report.conflicts.append(_conflict(command, first))
+    report.duplicates = len(commands) - len(fresh) - len(report.conflicts)
     if not fresh:
         return report
-    ctx = LedgerContext(conn, settings, await repo.system_accounts(conn), datetime.now(UTC))
+    ctx = LedgerContext(conn, settings, await repo.system_accounts(conn), datetime.now(UTC),
+                        return_claims=claim_returned_credits)
     for round_ in split_rounds(fresh):
         charges = [c for c in round_ if isinstance(c, ChargeCredits)]
         outcomes = await _apply_charges(ctx, charges) if charges else []

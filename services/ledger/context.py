@@ -1,6 +1,7 @@
 """What a ledger handler works with, and what it gives back."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -9,7 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope
+from services.ledger.models import Account, Allocation
 from services.settings import Settings
+
+ReturnClaims = Callable[
+    ["LedgerContext", CommandEnvelope, Account, list[Allocation]], Awaitable[list[EventEnvelope]]
+]
 
 
 @dataclass
@@ -20,6 +26,10 @@ class LedgerContext:
     settings: Settings
     system_accounts: dict[str, int]
     now: datetime
+    return_claims: ReturnClaims | None = None
+    """Who may claim credits that come back to their batches (a purchase that owes
+    credits or is disputed); wired in by the bootstrap, so the ledger imports no
+    purchase code."""
 
     def system(self, code: str) -> int:
         return self.system_accounts[code]

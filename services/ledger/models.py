@@ -68,6 +68,8 @@ class Allocation:
     source: str
     origin_batch_id: uuid.UUID | None = None
     debit_transaction_id: uuid.UUID | None = None
+    purchase_id: uuid.UUID | None = None
+    """The purchase whose money stands behind the batch (None: not bought credits)."""
 
     def as_event_item(self) -> dict[str, Any]:
         return {
@@ -78,8 +80,14 @@ class Allocation:
         }
 
 
+BOOKING, FREEZE = "booking", "freeze"
+
+
 @dataclass
 class Hold:
+    """Credits set aside: a booking's hold (`credits.hold`), or a freeze placed by a
+    dispute or a fraud flag, which only their own settlement may release or take."""
+
     id: uuid.UUID
     account_id: int
     user_id: str
@@ -88,3 +96,4 @@ class Hold:
     status: str
     expires_at: datetime
     transaction_id: uuid.UUID
+    kind: str = BOOKING

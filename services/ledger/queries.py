@@ -41,8 +41,8 @@ HISTORY = """
      ORDER BY t.seq DESC LIMIT :limit
 """
 COMMAND = text(
-    "SELECT command_id, type, user_id, status, error_code, result FROM processed_commands "
-    "WHERE command_id = :id"
+    "SELECT command_id, type, user_id, status, error_code, result, fingerprint "
+    "FROM processed_commands WHERE command_id = :id"
 )
 
 

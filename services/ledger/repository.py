@@ -271,6 +271,7 @@ async def insert_batch(
     expires_at: datetime,
     transaction_id: uuid.UUID,
     source_ref: str | None,
+    purchase_id: uuid.UUID | None = None,
 ) -> None:
     # clock_timestamp(), not the column default now(): now() is fixed for the whole DB
     # transaction, so batches granted to one user in one worker batch would tie on
@@ -279,9 +280,10 @@ async def insert_batch(
         sql(
             """
             INSERT INTO credit_batches (id, account_id, user_id, source, amount, remaining,
-                                        acquired_at, expires_at, transaction_id, source_ref)
+                                        acquired_at, expires_at, transaction_id, source_ref,
+                                        purchase_id)
             VALUES (:id, :account, :user_id, :source, :credits, :credits, clock_timestamp(),
-                    :expires_at, :tx, :ref)
+                    :expires_at, :tx, :ref, :purchase)
             """
         ),
         {
@@ -293,6 +295,7 @@ async def insert_batch(
             "expires_at": expires_at,
             "tx": transaction_id,
             "ref": source_ref,
+            "purchase": purchase_id,
         },
     )
 
@@ -328,20 +331,22 @@ class OpenBatch:
     source: str
 
 
-async def lock_batches_of(
-    conn: AsyncConnection, transaction_ids: Sequence[uuid.UUID]
+async def lock_purchase_batches(
+    conn: AsyncConnection, purchase_id: uuid.UUID, first: Sequence[uuid.UUID] = ()
 ) -> list[OpenBatch]:
-    """Open batches created by these transactions, in the order the ids are given."""
+    """Open batches bought by a purchase: those granted by the transactions in `first`
+    in that order (a refund takes gifts first), then the rest (returned credits)."""
     rows = await conn.execute(
         sql(
             """
             SELECT id, remaining, expires_at, source FROM credit_batches
-             WHERE transaction_id = ANY(CAST(:ids AS uuid[])) AND status = 'open'
-             ORDER BY array_position(CAST(:ids AS uuid[]), transaction_id), id
+             WHERE purchase_id = :purchase AND status = 'open'
+             ORDER BY coalesce(array_position(CAST(:ids AS uuid[]), transaction_id), 1000),
+                      expires_at, id
                FOR UPDATE
             """
         ),
-        {"ids": list(transaction_ids)},
+        {"purchase": purchase_id, "ids": list(first)},
     )
     return [OpenBatch(r.id, r.remaining, r.expires_at, r.source) for r in rows]
 
@@ -372,10 +377,10 @@ async def add_to_batch_remaining(conn: AsyncConnection, batch_id: uuid.UUID, cre
 
 async def outstanding_by_batch(
     conn: AsyncConnection, debit_transaction_id: uuid.UUID
-) -> list[tuple[uuid.UUID, int, str, datetime, str]]:
+) -> list[tuple[uuid.UUID, int, str, datetime, str, uuid.UUID | None]]:
     """Credits a debit took per batch and has not yet got back, latest expiry first.
 
-    Returns (batch id, outstanding, status, expires_at, source); the latest-expiring
+    Returns (batch id, outstanding, status, expires_at, source, purchase id); the latest-expiring
     batches come first so a partial return gives the user the longest-lived credits.
     """
     rows = await conn.execute(
@@ -389,7 +394,7 @@ async def outstanding_by_batch(
                  WHERE debit_transaction_id = :debit GROUP BY origin_batch_id
             )
             SELECT b.id, t.n - coalesce(r.n, 0) AS outstanding, b.status, b.expires_at,
-                   b.source
+                   b.source, b.purchase_id
               FROM taken t
               JOIN credit_batches b ON b.id = t.batch_id
               LEFT JOIN returned r ON r.batch_id = t.batch_id
@@ -399,7 +404,7 @@ async def outstanding_by_batch(
         ),
         {"debit": debit_transaction_id},
     )
-    return [(r.id, r.outstanding, r.status, r.expires_at, r.source) for r in rows]
+    return [(r.id, r.outstanding, r.status, r.expires_at, r.source, r.purchase_id) for r in rows]
 
 
 async def lock_batch(conn: AsyncConnection, batch_id: uuid.UUID) -> dict[str, Any] | None:
@@ -449,8 +454,9 @@ async def insert_hold(conn: AsyncConnection, hold: Hold) -> None:
         sql(
             """
             INSERT INTO holds (id, account_id, user_id, reference, credits, status,
-                               expires_at, transaction_id)
-            VALUES (:id, :account, :user_id, :reference, :credits, 'open', :expires_at, :tx)
+                               expires_at, transaction_id, kind)
+            VALUES (:id, :account, :user_id, :reference, :credits, 'open', :expires_at, :tx,
+                    :kind)
             """
         ),
         {
@@ -461,23 +467,30 @@ async def insert_hold(conn: AsyncConnection, hold: Hold) -> None:
             "credits": hold.credits,
             "expires_at": hold.expires_at,
             "tx": hold.transaction_id,
+            "kind": hold.kind,
         },
     )
+
+
+HOLD_COLUMNS = "id, account_id, user_id, reference, credits, status, expires_at, transaction_id, kind"
 
 
 async def find_hold(
     conn: AsyncConnection, user_id: str, hold_id: uuid.UUID | None, reference: str | None
 ) -> Hold | None:
-    """The user's hold by id, or their open hold for a reference (newest first)."""
+    """The user's hold by id, or their open booking hold for a reference (newest first).
+
+    By id it may be a freeze: the caller decides whether it may touch that kind.
+    """
     params: dict[str, Any] = {"user_id": user_id}
     if hold_id is not None:
         where, params["hold_id"] = "id = :hold_id AND user_id = :user_id", hold_id
     else:
-        where, params["reference"] = "user_id = :user_id AND reference = :reference", reference
+        where = "user_id = :user_id AND reference = :reference AND kind = 'booking'"
+        params["reference"] = reference
     row = await conn.execute(
         sql(
-            "SELECT id, account_id, user_id, reference, credits, status, expires_at, "
-            f"transaction_id FROM holds WHERE {where} "
+            f"SELECT {HOLD_COLUMNS} FROM holds WHERE {where} "
             "ORDER BY (status = 'open') DESC, created_at DESC LIMIT 1 FOR UPDATE"
         ),
         params,
@@ -486,9 +499,24 @@ async def find_hold(
     return Hold(*found) if found else None
 
 
+async def open_freezes(conn: AsyncConnection, user_id: str, reference: str) -> list[Hold]:
+    """Every open freeze with this reference (a dispute may freeze several times)."""
+    rows = await conn.execute(
+        sql(
+            f"SELECT {HOLD_COLUMNS} FROM holds WHERE user_id = :u AND reference = :r "
+            "AND status = 'open' AND kind = 'freeze' ORDER BY created_at, id FOR UPDATE"
+        ),
+        {"u": user_id, "r": reference},
+    )
+    return [Hold(*row) for row in rows]
+
+
 async def open_hold_exists(conn: AsyncConnection, user_id: str, reference: str) -> bool:
     found = await conn.scalar(
-        sql("SELECT 1 FROM holds WHERE user_id = :u AND reference = :r AND status = 'open'"),
+        sql(
+            "SELECT 1 FROM holds WHERE user_id = :u AND reference = :r AND status = 'open' "
+            "AND kind = 'booking'"
+        ),
         {"u": user_id, "r": reference},
     )
     return found is not None
@@ -504,9 +532,10 @@ async def settle_hold(
 
 
 async def claim_commands(
-    conn: AsyncConnection, commands: Sequence[tuple[uuid.UUID, str, str]]
+    conn: AsyncConnection, commands: Sequence[tuple[uuid.UUID, str, str, str]]
 ) -> set[uuid.UUID]:
-    """Claim (command id, type, user id) rows; returns the ids this transaction owns.
+    """Claim (command id, type, user id, fingerprint) rows; returns the ids this
+    transaction owns.
 
     Inserting the `processed_commands` row first, with ON CONFLICT DO NOTHING, makes a
     second transaction holding the same id (a copy on another partition, a batch
@@ -522,10 +551,12 @@ async def claim_commands(
     rows = await conn.execute(
         sql(
             """
-            INSERT INTO processed_commands (command_id, type, user_id, status, result)
-            SELECT id, type, user_id, 'applied', '{}'::jsonb
-              FROM unnest(CAST(:id AS uuid[]), CAST(:type AS text[]), CAST(:user_id AS text[]))
-                   WITH ORDINALITY AS c(id, type, user_id, n)
+            INSERT INTO processed_commands (command_id, type, user_id, status, result,
+                                            fingerprint)
+            SELECT id, type, user_id, 'applied', '{}'::jsonb, fingerprint
+              FROM unnest(CAST(:id AS uuid[]), CAST(:type AS text[]), CAST(:user_id AS text[]),
+                          CAST(:fingerprint AS text[]))
+                   WITH ORDINALITY AS c(id, type, user_id, fingerprint, n)
              ORDER BY n
             ON CONFLICT (command_id) DO NOTHING
             RETURNING command_id
@@ -535,9 +566,26 @@ async def claim_commands(
             "id": [c[0] for c in ordered],
             "type": [c[1] for c in ordered],
             "user_id": [c[2] for c in ordered],
+            "fingerprint": [c[3] for c in ordered],
         },
     )
     return {row[0] for row in rows}
+
+
+async def claims_of(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, str, str | None]]:
+    """(type, user id, fingerprint) each of these command ids was first used for."""
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        sql(
+            "SELECT command_id, type, user_id, fingerprint FROM processed_commands "
+            "WHERE command_id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": list(ids)},
+    )
+    return {row.command_id: (row.type, row.user_id, row.fingerprint) for row in rows}
 
 
 async def record_processed(

@@ -1,55 +1,56 @@
-"""Disputes (chargebacks): freeze a purchase's unspent credits until the bank decides.
+"""Disputes (chargebacks): freeze a purchase's credits until the bank decides.
 
-Opening a dispute holds what is left of the purchase's own batches (a CREDIT_HOLD
-whose reference is `dispute:<id>`), so the credits can be neither spent nor moved.
-Won: the hold is released to those batches. Lost: the bank returned the money, so
-the held credits are taken back (PURCHASE_REVERSAL from the held bucket).
+Opening a dispute records it (`purchase_disputes`) and freezes what is left of the
+purchase's own batches (a freeze whose reference is `dispute:<id>`), so the credits can
+be neither spent nor moved. Credits of the purchase that come back later while the
+dispute is open (a booking's hold released, a charge refunded) join the freeze
+(`claims`). Lost: the bank returned the money, so every freeze of the dispute is taken
+back (PURCHASE_REVERSAL from the held bucket) and the purchase owes all it granted;
+what was spent stays owed and is paid by any credits that come back later. Won or
+`warning_closed` (an inquiry closed without a chargeback): the freezes are released.
 """
 
 from typing import Any
 
-from sqlalchemy import text
-
 from schemas.commands import FreezePurchase, SettleDispute
+from schemas.events import EventEnvelope
+from services.errors import ValidationFailed
 from services.fraud.flags import raise_flag
 from services.fraud.rules import Verdict
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.handlers import APPLIED
 from services.ledger.handlers.freeze import freeze_batches, settle_freeze
-from services.purchases.handlers import purchase_of
+from services.purchases import store
+from services.purchases.claims import DISPUTE_HOLD_DAYS, dispute_reference
+from services.purchases.handlers import GRANTED_BY, granted_credits, purchase_of
 
-DISPUTE_HOLD_DAYS = 180  # longer than any card network's dispute window
-ADD_CLAWED = text(
-    "UPDATE purchases SET clawed_credits = clawed_credits + :n, updated_at = now() WHERE id = :id"
-)
-
-
-def _reference(dispute_id: str) -> str:
-    return f"dispute:{dispute_id}"
+LOST = "lost"
+CLOSED = ("won", LOST, "warning_closed")
 
 
 async def freeze_purchase(ctx: LedgerContext, command: FreezePurchase) -> Outcome:
     payload = command.payload
     purchase = await purchase_of(ctx, command.user_id, payload.payment_intent_id)
     account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
-    reference = _reference(payload.dispute_id)
-    if await repo.open_hold_exists(ctx.conn, command.user_id, reference):
+    if not await store.open_dispute(ctx.conn, payload.dispute_id, purchase["id"], command.user_id):
         return Outcome(command, APPLIED, {"disputeId": payload.dispute_id, "already": True})
-    granted_by = ("promo_bonus_transaction_id", "bonus_transaction_id", "grant_transaction_id")
-    sources = [purchase[k] for k in granted_by if purchase[k]]
-    batches = await repo.lock_batches_of(ctx.conn, sources)
+    batches = await repo.lock_purchase_batches(
+        ctx.conn, purchase["id"], [purchase[k] for k in GRANTED_BY if purchase[k]]
+    )
     hold, events = await freeze_batches(
-        ctx, command, account, batches, reference=reference, days=DISPUTE_HOLD_DAYS,
+        ctx, command, account, batches, reference=dispute_reference(payload.dispute_id),
+        days=DISPUTE_HOLD_DAYS,
         metadata={"purchaseId": str(purchase["id"]), "disputeId": payload.dispute_id},
     )
     frozen = hold.credits if hold else 0
-    # The dispute's own hold is the freeze: the flag records it for review, no second hold.
+    if frozen:
+        await store.add_frozen(ctx.conn, payload.dispute_id, frozen)
+    # The dispute's own freeze is the freeze: the flag records it for review, no second one.
     events += await raise_flag(
         ctx, command, Verdict("dispute_opened", "high", {"disputeId": payload.dispute_id}),
         purchase_id=purchase["id"], payment_intent_id=purchase["payment_intent_id"],
-        shortfall=purchase["credits"] + purchase["bonus_credits"] + purchase["promo_bonus_credits"]
-        - frozen,
+        shortfall=granted_credits(purchase) - frozen,
         freeze=False,
         frozen=frozen, hold_id=hold.id if hold else None,
     )
@@ -63,21 +64,31 @@ async def settle_dispute(ctx: LedgerContext, command: SettleDispute) -> Outcome:
     payload = command.payload
     purchase = await purchase_of(ctx, command.user_id, payload.payment_intent_id)
     account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
-    hold = await repo.find_hold(ctx.conn, command.user_id, None, _reference(payload.dispute_id))
-    if hold is None or hold.status != "open":
+    dispute = await store.lock_dispute(ctx.conn, payload.dispute_id)
+    if dispute is None or dispute["status"] != "open" or dispute["purchase_id"] != purchase["id"]:
         return Outcome(command, APPLIED, {"disputeId": payload.dispute_id, "already": True})
-    lost = payload.outcome == "lost"
+    if payload.outcome not in CLOSED:
+        raise ValidationFailed(f"a dispute closes as one of {', '.join(CLOSED)}",
+                               outcome=payload.outcome)
+    lost = payload.outcome == LOST
+    # Closed first: credits released below must not rejoin this dispute's freeze.
+    await store.close_dispute(ctx.conn, payload.dispute_id, payload.outcome)
+    freezes = await repo.open_freezes(ctx.conn, command.user_id,
+                                      dispute_reference(payload.dispute_id))
+    events: list[EventEnvelope] = []
+    taken = 0
+    for hold in freezes:
+        events += await settle_freeze(
+            ctx, command, account, hold, take_back=lost, draft_type="PURCHASE_REVERSAL",
+            system_code="purchases", reason=f"dispute {payload.outcome}",
+            metadata={"purchaseId": str(purchase["id"]), "disputeId": payload.dispute_id},
+            stripe_payment_intent_id=purchase["payment_intent_id"],
+        )
+        taken += hold.credits if lost else 0
+    result: dict[str, Any] = {"disputeId": payload.dispute_id, "outcome": payload.outcome,
+                              "credits": sum(h.credits for h in freezes)}
     if lost:
-        await ctx.conn.execute(ADD_CLAWED, {"n": hold.credits, "id": purchase["id"]})
-    events = await settle_freeze(
-        ctx, command, account, hold, take_back=lost, draft_type="PURCHASE_REVERSAL",
-        system_code="purchases", reason="dispute won",
-        metadata={"purchaseId": str(purchase["id"]), "disputeId": payload.dispute_id},
-        stripe_payment_intent_id=purchase["payment_intent_id"],
-    )
-    return Outcome(
-        command,
-        APPLIED,
-        {"disputeId": payload.dispute_id, "outcome": payload.outcome, "credits": hold.credits},
-        events,
-    )
+        # The bank took all the money back: all the purchase granted is owed.
+        result["owed"] = await store.owe(ctx.conn, purchase["id"], owed=granted_credits(purchase),
+                                         clawed=taken)
+    return Outcome(command, APPLIED, result, events)

@@ -30,6 +30,7 @@ from services.ledger.events import announce
 from services.ledger.handlers import APPLIED, Handler, grant_batch
 from services.ledger.models import AVAILABLE, PROMOTIONAL, PURCHASED, Allocation, Leg, TransactionDraft
 from services.promos import reservations
+from services.purchases.store import owe
 
 LOCK_PURCHASE = text(
     """
@@ -37,7 +38,8 @@ LOCK_PURCHASE = text(
            p.status, p.payment_intent_id, p.email, c.name AS pack_name,
            p.grant_transaction_id, p.bonus_transaction_id, p.refunded_minor, p.clawed_credits,
            p.promo_code, p.discount_minor, p.list_amount_minor, p.reservation_id,
-           p.promo_bonus_credits, p.promo_bonus_expiry_days, p.promo_bonus_transaction_id
+           p.promo_bonus_credits, p.promo_bonus_expiry_days, p.promo_bonus_transaction_id,
+           p.owed_credits, p.shortfall_credits
       FROM purchases p JOIN credit_packs c ON c.id = p.pack_id
      WHERE (CAST(:purchase AS uuid) IS NULL AND p.payment_intent_id = :pi)
         OR p.id = CAST(:purchase AS uuid)
@@ -55,13 +57,19 @@ RECORD_REFUND = text(
 )
 MARK_PROMO_BONUS = text("UPDATE purchases SET promo_bonus_transaction_id = :tx WHERE id = :id")
 MARK_REFUNDED = text(
-    """
-    UPDATE purchases SET status = :status, refunded_minor = :refunded,
-           clawed_credits = clawed_credits + :clawed, shortfall_credits = shortfall_credits + :short,
-           updated_at = now()
-     WHERE id = :id
-    """
+    "UPDATE purchases SET status = :status, refunded_minor = :refunded, updated_at = now() "
+    "WHERE id = :id"
 )
+
+
+# The transactions that granted a purchase's batches, in the order a refund takes them
+# back: gifts first (a promo code's bonus, then the pack's), then the bought credits.
+GRANTED_BY = ("promo_bonus_transaction_id", "bonus_transaction_id", "grant_transaction_id")
+
+
+def granted_credits(purchase: dict[str, Any]) -> int:
+    """All the credits a purchase granted: the pack's, its bonus and a promo bonus."""
+    return int(purchase["credits"] + purchase["bonus_credits"] + purchase["promo_bonus_credits"])
 
 
 async def purchase_of(
@@ -115,7 +123,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
             purchaseId=str(purchase["id"]),
         )
     purchase["payment_intent_id"] = payload.payment_intent_id
-    if purchase["status"] == "succeeded":
+    if purchase["status"] in ("succeeded", "refunded"):  # a late event of a granted purchase
         return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     currency = purchase["currency"].strip()
     if payload.amount_received != purchase["amount_minor"] or payload.currency != currency:
@@ -141,6 +149,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
         currency=currency,
         stripe_payment_intent_id=purchase["payment_intent_id"],
         paid=True,
+        purchase_id=purchase["id"],
     )
     events = list(granted.events)
     balance = granted.result["balance"]
@@ -157,7 +166,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
         gift = await grant_batch(
             ctx, command, credits=credits, source=PROMOTIONAL, transaction_type="PROMO_BONUS",
             system_code="promotions", expires_at=expires_at, reason=reason, metadata=metadata,
-            paid=True,
+            paid=True, purchase_id=purchase["id"],
         )
         events += gift.events
         balance = gift.result["balance"]
@@ -249,36 +258,31 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
 async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcome:
     """Stripe refunded (part of) a purchase's money: take back its share of credits.
 
-    Credits go back in proportion to the money (rounded down, in the customer's
-    favour), from the purchase's own batches only. What was already spent cannot be
-    taken: the shortfall is recorded on the purchase and flagged for review; a
-    balance never goes below zero.
+    The purchase owes credits in proportion to the money refunded (rounded down, in the
+    customer's favour), counted once however the refunds are split. What it owes is
+    taken from the purchase's own spendable batches; what was spent or is held cannot
+    be taken now: it stays owed (`shortfall`), flagged for review, and is paid by the
+    purchase's credits that come back later (`claims`). A balance never goes below zero.
     """
     payload = command.payload
     purchase = await purchase_of(ctx, command.user_id, payload.payment_intent_id)
     if purchase["status"] not in ("succeeded", "refunded"):
         raise InvalidState(f"the purchase is {purchase['status']}", purchaseId=str(purchase["id"]))
-    if payload.amount_refunded <= purchase["refunded_minor"]:
-        return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     amount = purchase["amount_minor"]
     refunded = min(payload.amount_refunded, amount)
-    total = purchase["credits"] + purchase["bonus_credits"] + purchase["promo_bonus_credits"]
-    owed = total * refunded // amount - purchase["clawed_credits"]
+    if refunded <= purchase["refunded_minor"]:
+        return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
+    owed = max(purchase["owed_credits"], granted_credits(purchase) * refunded // amount)
     account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
-    # Bonus credits first (promo, then the pack's), so a refund takes back gifts first.
-    granted_by = ("promo_bonus_transaction_id", "bonus_transaction_id", "grant_transaction_id")
-    sources = [purchase[k] for k in granted_by if purchase[k]]
-    batches = await repo.lock_batches_of(ctx.conn, sources)
-    taken_total = min(owed, sum(b.remaining for b in batches), account.available)
-    shortfall = owed - taken_total
+    batches = await repo.lock_purchase_batches(
+        ctx.conn, purchase["id"], [purchase[k] for k in GRANTED_BY if purchase[k]]
+    )
+    to_take = owed - purchase["clawed_credits"]
+    taken_total = max(0, min(to_take, sum(b.remaining for b in batches), account.available))
     currency = purchase["currency"].strip()
     events: list[Any] = []
-    result: dict[str, Any] = {
-        "purchaseId": str(purchase["id"]),
-        "refunded": refunded,
-        "creditsRevoked": taken_total,
-        "shortfall": shortfall,
-    }
+    result: dict[str, Any] = {"purchaseId": str(purchase["id"]), "refunded": refunded,
+                              "creditsRevoked": taken_total}
     if taken_total:
         draft = TransactionDraft(
             type="PURCHASE_REVERSAL",
@@ -310,23 +314,21 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
             "held": after[account.id][1],
             "total": sum(after[account.id]),
         }
-    if refunded > purchase["refunded_minor"]:
-        await ctx.conn.execute(RECORD_REFUND, {"purchase": purchase["id"], "currency": currency,
-                                               "amount": refunded - purchase["refunded_minor"],
-                                               "command": command.id})
+    shortfall = await owe(ctx.conn, purchase["id"], owed=owed, clawed=taken_total)
+    result["shortfall"] = shortfall
+    await ctx.conn.execute(RECORD_REFUND, {"purchase": purchase["id"], "currency": currency,
+                                           "amount": refunded - purchase["refunded_minor"],
+                                           "command": command.id})
     status = "refunded" if refunded >= amount else "succeeded"
-    await ctx.conn.execute(
-        MARK_REFUNDED,
-        {"status": status, "refunded": refunded, "clawed": taken_total, "short": shortfall,
-         "id": purchase["id"]},
-    )
+    await ctx.conn.execute(MARK_REFUNDED, {"status": status, "refunded": refunded,
+                                           "id": purchase["id"]})
     envelope: dict[str, Any] = {
         "user_id": command.user_id,
         "correlation_id": command.correlation_id,
         "command_id": command.id,
     }
     events.append(PaymentRefunded(**envelope, payload=_payment(purchase, refunded=refunded)))
-    if shortfall:
+    if shortfall > purchase["shortfall_credits"]:  # newly owed and out of reach: review it
         verdict = Verdict("refund_of_spent_credits", "medium",
                           {"shortfall": shortfall, "refunded": refunded}, subject=str(purchase["id"]))
         events += await raise_flag(

@@ -1,9 +1,11 @@
 """Freezing credits until someone decides: disputes (the bank) and fraud flags (an admin).
 
-A freeze is an ordinary hold (CREDIT_HOLD, reference `dispute:<id>` or `fraud:<id>`)
-over named batches, so frozen credits can be neither spent nor moved and every
-change shows in the history. Settling either releases them to their batches or takes
-them back from the held bucket to a system account.
+A freeze is a hold of its own kind (CREDIT_HOLD, kind `freeze`, reference
+`dispute:<id>` or `fraud:<id>`) over named batches, so frozen credits can be neither
+spent nor moved and every change shows in the history. `credits.capture` and
+`credits.release` refuse freezes, and booking holds may not take their references.
+Settling either releases them to their batches or takes them back from the held
+bucket to a system account.
 """
 
 import uuid
@@ -16,7 +18,17 @@ from services.ledger import repository as repo
 from services.ledger.context import LedgerContext
 from services.ledger.events import announce
 from services.ledger.handlers.holds import release_hold
-from services.ledger.models import AVAILABLE, HELD, Account, Allocation, Hold, Leg, TransactionDraft
+from services.ledger.handlers.returns import claim_returns
+from services.ledger.models import (
+    AVAILABLE,
+    FREEZE,
+    HELD,
+    Account,
+    Allocation,
+    Hold,
+    Leg,
+    TransactionDraft,
+)
 
 
 async def freeze_batches(
@@ -51,6 +63,7 @@ async def freeze_batches(
         status="open",
         expires_at=ctx.now + timedelta(days=days),
         transaction_id=draft.id,
+        kind=FREEZE,
     )
     draft.hold_id = hold.id
     await repo.insert_transactions(ctx.conn, [draft])
@@ -110,7 +123,11 @@ async def settle_freeze(
     after = await repo.adjust_accounts(ctx.conn, {account.id: deltas})
     await repo.insert_postings(ctx.conn, [draft], after)
     await repo.settle_hold(ctx.conn, hold.id, status, draft.id)
-    return announce(
+    account.available, account.held = after[account.id]
+    events = announce(
         kind, command, command.user_id, draft,
         after=after[account.id], delta=deltas[0], held_delta=deltas[1], allocations=allocations,
     )
+    # Released credits may be owed to, or frozen by, a purchase (a refund or a dispute
+    # that arrived while they were frozen here).
+    return events + await claim_returns(ctx, command, account, allocations)

@@ -27,6 +27,7 @@ async def grant_batch(
     currency: str | None = None,
     stripe_payment_intent_id: str | None = None,
     paid: bool = False,
+    purchase_id: uuid.UUID | None = None,
 ) -> Outcome:
     """Credit a new batch to the command's user; the common path of every grant.
 
@@ -68,8 +69,9 @@ async def grant_batch(
         expires_at=expiry,
         transaction_id=draft.id,
         source_ref=str(command.id),
+        purchase_id=purchase_id,
     )
-    allocation = Allocation(draft.id, batch_id, credits, expiry, source)
+    allocation = Allocation(draft.id, batch_id, credits, expiry, source, purchase_id=purchase_id)
     await repo.insert_allocations(ctx.conn, [allocation])
     after = await write(ctx, [draft], {account.id: (credits, 0)})
     return applied(

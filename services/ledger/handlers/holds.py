@@ -4,7 +4,7 @@ import uuid
 from datetime import timedelta
 
 from schemas.commands import CaptureCredits, CommandEnvelope, HoldCredits, ReleaseCredits
-from services.errors import InvalidState, NotFound, ValidationFailed
+from services.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
@@ -17,8 +17,17 @@ from services.ledger.handlers.common import (
     lock_one,
     write,
 )
-from services.ledger.handlers.returns import return_to_batches
-from services.ledger.models import AVAILABLE, HELD, Account, Allocation, Hold, Leg, TransactionDraft
+from services.ledger.handlers.returns import claim_returns, return_to_batches
+from services.ledger.models import (
+    AVAILABLE,
+    FREEZE,
+    HELD,
+    Account,
+    Allocation,
+    Hold,
+    Leg,
+    TransactionDraft,
+)
 
 
 async def hold_credits(ctx: LedgerContext, command: HoldCredits) -> Outcome:
@@ -79,14 +88,21 @@ async def hold_credits(ctx: LedgerContext, command: HoldCredits) -> Outcome:
     )
 
 
-async def _open_hold(ctx: LedgerContext, command: CaptureCredits | ReleaseCredits) -> Hold:
+async def _open_hold(
+    ctx: LedgerContext, command: CaptureCredits | ReleaseCredits, settled_ok: bool = False
+) -> Hold:
     payload = command.payload
     if payload.hold_id is None and payload.reference is None:
         raise ValidationFailed("name the hold by holdId or reference")
     hold = await repo.find_hold(ctx.conn, command.user_id, payload.hold_id, payload.reference)
     if hold is None:
         raise NotFound("no such hold", holdId=payload.hold_id, reference=payload.reference)
-    if hold.status != "open":
+    if hold.kind == FREEZE:
+        # A dispute's or a fraud flag's freeze: only the bank's decision or an admin's
+        # review settles it, never a service's capture or release.
+        raise Forbidden("this hold is a freeze; its dispute or fraud review settles it",
+                        holdId=str(hold.id))
+    if hold.status != "open" and not settled_ok:
         raise InvalidState(f"the hold is {hold.status}", holdId=str(hold.id), status=hold.status)
     return hold
 
@@ -150,11 +166,23 @@ async def capture_credits(ctx: LedgerContext, command: CaptureCredits) -> Outcom
     await repo.insert_transactions(ctx.conn, [usage])
     drafts = [usage]
     rest = hold.credits - credits
+    returned: list[Allocation] = []
     if rest:
-        release, _ = await release_hold(ctx, command, account, hold, rest, "partial capture")
+        release, returned = await release_hold(ctx, command, account, hold, rest, "partial capture")
         drafts.append(release)
     after = await write(ctx, drafts, {account.id: (rest, -hold.credits)})
     await repo.settle_hold(ctx.conn, hold.id, "captured", usage.id)
+    account.available, account.held = after[account.id]
+    events = announce(
+        "credits.charged",
+        command,
+        command.user_id,
+        usage,
+        after=after[account.id],
+        delta=rest,
+        held_delta=-hold.credits,
+    )
+    events += await claim_returns(ctx, command, account, returned)
     return applied(
         command,
         {
@@ -162,17 +190,9 @@ async def capture_credits(ctx: LedgerContext, command: CaptureCredits) -> Outcom
             "holdId": str(hold.id),
             "credits": credits,
             "released": rest,
-            "balance": balance(after[account.id]),
+            "balance": account.balance(),
         },
-        announce(
-            "credits.charged",
-            command,
-            command.user_id,
-            usage,
-            after=after[account.id],
-            delta=rest,
-            held_delta=-hold.credits,
-        ),
+        events,
     )
 
 
@@ -181,12 +201,29 @@ async def release_credits(ctx: LedgerContext, command: ReleaseCredits) -> Outcom
     account = await lock_one(ctx, command.user_id)
     if account is None:
         raise NotFound("no such hold", holdId=command.payload.hold_id)
-    hold = await _open_hold(ctx, command)
     reason = command.payload.reason
+    # The expiry job's release of a hold settled meanwhile is no error: the job's run
+    # raced the booking service, nothing is left to do.
+    hold = await _open_hold(ctx, command, settled_ok=reason == "expired")
+    if hold.status != "open":
+        return applied(command, {"holdId": str(hold.id), "status": hold.status, "credits": 0,
+                                 "already": True}, [])
     draft, returned = await release_hold(ctx, command, account, hold, hold.credits, reason)
     after = await write(ctx, [draft], {account.id: (hold.credits, -hold.credits)})
     status = "expired" if reason == "expired" and hold.expires_at <= ctx.now else "released"
     await repo.settle_hold(ctx.conn, hold.id, status, draft.id)
+    account.available, account.held = after[account.id]
+    events = announce(
+        "credits.released",
+        command,
+        command.user_id,
+        draft,
+        after=after[account.id],
+        delta=hold.credits,
+        held_delta=-hold.credits,
+        allocations=returned,
+    )
+    events += await claim_returns(ctx, command, account, returned)
     return applied(
         command,
         {
@@ -194,16 +231,7 @@ async def release_credits(ctx: LedgerContext, command: ReleaseCredits) -> Outcom
             "holdId": str(hold.id),
             "credits": hold.credits,
             "status": status,
-            "balance": balance(after[account.id]),
+            "balance": account.balance(),
         },
-        announce(
-            "credits.released",
-            command,
-            command.user_id,
-            draft,
-            after=after[account.id],
-            delta=hold.credits,
-            held_delta=-hold.credits,
-            allocations=returned,
-        ),
+        events,
     )

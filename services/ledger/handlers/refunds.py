@@ -5,8 +5,8 @@ from services.errors import InvalidState, NotFound
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
-from services.ledger.handlers.common import applied, balance, lock_one, write
-from services.ledger.handlers.returns import return_to_batches
+from services.ledger.handlers.common import applied, lock_one, write
+from services.ledger.handlers.returns import claim_returns, return_to_batches
 from services.ledger.models import AVAILABLE, Leg, TransactionDraft
 
 
@@ -47,6 +47,17 @@ async def refund_credits(ctx: LedgerContext, command: RefundCredits) -> Outcome:
         ctx, account, return_transaction_id=draft.id, debit_transaction_id=debit, credits=credits
     )
     after = await write(ctx, [draft], {account.id: (credits, 0)})
+    account.available, account.held = after[account.id]
+    events = announce(
+        "credits.refunded",
+        command,
+        command.user_id,
+        draft,
+        after=after[account.id],
+        delta=credits,
+        allocations=returned,
+    )
+    events += await claim_returns(ctx, command, account, returned)
     return applied(
         command,
         {
@@ -55,15 +66,7 @@ async def refund_credits(ctx: LedgerContext, command: RefundCredits) -> Outcome:
             "credits": credits,
             "refundableLeft": refundable - credits,
             "batches": [a.as_event_item() for a in returned],
-            "balance": balance(after[account.id]),
+            "balance": account.balance(),
         },
-        announce(
-            "credits.refunded",
-            command,
-            command.user_id,
-            draft,
-            after=after[account.id],
-            delta=credits,
-            allocations=returned,
-        ),
+        events,
     )

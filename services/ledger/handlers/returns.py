@@ -1,7 +1,15 @@
-"""Giving debited credits back to their batches, shared by hold releases and refunds."""
+"""Giving debited credits back to their batches, shared by hold releases and refunds.
+
+Credits that come back may be claimed at once (`claim_returns`): a purchase that owes
+credits (refunded or charged back while they were held or spent) takes them back, and
+a disputed purchase freezes them. Without this, a release after a refund or a
+chargeback would make credits spendable that nobody paid for.
+"""
 
 import uuid
 
+from schemas.commands import CommandEnvelope
+from schemas.events import EventEnvelope
 from services.errors import InvalidState
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext
@@ -29,9 +37,9 @@ async def return_to_batches(
             requested=credits,
         )
     allocations: list[Allocation] = []
-    to_refunded: list[tuple[uuid.UUID, int]] = []
+    to_refunded: dict[uuid.UUID | None, list[tuple[uuid.UUID, int]]] = {}
     left = credits
-    for batch_id, owed, status, expires_at, source in outstanding:
+    for batch_id, owed, status, expires_at, source, purchase_id in outstanding:
         if left == 0:
             break
         n = min(owed, left)
@@ -42,11 +50,14 @@ async def return_to_batches(
                 Allocation(
                     return_transaction_id, batch_id, n, expires_at, source,
                     origin_batch_id=batch_id, debit_transaction_id=debit_transaction_id,
+                    purchase_id=purchase_id,
                 )
             )
         else:
-            to_refunded.append((batch_id, n))
-    if to_refunded:
+            to_refunded.setdefault(purchase_id, []).append((batch_id, n))
+    # One fresh batch per purchase behind the credits, so what a purchase owes can
+    # still find them.
+    for purchase_id, shares in sorted(to_refunded.items(), key=lambda item: str(item[0])):
         fresh_id, expiry = uuid.uuid4(), ctx.default_expiry()
         await repo.insert_batch(
             ctx.conn,
@@ -54,17 +65,29 @@ async def return_to_batches(
             account_id=account.id,
             user_id=account.user_id,
             source=REFUNDED,
-            credits=sum(n for _, n in to_refunded),
+            credits=sum(n for _, n in shares),
             expires_at=expiry,
             transaction_id=return_transaction_id,
             source_ref=str(debit_transaction_id),
+            purchase_id=purchase_id,
         )
         allocations += [
             Allocation(
                 return_transaction_id, fresh_id, n, expiry, REFUNDED,
                 origin_batch_id=origin, debit_transaction_id=debit_transaction_id,
+                purchase_id=purchase_id,
             )
-            for origin, n in to_refunded
+            for origin, n in shares
         ]
     await repo.insert_allocations(ctx.conn, allocations)
     return allocations
+
+
+async def claim_returns(
+    ctx: LedgerContext, command: CommandEnvelope, account: Account, returned: list[Allocation]
+) -> list[EventEnvelope]:
+    """Let purchases claim credits just returned to their batches (after the return's
+    postings are written and `account` holds the balances after them)."""
+    if ctx.return_claims is None or not any(a.purchase_id for a in returned):
+        return []
+    return await ctx.return_claims(ctx, command, account, returned)
