@@ -478,6 +478,52 @@ async def test_dispute_freezes_the_purchases_unspent_credits_until_it_closes(
     assert await reconcile(engine) == []
 
 
+async def wait_held(http, user: str, held: int, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        balance = (await http.get("/payment/credits/balance", headers=auth(user))).json()
+        if balance["held"] == held or time.monotonic() > deadline:
+            return balance
+        await asyncio.sleep(0.1)
+
+
+async def test_an_inquiry_closed_without_chargeback_gives_the_frozen_credits_back(
+    http, pack, engine, worker, user_id
+):
+    """`warning_closed`: the merchant kept the money, so nothing is taken (was: taken as lost)."""
+    intent = await bought(http, pack["id"], user_id)
+    dispute = f"dp_{uuid.uuid4().hex[:10]}"
+    opened = dispute_event(intent, dispute, "created", "warning_needs_response")
+    assert (await post_event(http, opened)).status_code == 200
+    assert (await wait_held(http, user_id, 23))["available"] == 0
+    # A closing status we do not know takes nothing and releases nothing: the freeze stays.
+    odd = await post_event(http, dispute_event(intent, dispute, "closed", "under_review"))
+    assert odd.status_code == 200 and odd.json()["ignored"] is True
+    closed = await post_event(http, dispute_event(intent, dispute, "closed", "warning_closed"))
+    assert closed.status_code == 200 and "commandId" in closed.json()
+    balance = await wait_held(http, user_id, 0)
+    assert (balance["available"], balance["held"]) == (23, 0), "all credits back, none taken"
+    async with engine.connect() as conn:
+        settled = (
+            await conn.execute(
+                text(
+                    "SELECT type, credits FROM ledger_transactions "
+                    "WHERE user_id = :u AND reference = :ref ORDER BY seq"
+                ),
+                {"u": user_id, "ref": f"dispute:{dispute}"},
+            )
+        ).all()
+        purchase_row = (
+            await conn.execute(
+                text("SELECT status, clawed_credits FROM purchases WHERE payment_intent_id = :pi"),
+                {"pi": intent},
+            )
+        ).one()
+    assert [tuple(r) for r in settled] == [("CREDIT_HOLD", 23), ("CREDIT_RELEASE", 23)]
+    assert tuple(purchase_row) == ("succeeded", 0)
+    assert await reconcile(engine) == []
+
+
 async def test_stripe_sync_makes_products_and_a_new_price_when_the_price_changes(
     http, pack, settings, stripe_client
 ):
