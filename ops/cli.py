@@ -15,11 +15,11 @@ from services.settings import Settings, get_settings
 console = Console(stderr=True, soft_wrap=True)
 
 
-def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
+def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int | None], None]]:
     bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console)
     task = bar.add_task(label, total=None)
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int | None) -> None:
         bar.update(task, completed=done, total=total)
 
     return bar, update
@@ -132,7 +132,7 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
             await engine.dispose()
 
     if args.stripe:
-        fixed = _reconcile_stripe(settings, args.since)
+        fixed = _reconcile_stripe(settings, args.since, args.dry_run)
         if fixed:
             return fixed
     found = asyncio.run(go())
@@ -145,7 +145,7 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _reconcile_stripe(settings: Settings, since: str | None) -> int:
+def _reconcile_stripe(settings: Settings, since: str | None, dry_run: bool) -> int:
     """Grant purchases whose webhook was lost; non-zero if a fix did not apply."""
     from datetime import UTC, datetime, timedelta
 
@@ -160,19 +160,37 @@ def _reconcile_stripe(settings: Settings, since: str | None) -> int:
 
     async def go() -> list[Fix]:
         engine = make_engine(settings, pool_size=1)
+        bar, update = _progress_bar("listing Stripe payments")
         try:
-            return await reconcile_stripe(engine, settings, start)
+            with bar:
+                return await reconcile_stripe(
+                    engine, settings, start, dry_run=dry_run, progress=lambda n: update(n, None)
+                )
         finally:
             await engine.dispose()
 
     fixes = asyncio.run(go())
     for fix in fixes:
-        console.print(f"stripe: {fix.payment_intent_id} of {fix.user_id} was missing: {fix.outcome}")
+        console.print(
+            f"stripe: purchase {fix.purchase_id} of {fix.user_id} ({fix.status}; "
+            f"{fix.payment_intent_id}, {fix.amount_received} {fix.currency}) was missing: "
+            f"{fix.outcome}"
+        )
+        for other in fix.also_paid_by:
+            console.print(
+                f"[yellow]stripe: purchase {fix.purchase_id} was also paid by {other}: "
+                "a second payment, refund it in Stripe[/yellow]"
+            )
+    if dry_run:
+        console.print(
+            f"stripe: {len(fixes)} paid purchases since {start:%Y-%m-%d} would be confirmed "
+            "(dry run: nothing published)"
+        )
+        return 0
     console.print(
-        f"stripe: {len(fixes)} succeeded payments were missing from the ledger "
-        f"since {start:%Y-%m-%d}"
+        f"stripe: {len(fixes)} paid purchases were missing from the ledger since {start:%Y-%m-%d}"
     )
-    return 0 if all(f.outcome == "applied" for f in fixes) else 1
+    return 0 if all(f.outcome in ("applied", "already granted") for f in fixes) else 1
 
 
 def cmd_stripe_sync(settings: Settings, _: argparse.Namespace) -> int:
@@ -246,12 +264,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("expire", help="publish expiry commands for due batches and holds")
     sub.add_parser("notify", help="send email receipts and notices from payment.events")
     sub.add_parser("remind", help="publish reminders of credits expiring soon (daily)")
-    rec = sub.add_parser("reconcile", help="check the ledger invariants")
+    rec = sub.add_parser(
+        "reconcile",
+        help="check the ledger invariants",
+        description="Check the ledger invariants (exit 1 naming each discrepancy). With "
+        "--stripe, first grant the purchases Stripe says were paid but the ledger missed "
+        "(a lost webhook): succeeded PaymentIntents since --since are matched to our "
+        "pending or failed purchases by the purchaseId in their metadata and confirmed "
+        "through the ledger worker, which grants each purchase at most once.",
+    )
     rec.add_argument("--require-events-sent", action="store_true",
                      help="also fail when outbox rows are unsent")
     rec.add_argument("--stripe", action="store_true",
                      help="first grant succeeded Stripe payments the ledger missed")
-    rec.add_argument("--since", help="with --stripe: YYYY-MM-DD (default: 3 days ago)")
+    rec.add_argument("--since", metavar="YYYY-MM-DD",
+                     help="with --stripe: payments created since this day, UTC (default: 3 days ago)")
+    rec.add_argument("--dry-run", action="store_true",
+                     help="with --stripe: list the purchases that would be confirmed, publish nothing")
     sub.add_parser("stripe-sync", help="create or update the Stripe Products and Prices of the packs")
     tok = sub.add_parser("token", help="print a development JWT")
     tok.add_argument("--sub", required=True)
@@ -291,7 +320,10 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "reconcile" and not args.stripe and (args.dry_run or args.since):
+        parser.error("reconcile: --since and --dry-run go with --stripe")
     settings = get_settings()
     configure_logging(os.environ.get("LOG_LEVEL", settings.log_level))
     return COMMANDS[args.command](settings, args)

@@ -186,6 +186,24 @@ async def test_a_reservation_is_released_by_a_failed_payment_and_by_time(
     assert (await stats(http, code["id"]))["released"] == 2
 
 
+async def test_a_failed_payment_that_later_succeeds_still_uses_up_the_code(
+    http, engine, pack, worker, user_id
+):
+    """The failure released the use; the money then came at the discounted price."""
+    code = await new_code(http, percentOff=25)
+    started = await buy(http, pack["id"], user_id, promoCode=code["code"])
+    failed = intent_event(started["paymentIntentId"], user_id, 1350, kind="payment_failed")
+    await post_event(http, failed)
+    await wait_stat(http, code["id"], "released", 1)
+    await post_event(http, intent_event(started["paymentIntentId"], user_id, 1350))
+    assert (await wait_balance(http, user_id, 23))["total"] == 23
+    figures = await wait_stat(http, code["id"], "redemptions", 1)
+    assert (figures["redemptions"], figures["released"]) == (1, 0)
+    again = await apply(http, code["code"], user_id, pack["id"])
+    assert again.status_code == 400 and again.json()["details"]["reason"] == "already_used"
+    assert await reconcile(engine) == []
+
+
 async def test_a_free_trial_code_gives_its_days_to_a_new_membership(
     http, engine, webhook_registered, user_id
 ):

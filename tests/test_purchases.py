@@ -6,9 +6,11 @@ tests sign events themselves with the configured secret, as Stripe would.
 """
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -291,39 +293,210 @@ async def test_refund_of_spent_credits_takes_what_is_left_and_flags_it(
     assert await reconcile(engine) == []
 
 
-async def test_reconcile_with_stripe_grants_a_payment_whose_webhook_was_lost(
-    http, pack, settings, stripe_client, webhook_registered, worker, user_id
-):
-    from tests.test_cli import cli
-
+@contextlib.asynccontextmanager
+async def webhooks_lost(settings, webhook_url: str) -> AsyncIterator[None]:
+    """Stripe "loses" what happens inside: only an unrelated event type is delivered."""
     register = f"{settings.stripe_api_base}/_config/webhooks/pika"
     key = {"Authorization": f"Bearer {settings.stripe_secret_key}"}
     async with httpx.AsyncClient() as admin:
-        # Stripe "loses" the webhook: only an unrelated event type is delivered.
         lost = await admin.post(
             register,
-            data={"url": webhook_registered, "secret": STRIPE_WEBHOOK_SECRET,
+            data={"url": webhook_url, "secret": STRIPE_WEBHOOK_SECRET,
                   "events[]": "customer.created"},
             headers=key,
         )
         assert lost.status_code == 200, lost.text
         try:
-            started = await purchase(http, pack["id"], user_id)
-            await stripe_client.v1.payment_intents.confirm_async(started["paymentIntentId"])
-            await asyncio.sleep(2.0)
-            assert (await wait_balance(http, user_id, 0, timeout=0))["total"] == 0
+            yield
+            await asyncio.sleep(2.0)  # localstripe sends after a second: let those go astray
         finally:
             restored = await admin.post(
-                register, data={"url": webhook_registered, "secret": STRIPE_WEBHOOK_SECRET},
-                headers=key,
+                register, data={"url": webhook_url, "secret": STRIPE_WEBHOOK_SECRET}, headers=key
             )
             assert restored.status_code == 200
-    fixed = await asyncio.to_thread(cli, settings, "reconcile", "--stripe")
+
+
+async def reconcile_stripe_cli(settings, *extra: str):
+    from tests.test_cli import cli
+
+    return await asyncio.to_thread(cli, settings, "reconcile", "--stripe", *extra)
+
+
+async def purchase_row(engine, purchase_id: str) -> tuple:
+    async with engine.connect() as conn:
+        return tuple(
+            (
+                await conn.execute(
+                    text("SELECT status, payment_intent_id FROM purchases WHERE id = :id"),
+                    {"id": purchase_id},
+                )
+            ).one()
+        )
+
+
+async def purchase_grants(engine, purchase_id: str) -> list[tuple]:
+    """The CREDIT_PURCHASE transactions of a purchase: (user, credits, intent)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT user_id, credits, stripe_payment_intent_id FROM ledger_transactions "
+                "WHERE type = 'CREDIT_PURCHASE' AND metadata->>'purchaseId' = :id"
+            ),
+            {"id": purchase_id},
+        )
+        return [tuple(r) for r in rows]
+
+
+async def checkout_paid_without_webhook(
+    http, stripe_client, settings, webhook_url: str, pack_id: str, user: str, *,
+    amount: int = 1800, metadata_user: str | None = None,
+) -> tuple[dict, str]:
+    """A Checkout purchase paid in Stripe whose webhooks never arrived: our row knows no intent."""
+    response = await http.post(
+        f"/payment/credit-packs/{pack_id}/purchase",
+        json={"mode": "checkout"},
+        headers={**auth(user), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert response.status_code == 200, response.text
+    started = response.json()
+    async with webhooks_lost(settings, webhook_url):
+        # The hosted page's PaymentIntent carries the session's metadata.
+        customer = await stripe_client.v1.customers.create_async(params={})
+        intent = await stripe_client.v1.payment_intents.create_async(
+            params={
+                "amount": amount, "currency": "usd", "customer": customer.id,
+                "payment_method": "pm_card_visa", "payment_method_types": ["card"],
+                "metadata": {"userId": metadata_user or user, "purchaseId": started["purchaseId"]},
+            }
+        )
+        await stripe_client.v1.payment_intents.confirm_async(intent.id)
+    return started, intent.id
+
+
+async def test_reconcile_with_stripe_grants_a_payment_whose_webhook_was_lost(
+    http, pack, settings, stripe_client, webhook_registered, worker, engine, user_id
+):
+    async with webhooks_lost(settings, webhook_registered):
+        started = await purchase(http, pack["id"], user_id)
+        await stripe_client.v1.payment_intents.confirm_async(started["paymentIntentId"])
+    assert (await wait_balance(http, user_id, 0, timeout=0))["total"] == 0
+    fixed = await reconcile_stripe_cli(settings)
     assert fixed.returncode == 0, fixed.stderr
-    assert f"{started['paymentIntentId']} of {user_id} was missing: applied" in fixed.stderr
+    assert (
+        f"purchase {started['purchaseId']} of {user_id} (pending; {started['paymentIntentId']}, "
+        "1800 usd) was missing: applied"
+    ) in fixed.stderr
     assert (await wait_balance(http, user_id, 23))["total"] == 23
-    again = await asyncio.to_thread(cli, settings, "reconcile", "--stripe")
-    assert again.returncode == 0 and started["paymentIntentId"] not in again.stderr
+    again = await reconcile_stripe_cli(settings)
+    assert again.returncode == 0 and started["purchaseId"] not in again.stderr
+    assert await purchase_grants(engine, started["purchaseId"]) == [
+        (user_id, 20, started["paymentIntentId"])
+    ]
+
+
+async def test_reconcile_with_stripe_grants_a_checkout_purchase_once_to_its_owner(
+    http, pack, settings, stripe_client, webhook_registered, worker, engine, user_id
+):
+    """Our row has no PaymentIntent (only a webhook would tell): matched by `purchaseId`.
+
+    The intent's metadata names another user: the credits go to our purchase's owner.
+    """
+    other = f"intruder-{uuid.uuid4().hex[:8]}"
+    started, intent = await checkout_paid_without_webhook(
+        http, stripe_client, settings, webhook_registered, pack["id"], user_id,
+        metadata_user=other,
+    )
+    assert await purchase_row(engine, started["purchaseId"]) == ("pending", None)
+    assert (await wait_balance(http, user_id, 0, timeout=0))["total"] == 0
+    fixed = await reconcile_stripe_cli(settings)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"purchase {started['purchaseId']} of {user_id} (pending; {intent}, 1800 usd) " \
+        "was missing: applied" in fixed.stderr
+    assert (await wait_balance(http, user_id, 23))["total"] == 23
+    again = await reconcile_stripe_cli(settings)  # run twice: granted once
+    assert again.returncode == 0, again.stderr
+    assert started["purchaseId"] not in again.stderr
+    late = intent_event(intent, user_id, 1800)  # and the webhook arrives after all
+    late["data"]["object"]["metadata"]["purchaseId"] = started["purchaseId"]
+    assert (await post_event(http, late)).status_code == 200
+    await asyncio.sleep(1.0)
+    assert (await wait_balance(http, user_id, 23, timeout=0))["total"] == 23
+    assert (await wait_balance(http, other, 0, timeout=0))["total"] == 0
+    assert await purchase_row(engine, started["purchaseId"]) == ("succeeded", intent)
+    assert await purchase_grants(engine, started["purchaseId"]) == [(user_id, 20, intent)]
+    assert await reconcile(engine) == []
+
+
+async def test_reconcile_with_stripe_grants_a_failed_purchase_whose_intent_then_succeeded(
+    http, pack, settings, stripe_client, webhook_registered, worker, engine, events, user_id
+):
+    started = await purchase(http, pack["id"], user_id)
+    intent = started["paymentIntentId"]
+    declined = intent_event(intent, user_id, 1800, kind="payment_failed")
+    declined["data"]["object"]["last_payment_error"] = {"code": "card_declined"}
+    assert (await post_event(http, declined)).status_code == 200
+    await events.wait_for(lambda e: e.get("userId") == user_id and e["type"] == "payment.failed")
+    assert await purchase_row(engine, started["purchaseId"]) == ("failed", intent)
+    async with webhooks_lost(settings, webhook_registered):  # the retry succeeds, unheard
+        await stripe_client.v1.payment_intents.confirm_async(intent)
+    assert (await wait_balance(http, user_id, 0, timeout=0))["total"] == 0
+    fixed = await reconcile_stripe_cli(settings)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"purchase {started['purchaseId']} of {user_id} (failed; {intent}, 1800 usd) " \
+        "was missing: applied" in fixed.stderr
+    assert (await wait_balance(http, user_id, 23))["total"] == 23
+    again = await reconcile_stripe_cli(settings)
+    assert again.returncode == 0 and started["purchaseId"] not in again.stderr
+    assert await purchase_row(engine, started["purchaseId"]) == ("succeeded", intent)
+    assert await purchase_grants(engine, started["purchaseId"]) == [(user_id, 20, intent)]
+    assert await reconcile(engine) == []
+
+
+async def test_reconcile_with_stripe_dry_run_lists_and_changes_nothing(
+    http, pack, settings, stripe_client, webhook_registered, worker, engine, user_id
+):
+    started, intent = await checkout_paid_without_webhook(
+        http, stripe_client, settings, webhook_registered, pack["id"], user_id
+    )
+    listed = await reconcile_stripe_cli(settings, "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert f"purchase {started['purchaseId']} of {user_id} (pending; {intent}, 1800 usd) " \
+        "was missing: would be confirmed" in listed.stderr
+    assert "nothing published" in listed.stderr
+    await asyncio.sleep(1.5)
+    assert (await wait_balance(http, user_id, 0, timeout=0))["total"] == 0
+    assert await purchase_row(engine, started["purchaseId"]) == ("pending", None)
+    async with engine.connect() as conn:
+        commands = await conn.scalar(
+            text("SELECT count(*) FROM processed_commands WHERE user_id = :u"), {"u": user_id}
+        )
+    assert commands == 0, "a dry run publishes nothing"
+    fixed = await reconcile_stripe_cli(settings)  # and leaves the real run its work
+    assert fixed.returncode == 0 and "was missing: applied" in fixed.stderr, fixed.stderr
+    assert (await wait_balance(http, user_id, 23))["total"] == 23
+
+
+async def test_reconcile_with_stripe_leaves_an_intent_of_another_amount_to_the_worker_to_refuse(
+    http, pack, settings, stripe_client, webhook_registered, worker, engine, user_id
+):
+    """An intent naming our purchase but paying less is refused (PAY002) and reported."""
+    started, cheap = await checkout_paid_without_webhook(
+        http, stripe_client, settings, webhook_registered, pack["id"], user_id, amount=100
+    )
+    refused = await reconcile_stripe_cli(settings)
+    assert refused.returncode == 1, refused.stderr
+    assert f"purchase {started['purchaseId']} of {user_id} (pending; {cheap}, 100 usd) " \
+        "was missing: PAY002" in refused.stderr
+    assert (await wait_balance(http, user_id, 0, timeout=0))["total"] == 0
+    assert await purchase_row(engine, started["purchaseId"]) == ("pending", None)
+    # The genuine payment is then granted by its webhook (and leaves later runs nothing).
+    completed = checkout_completed(
+        started["checkoutSessionId"], f"pi_{uuid.uuid4().hex[:12]}", user_id,
+        started["purchaseId"],
+    )
+    assert (await post_event(http, completed)).status_code == 200
+    assert (await wait_balance(http, user_id, 23))["total"] == 23
+    assert await reconcile(engine) == []
 
 
 def checkout_completed(session_id: str, intent_id: str, user: str, purchase_id: str) -> dict:
@@ -475,6 +648,52 @@ async def test_dispute_freezes_the_purchases_unspent_credits_until_it_closes(
             break
         await asyncio.sleep(0.1)
     assert (balance["available"], balance["held"]) == (expected, 0)
+    assert await reconcile(engine) == []
+
+
+async def wait_held(http, user: str, held: int, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        balance = (await http.get("/payment/credits/balance", headers=auth(user))).json()
+        if balance["held"] == held or time.monotonic() > deadline:
+            return balance
+        await asyncio.sleep(0.1)
+
+
+async def test_an_inquiry_closed_without_chargeback_gives_the_frozen_credits_back(
+    http, pack, engine, worker, user_id
+):
+    """`warning_closed`: the merchant kept the money, so nothing is taken (was: taken as lost)."""
+    intent = await bought(http, pack["id"], user_id)
+    dispute = f"dp_{uuid.uuid4().hex[:10]}"
+    opened = dispute_event(intent, dispute, "created", "warning_needs_response")
+    assert (await post_event(http, opened)).status_code == 200
+    assert (await wait_held(http, user_id, 23))["available"] == 0
+    # A closing status we do not know takes nothing and releases nothing: the freeze stays.
+    odd = await post_event(http, dispute_event(intent, dispute, "closed", "under_review"))
+    assert odd.status_code == 200 and odd.json()["ignored"] is True
+    closed = await post_event(http, dispute_event(intent, dispute, "closed", "warning_closed"))
+    assert closed.status_code == 200 and "commandId" in closed.json()
+    balance = await wait_held(http, user_id, 0)
+    assert (balance["available"], balance["held"]) == (23, 0), "all credits back, none taken"
+    async with engine.connect() as conn:
+        settled = (
+            await conn.execute(
+                text(
+                    "SELECT type, credits FROM ledger_transactions "
+                    "WHERE user_id = :u AND reference = :ref ORDER BY seq"
+                ),
+                {"u": user_id, "ref": f"dispute:{dispute}"},
+            )
+        ).all()
+        purchase_row = (
+            await conn.execute(
+                text("SELECT status, clawed_credits FROM purchases WHERE payment_intent_id = :pi"),
+                {"pi": intent},
+            )
+        ).one()
+    assert [tuple(r) for r in settled] == [("CREDIT_HOLD", 23), ("CREDIT_RELEASE", 23)]
+    assert tuple(purchase_row) == ("succeeded", 0)
     assert await reconcile(engine) == []
 
 

@@ -7,7 +7,7 @@ The body is never logged; only the event id and type are.
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import stripe
 from litestar import Controller, Request, post
@@ -61,6 +61,13 @@ HANDLED = frozenset(
 PURCHASE_OBJECTS = {
     "charge.refunded", "charge.dispute.created", "charge.dispute.closed", "charge.succeeded"
 }
+# What a closed dispute means for the money. `warning_closed` is an inquiry that closed
+# without a chargeback: the merchant keeps the money, as when the dispute is won. Only
+# `lost` takes credits back; a status not listed here is ignored (the freeze stays for
+# a human, and lapses with its hold), so no unexpected status can ever take credits.
+CLOSED_DISPUTE_OUTCOME: dict[str, Literal["won", "lost"]] = {
+    "won": "won", "warning_closed": "won", "lost": "lost"
+}
 OWNER_OF_INTENT = text("SELECT user_id FROM purchases WHERE payment_intent_id = :pi")
 RECORD = text(
     "INSERT INTO stripe_events (event_id, type, object_id, livemode) VALUES (:id, :type, :obj, :live) "
@@ -102,10 +109,15 @@ def command_for(event: dict[str, Any], purchaser: str | None) -> CommandEnvelope
         return None
     if event["type"].startswith("charge.dispute."):
         closed = event["type"] == "charge.dispute.closed"
+        outcome = CLOSED_DISPUTE_OUTCOME.get(obj.get("status")) if closed else "open"
+        if outcome is None:
+            log.warning("stripe event %s closes dispute %s with status %r; ignored",
+                        event["id"], obj["id"], obj.get("status"))
+            return None
         payload = DisputePayload(
             payment_intent_id=obj["payment_intent"],
             dispute_id=obj["id"],
-            outcome=("won" if obj.get("status") == "won" else "lost") if closed else "open",
+            outcome=outcome,
             stripe_event_id=event["id"],
         )
         model = SettleDispute if closed else FreezePurchase

@@ -48,9 +48,11 @@ ATTACH = text(
     "membership_id = coalesce(:membership, membership_id), expires_at = greatest(expires_at, :until) "
     "WHERE id = :id"
 )
+# A released use is redeemed too: released by a failed attempt or by time, then paid
+# after all (a retry on the same intent, a late webhook, `reconcile --stripe`).
 REDEEM = text(
     "UPDATE promo_reservations SET status = 'redeemed', redeemed_at = now() "
-    "WHERE id = :id AND status = 'reserved' RETURNING id"
+    "WHERE id = :id AND status IN ('reserved', 'released') RETURNING id"
 )
 RELEASE = text(
     "UPDATE promo_reservations SET status = 'released', released_at = now(), release_reason = :why "
@@ -145,8 +147,9 @@ async def attach(
 
 
 async def redeem(conn: AsyncConnection, reservation_id: uuid.UUID | None) -> bool:
-    """The payment succeeded: the use is final (even if the reservation had lapsed: the
-    customer paid the discounted price, so the use is honoured and counted)."""
+    """The payment succeeded: the use is final (even if the reservation had lapsed or a
+    failed attempt released it: the customer paid the discounted price, so the use is
+    honoured and counted, even past the code's limit)."""
     if reservation_id is None:
         return False
     return await conn.scalar(REDEEM, {"id": reservation_id}) is not None
