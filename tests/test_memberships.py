@@ -514,3 +514,50 @@ async def test_a_period_is_granted_once_whatever_invoices_mention_it(
     history = (await http.get("/payment/credits/history", headers=auth(user_id))).json()["items"]
     assert [i["type"] for i in history].count("MEMBERSHIP_PAYMENT") == 1
     assert (await http.get("/payment/credits/balance", headers=auth(user_id))).json()["total"] == 7
+
+
+# Case 4: periods 1, 3, then 2's invoice (a dunning retry collected late, or webhooks out of
+# order). Per policy, with nothing spent: the balance and batches [(remaining, expiry as a
+# period end index)] after period 3, then after period 2.
+LATE_INVOICE_CASES = {
+    "none": ((10, [(10, 3)]), (20, [(10, 2), (10, 3)])),
+    "capped:5": ((15, [(5, 3), (10, 3)]), (25, [(5, 3), (10, 2), (10, 3)])),
+    "one_cycle": ((20, [(10, 2), (10, 4)]), (30, [(10, 2), (10, 3), (10, 4)])),
+}
+
+
+@pytest.mark.parametrize("policy", list(LATE_INVOICE_CASES))
+async def test_a_late_invoice_of_an_earlier_period_leaves_the_later_periods_credits(
+    http, engine, webhook_registered, user_id, policy
+):
+    """Attack (or bad luck): period 2's invoice applied after period 3's used to roll over
+    every open batch of the membership, expiring period 3's whole grant. A renewal now
+    rolls over only the batches of periods that start before its own."""
+    plan = await make_plan(http, credits=10, rollover=policy)
+    membership = await subscribed(http, plan, user_id)
+    sub = membership["subscriptionId"]
+    stripe_plan = await stripe_plan_id(engine, plan["id"])
+    start, end = parse(membership["currentPeriodStart"]), parse(membership["currentPeriodEnd"])
+    ends = {n: start + (end - start) * n for n in range(1, 5)}
+    (after_third, third_batches), (after_second, second_batches) = LATE_INVOICE_CASES[policy]
+    await deliver_twice(http, invoice_event(sub, ends[2], ends[3], stripe_plan))
+    await wait_current(http, user_id, starts_at(ends[2]))
+    assert (await wait_balance(http, user_id, after_third))["total"] == after_third
+    assert sorted(await batches(http, user_id)) == sorted(
+        (n, ends[i] + GRACE) for n, i in third_batches)
+    late = invoice_event(sub, ends[1], ends[2], stripe_plan)
+    command_ids = []
+    for _ in range(2):
+        command_ids.append(uuid.UUID((await post_event(http, late)).json()["commandId"]))
+    done = await wait_processed(engine, command_ids)
+    assert {d["status"] for d in done.values()} == {"applied"}, done
+    balance = await wait_balance(http, user_id, after_second)
+    assert balance["total"] == after_second, (policy, await batches(http, user_id))
+    assert sorted(await batches(http, user_id)) == sorted(
+        (n, ends[i] + GRACE) for n, i in second_batches), "period 3's credits are intact"
+    history = (await http.get("/payment/credits/history?limit=100", headers=auth(user_id))).json()
+    paid = [i for i in history["items"] if i["type"] == "MEMBERSHIP_PAYMENT"]
+    assert sorted(i["metadata"]["periodStart"] for i in paid) == sorted(
+        moment.isoformat() for moment in (start, ends[1], ends[2])), "period 2 granted once"
+    assert parse((await current(http, user_id))["currentPeriodStart"]) == ends[2]
+    assert await reconcile(engine) == []

@@ -136,7 +136,9 @@ async def grant_membership_period(ctx: LedgerContext, command: GrantMembershipPe
     expires_at = max(batch_expiry(policy, p.period_start, p.period_end, grace), ctx.now + grace)
     account = await lock_one(ctx, command.user_id, create=True)
     assert account is not None
-    rows = {row.id: row for row in await store.open_membership_batches(ctx.conn, membership["id"])}
+    # Only earlier periods' batches: a late invoice never touches a later period's credits.
+    earlier = await store.open_membership_batches(ctx.conn, membership["id"], p.period_start)
+    rows = {row.id: row for row in earlier}
     previous_grant = previous["grant_transaction_id"] if previous else None
     decision = decide(policy, [
         OpenCredits(r.id, r.remaining, previous_grant is not None and r.transaction_id == previous_grant)
