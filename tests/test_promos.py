@@ -278,3 +278,57 @@ async def test_validate_never_changes_anything(http, engine, pack):
     assert assigned is None
     assert answers["valid"] and answers["refused"], answers
     assert after == before
+
+async def test_a_late_success_after_a_failed_payment_counts_the_use_and_flags_the_overrun(
+    http, engine, pack, user_id
+):
+    """Attack: a failed payment (or the 30-minute expiry) releases the reservation, but the
+    PaymentIntent stays payable; paid later, it used to grant at the discounted price and
+    count no use. Every discounted payment that succeeds now counts its use, past the
+    limits if it must, and a use past a limit raises `promo_over_limit` (medium, no freeze)."""
+    code = await new_code(http, usageLimit=1)
+    first, second = user_id, f"{user_id}-b"
+    started = await buy(http, pack["id"], first, promoCode=code["code"])
+    assert started["amount"] == 1440
+    await post_event(http, intent_event(started["paymentIntentId"], first, 1440, kind="payment_failed"))
+    await wait_stat(http, code["id"], "released", 1)
+    other = await buy(http, pack["id"], second, promoCode=code["code"])
+    await post_event(http, intent_event(other["paymentIntentId"], second, 1440))
+    assert (await wait_balance(http, second, 23))["total"] == 23
+    # The first customer pays the same PaymentIntent after all (a retry with another card).
+    await post_event(http, intent_event(started["paymentIntentId"], first, 1440))
+    assert (await wait_balance(http, first, 23))["total"] == 23, "paid, so granted"
+    figures = await wait_stat(http, code["id"], "redemptions", 2)
+    assert (figures["redemptions"], figures["discountGiven"], figures["revenue"]) == (2, 720, 2880)
+    listed = {c["id"]: c for c in (await http.get("/payment/promo-codes/", headers=ADMIN)).json()}
+    assert (listed[code["id"]]["liveUses"], listed[code["id"]]["redemptions"]) == (2, 2)
+    async with engine.connect() as conn:
+        statuses = (await conn.execute(text(
+            "SELECT user_id, status FROM promo_reservations WHERE promo_code_id = :c ORDER BY user_id"),
+            {"c": code["id"]})).all()
+    assert [tuple(r) for r in statuses] == [(first, "redeemed"), (second, "redeemed")]
+    flags = await flags_of(http, first)
+    assert [(f["rule"], f["severity"], f["subject"]) for f in flags] == [
+        ("promo_over_limit", "medium", code["code"])]
+    assert flags[0]["details"]["uses"] == 2 and flags[0]["details"]["usageLimit"] == 1
+    assert flags[0]["frozenCredits"] == 0
+    balance = (await http.get("/payment/credits/balance", headers=auth(first))).json()
+    assert (balance["available"], balance["held"]) == (23, 0), "medium: nothing frozen"
+    assert await flags_of(http, second, timeout=0.5) == []
+    # The per-user limit too: the same customer fails, buys again with the code, then
+    # pays the first PaymentIntent as well.
+    mine = await new_code(http)  # perUserLimit 1, no usage limit
+    third = f"{user_id}-c"
+    failed = await buy(http, pack["id"], third, promoCode=mine["code"])
+    await post_event(http, intent_event(failed["paymentIntentId"], third, 1440, kind="payment_failed"))
+    await wait_stat(http, mine["id"], "released", 1)
+    again = await buy(http, pack["id"], third, promoCode=mine["code"])
+    for intent in (again["paymentIntentId"], failed["paymentIntentId"]):
+        await post_event(http, intent_event(intent, third, 1440))
+    assert (await wait_balance(http, third, 46))["total"] == 46
+    assert (await wait_stat(http, mine["id"], "redemptions", 2))["redemptions"] == 2
+    flagged = await flags_of(http, third)
+    assert [(f["rule"], f["details"]["userUses"], f["details"]["perUserLimit"]) for f in flagged] == [
+        ("promo_over_limit", 2, 1)]
+    assert await reconcile(engine) == []
+

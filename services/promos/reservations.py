@@ -8,6 +8,10 @@
 - The ledger worker *redeems* it when the payment succeeds (same transaction as the
   grant) and *releases* it when the payment fails. Abandoned ones simply expire:
   live uses count only reservations whose `expires_at` is ahead.
+- A payment that succeeds after its reservation was released or lapsed (Stripe keeps a
+  failed PaymentIntent payable) is redeemed all the same, past the code's limits if it
+  must be: no discounted money arrives uncounted. A use past a limit is flagged for a
+  human (`promo_over_limit`, see `services.fraud.checks.after_promo_redeemed`).
 """
 
 import uuid
@@ -48,9 +52,12 @@ ATTACH = text(
     "membership_id = coalesce(:membership, membership_id), expires_at = greatest(expires_at, :until) "
     "WHERE id = :id"
 )
+# A released (payment failed) or lapsed reservation is redeemed too: its PaymentIntent
+# stayed payable, and a discounted payment that succeeds always counts its use. The
+# release's `released_at` stays, so a late redemption is told from a timely one.
 REDEEM = text(
     "UPDATE promo_reservations SET status = 'redeemed', redeemed_at = now() "
-    "WHERE id = :id AND status = 'reserved' RETURNING id"
+    "WHERE id = :id AND status <> 'redeemed' RETURNING id"
 )
 RELEASE = text(
     "UPDATE promo_reservations SET status = 'released', released_at = now(), release_reason = :why "
@@ -145,8 +152,9 @@ async def attach(
 
 
 async def redeem(conn: AsyncConnection, reservation_id: uuid.UUID | None) -> bool:
-    """The payment succeeded: the use is final (even if the reservation had lapsed: the
-    customer paid the discounted price, so the use is honoured and counted)."""
+    """The payment succeeded: the use is final, even if the reservation had lapsed or was
+    released by a failed payment (the customer paid the discounted price, so the use is
+    honoured and counted, past the code's limits if it must be)."""
     if reservation_id is None:
         return False
     return await conn.scalar(REDEEM, {"id": reservation_id}) is not None
