@@ -18,7 +18,15 @@ from services.promos.reservations import tidy_expired
 from services.promos.rules import Target
 from tests.conftest import auth
 from tests.test_fraud import flags_of
-from tests.test_memberships import invoice_event, make_plan, stripe_plan_id, wait_current
+from tests.test_memberships import (
+    invoice_event,
+    make_plan,
+    new_card,
+    stripe_plan_id,
+    stripe_runs_its_trial,
+    trial_claims,
+    wait_current,
+)
 from tests.test_purchases import intent_event, post_event, wait_balance
 
 ADMIN = auth("promo-admin", "admin")
@@ -187,7 +195,7 @@ async def test_a_reservation_is_released_by_a_failed_payment_and_by_time(
 
 
 async def test_a_free_trial_code_gives_its_days_to_a_new_membership(
-    http, engine, webhook_registered, user_id
+    http, engine, stripe_client, webhook_registered, user_id
 ):
     plan = await make_plan(http, credits=12)
     code = await new_code(http, "free_trial", trialDays=14, planIds=[plan["id"]])
@@ -195,7 +203,7 @@ async def test_a_free_trial_code_gives_its_days_to_a_new_membership(
     assert wrong.json()["details"]["reason"] == "not_applicable"
     started = await http.post(
         f"/payment/memberships/{plan['id']}/subscribe",
-        json={"paymentMethodId": "pm_card_visa", "promoCode": code["code"]},
+        json={"paymentMethodId": await new_card(stripe_client), "promoCode": code["code"]},
         headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())},
     )
     assert started.status_code == 200, started.text
@@ -279,6 +287,7 @@ async def test_validate_never_changes_anything(http, engine, pack):
     assert answers["valid"] and answers["refused"], answers
     assert after == before
 
+
 async def test_a_late_success_after_a_failed_payment_counts_the_use_and_flags_the_overrun(
     http, engine, pack, user_id
 ):
@@ -332,3 +341,54 @@ async def test_a_late_success_after_a_failed_payment_counts_the_use_and_flags_th
         ("promo_over_limit", 2, 1)]
     assert await reconcile(engine) == []
 
+
+async def test_a_free_trial_code_is_refused_to_an_account_or_a_card_that_had_a_trial(
+    http, engine, stripe_client, webhook_registered, user_id
+):
+    """A free_trial code is all trial: for a user who already had a trial (any plan's or any
+    code's), or with a card that had one on another account, it is refused with PAY003
+    `trial_used` rather than quietly starting a paid subscription."""
+    plan = await make_plan(http, credits=10, trialDays=7, trialCredits=5)
+    code = await new_code(http, "free_trial", trialDays=14)
+    card_number = f"4242{uuid.uuid4().int % 10**12:012d}"
+    started = await http.post(
+        f"/payment/memberships/{plan['id']}/subscribe",
+        json={"paymentMethodId": await new_card(stripe_client, card_number)},
+        headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert started.status_code == 200, started.text
+    assert await stripe_runs_its_trial(http, engine, stripe_client, started.json()["subscriptionId"],
+                                       plan["id"])
+    assert (await wait_balance(http, user_id, 5))["total"] == 5
+    for call in ("validate", "apply"):
+        refused = await http.post(f"/payment/promo-codes/{call}",
+                                  json={"code": code["code"], "planId": plan["id"]},
+                                  headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())})
+        assert refused.status_code == 400 and refused.json()["code"] == "PAY003", refused.text
+        assert refused.json()["details"]["reason"] == "trial_used"
+    # Another account with the same card: the code is refused at subscribe, when the card
+    # is known, and nothing is left behind (no subscription, no claim, the use given back).
+    other = f"{user_id}-b"
+    refused = await http.post(
+        f"/payment/memberships/{plan['id']}/subscribe",
+        json={"paymentMethodId": await new_card(stripe_client, card_number), "promoCode": code["code"]},
+        headers={**auth(other), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert refused.status_code == 400 and refused.json()["details"]["reason"] == "trial_used", refused.text
+    assert await trial_claims(engine, other) == []
+    assert (await stats(http, code["id"]))["liveReservations"] == 0
+    async with engine.connect() as conn:
+        customer = await conn.scalar(
+            text("SELECT customer_id FROM stripe_customers WHERE user_id = :u"), {"u": other})
+    assert (await stripe_client.v1.subscriptions.list_async(params={"customer": customer})).data == []
+    # Without the code, the same account subscribes and simply pays.
+    paid = await http.post(
+        f"/payment/memberships/{plan['id']}/subscribe",
+        json={"paymentMethodId": await new_card(stripe_client, card_number)},
+        headers={**auth(other), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert paid.status_code == 200, paid.text
+    assert not await stripe_runs_its_trial(http, engine, stripe_client, paid.json()["subscriptionId"],
+                                           plan["id"])
+    assert (await wait_balance(http, other, 10))["total"] == 10
+    assert await reconcile(engine) == []

@@ -127,8 +127,9 @@ async def grant_membership_period(ctx: LedgerContext, command: GrantMembershipPe
     plan = await plan_row(ctx.conn, plan_id)
     assert plan is not None  # memberships reference their plan
     previous = await store.previous_period(ctx.conn, membership["id"], p.period_start)
-    # A trial is the first period, unpaid, of a membership given trial days (by its plan
-    # or a free-trial code); a later $0 invoice (a 100% coupon) is a period like any other.
+    # A trial is the first period, unpaid, of a membership that claimed a trial at subscribe
+    # (`membership_trials`: once per user and per card); a $0 invoice of a membership
+    # without a claim, or a later one (a 100% coupon), is a period like any other.
     trial = p.amount_paid == 0 and previous is None and membership["trial_days"] > 0
     credits = plan["trial_credits"] if trial else plan["credits_per_period"]
     policy = Policy.parse(plan["rollover"])

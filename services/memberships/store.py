@@ -14,7 +14,10 @@ LOCK = text(
     """
     SELECT m.id, m.user_id, m.plan_id, m.status, m.stripe_subscription_id, m.email,
            m.current_period_start, m.current_period_end, m.cancel_at_period_end,
-           m.stripe_state_at, m.failed_attempts, m.trial_days
+           m.stripe_state_at, m.failed_attempts,
+           -- a trial is the claim's (0 for a membership that claimed none)
+           coalesce((SELECT t.trial_days FROM membership_trials t WHERE t.membership_id = m.id),
+                    0) AS trial_days
       FROM memberships m
      WHERE m.stripe_subscription_id = :sub OR m.id = CAST(:mid AS uuid)
      ORDER BY (m.stripe_subscription_id = :sub) DESC NULLS LAST

@@ -32,6 +32,7 @@ USAGE = text(
               FROM promo_reservations WHERE promo_code_id = :code) r
     """
 )
+HAD_TRIAL = text("SELECT EXISTS (SELECT 1 FROM membership_trials WHERE user_id = :u)")
 HAS_PURCHASED = text(
     "SELECT EXISTS (SELECT 1 FROM purchases WHERE user_id = :u "
     "AND status IN ('succeeded', 'refunded'))"
@@ -75,7 +76,8 @@ async def _preview(conn: AsyncConnection, code: dict[str, Any] | None, target: T
     if code is not None:
         counts = (await conn.execute(USAGE, {"code": code["id"], "u": user_id, "now": now})).one()
         purchased = bool(await conn.scalar(HAS_PURCHASED, {"u": user_id}))
-        usage = Usage(counts.total, counts.by_user, purchased)
+        had_trial = target.kind == "plan" and bool(await conn.scalar(HAD_TRIAL, {"u": user_id}))
+        usage = Usage(counts.total, counts.by_user, purchased, had_trial)
     return evaluate(code, target, usage, user_id, now)
 
 
