@@ -54,7 +54,7 @@ class StripeSubscriptions:
 
     client: stripe.StripeClient
 
-    async def attach_payment_method(self, *, customer_id: str, payment_method: str) -> None:
+    async def attach_payment_method(self, *, customer_id: str, payment_method: str) -> str | None:
         with stripe_errors():
             attached = await self.client.v1.payment_methods.attach_async(
                 payment_method, params={"customer": customer_id}
@@ -63,6 +63,9 @@ class StripeSubscriptions:
                 customer_id,
                 params={"invoice_settings": {"default_payment_method": str(attached.id)}},
             )
+        card = attached.to_dict().get("card") or {}
+        fingerprint = card.get("fingerprint")
+        return str(fingerprint) if fingerprint else None
 
     async def save_plan(
         self,

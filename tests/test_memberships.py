@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from ingress.controllers.webhooks import envelope_of
 from services.ledger.reconcile import reconcile
 from tests.conftest import auth, wait_processed
 from tests.test_http_api import charge_http
@@ -130,6 +131,16 @@ def parse(moment: str) -> datetime:
 async def batches(http, user: str) -> list[tuple[int, datetime]]:
     balance = (await http.get("/payment/credits/balance", headers=auth(user))).json()
     return [(b["remaining"], parse(b["expiresAt"])) for b in balance["batches"]]
+
+
+async def new_card(stripe_client, number: str | None = None) -> str:
+    """A payment method for a card of its own, or for `number` (localstripe fingerprints
+    the card number, as Stripe does: one card is one fingerprint on every account).
+    A trial is claimed per card, so tests that want a trial bring a card nobody used."""
+    number = number or f"4242{uuid.uuid4().int % 10**12:012d}"
+    card = {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+    created = await stripe_client.v1.payment_methods.create_async(params={"type": "card", "card": card})
+    return str(created.id)
 
 
 async def charged(http, user: str, credits: int) -> None:
@@ -354,10 +365,10 @@ async def test_a_deleted_subscription_cancels_once_and_older_state_cannot_revive
 
 
 async def test_trial_credits_are_a_batch_of_their_own_and_follow_the_policy(
-    http, engine, webhook_registered, user_id
+    http, engine, stripe_client, webhook_registered, user_id
 ):
     plan = await make_plan(http, credits=20, rollover="none", trialDays=7, trialCredits=4)
-    started = await subscribe(http, plan["id"], user_id)
+    started = await subscribe(http, plan["id"], user_id, paymentMethodId=await new_card(stripe_client))
     assert started.status_code == 200, started.text
     sub = started.json()["subscriptionId"]
     stripe_plan = await stripe_plan_id(engine, plan["id"])
@@ -514,3 +525,255 @@ async def test_a_period_is_granted_once_whatever_invoices_mention_it(
     history = (await http.get("/payment/credits/history", headers=auth(user_id))).json()["items"]
     assert [i["type"] for i in history].count("MEMBERSHIP_PAYMENT") == 1
     assert (await http.get("/payment/credits/balance", headers=auth(user_id))).json()["total"] == 7
+
+
+# Attacks on memberships (the "money safety under attack" issue, cases 2 and 4).
+
+
+async def cancel_now(http, user: str) -> None:
+    response = await http.post("/payment/memberships/cancel", json={"immediately": True},
+                               headers={**auth(user), "Idempotency-Key": str(uuid.uuid4())})
+    assert response.status_code == 200 and response.json()["status"] == "canceled", response.text
+
+
+async def localstripe_announced(engine, sub: str, timeout: float = 20) -> None:
+    """Wait until localstripe's own `customer.subscription.created` is applied, so a state
+    the test signs afterwards is the newest one (Stripe's timestamps are seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with engine.connect() as conn:
+            event_id = await conn.scalar(
+                text("SELECT event_id FROM stripe_events WHERE object_id = :s "
+                     "AND type = 'customer.subscription.created'"), {"s": sub})
+        if event_id is not None or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert event_id is not None, "localstripe announces every subscription it creates"
+    command_id = envelope_of({"id": event_id})["id"]
+    assert command_id in await wait_processed(engine, [command_id])
+
+
+async def stripe_runs_its_trial(http, engine, stripe_client, sub: str, plan_id: str) -> bool:
+    """What Stripe does for a subscription created with a trial: `trialing`, then a $0
+    invoice for the trial period. localstripe records the trial it was asked for but
+    emulates none of it, so the test sends Stripe's signed events. False if Stripe was
+    not asked for a trial (then localstripe charged the card and announced the invoice)."""
+    created = (await stripe_client.v1.subscriptions.retrieve_async(sub)).to_dict()
+    days = created.get("trial_period_days")
+    if not days:
+        return False
+    await localstripe_announced(engine, sub)
+    now = datetime.now(UTC).replace(microsecond=0)
+    trial_end = now + timedelta(days=days)
+    await deliver_twice(http, subscription_event(
+        sub, "updated", "trialing", current_period_start=_ts(now), current_period_end=_ts(trial_end)))
+    await deliver_twice(http, invoice_event(sub, now, trial_end, await stripe_plan_id(engine, plan_id),
+                                            amount=0))
+    return True
+
+
+async def trial_claims(engine, user: str) -> list[dict]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT t.membership_id, t.trial_days, t.card_fingerprint FROM membership_trials t "
+                 "WHERE t.user_id = :u"), {"u": user})
+        return [dict(r) for r in rows.mappings()]
+
+
+async def ledger_kinds(http, user: str) -> list[tuple[str, int, bool | None]]:
+    history = (await http.get("/payment/credits/history?limit=100", headers=auth(user))).json()
+    return sorted((i["type"], i["credits"], i["metadata"].get("trial")) for i in history["items"])
+
+
+async def test_cancel_and_resubscribe_never_gives_a_second_trial(
+    http, engine, stripe_client, webhook_registered, user_id
+):
+    """Attack: subscribe -> trial credits -> cancel at once -> subscribe again, forever,
+    with no card ever charged. A trial is claimed once per user, in Postgres, before
+    Stripe hears of it; a returning member's subscription simply starts paid."""
+    plan = await make_plan(http, credits=10, trialDays=7, trialCredits=20)
+    expected = 0
+    for attempt in range(3):
+        started = await subscribe(http, plan["id"], user_id,
+                                  paymentMethodId=await new_card(stripe_client))
+        assert started.status_code == 200, started.text
+        sub = started.json()["subscriptionId"]
+        trial = await stripe_runs_its_trial(http, engine, stripe_client, sub, plan["id"])
+        expected += 20 if trial else 10  # a trial's credits, else localstripe's paid invoice
+        assert (await wait_balance(http, user_id, expected))["total"] == expected
+        assert trial is (attempt == 0), f"attempt {attempt}: Stripe was asked for a trial again"
+        await wait_current(http, user_id, status="trialing" if trial else "active")
+        await cancel_now(http, user_id)
+    assert expected == 40
+    assert await ledger_kinds(http, user_id) == sorted(
+        [("MEMBERSHIP_PAYMENT", 20, True)] + [("MEMBERSHIP_PAYMENT", 10, False)] * 2
+    )
+    claims = await trial_claims(engine, user_id)
+    assert len(claims) == 1 and claims[0]["trial_days"] == 7 and claims[0]["card_fingerprint"]
+    async with engine.connect() as conn:
+        days = (await conn.execute(text(
+            "SELECT trial_days FROM memberships WHERE user_id = :u ORDER BY created_at"),
+            {"u": user_id})).scalars().all()
+    assert days == [7, 0, 0], "a membership that did not claim the trial records none"
+    assert await reconcile(engine) == []
+
+
+async def test_one_card_gets_one_trial_whichever_account_brings_it(
+    http, engine, stripe_client, webhook_registered, user_id
+):
+    """Attack: the same card on fresh accounts, one trial each. A trial is also claimed per
+    card fingerprint when a payment method is given (localstripe fingerprints a card by its
+    number, as Stripe does)."""
+    plan = await make_plan(http, credits=10, trialDays=7, trialCredits=20)
+    number = f"4242{uuid.uuid4().int % 10**12:012d}"
+    first, second = await new_card(stripe_client, number), await new_card(stripe_client, number)
+    prints = {(await stripe_client.v1.payment_methods.retrieve_async(pm)).card.fingerprint
+              for pm in (first, second)}
+    assert len(prints) == 1, "two payment methods of one card share its fingerprint"
+    other_user, third_user = f"{user_id}-b", f"{user_id}-c"
+    trials = {}
+    for user, card, credits in ((user_id, first, 20), (other_user, second, 10),
+                                (third_user, await new_card(stripe_client), 20)):
+        started = await subscribe(http, plan["id"], user, paymentMethodId=card)
+        assert started.status_code == 200, started.text
+        trials[user] = await stripe_runs_its_trial(
+            http, engine, stripe_client, started.json()["subscriptionId"], plan["id"])
+        assert (await wait_balance(http, user, credits))["total"] == credits, user
+    assert trials == {user_id: True, other_user: False, third_user: True}
+    assert [c["card_fingerprint"] for c in await trial_claims(engine, user_id)] == list(prints)
+    assert await trial_claims(engine, other_user) == []
+    assert await reconcile(engine) == []
+
+
+async def test_concurrent_accounts_with_one_card_claim_one_trial(
+    http, engine, stripe_client, webhook_registered, user_id
+):
+    """The per-card rule is the database's (a unique index), not a read-then-write: five
+    accounts subscribing at once with one card get one trial between them."""
+    plan = await make_plan(http, credits=10, trialDays=7, trialCredits=20)
+    number = f"4242{uuid.uuid4().int % 10**12:012d}"
+    users = [f"{user_id}-{i}" for i in range(5)]
+    cards = [await new_card(stripe_client, number) for _ in users]
+    answers = await asyncio.gather(*(subscribe(http, plan["id"], u, paymentMethodId=c)
+                                     for u, c in zip(users, cards, strict=True)))
+    assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
+    asked = [bool((await stripe_client.v1.subscriptions.retrieve_async(a.json()["subscriptionId"]))
+                  .to_dict().get("trial_period_days")) for a in answers]
+    assert asked.count(True) == 1, asked
+    async with engine.connect() as conn:
+        claims = await conn.scalar(text("SELECT count(*) FROM membership_trials "
+                                        "WHERE user_id = ANY(:users)"), {"users": users})
+    assert claims == 1
+
+
+async def test_the_worker_grants_trial_credits_only_to_a_membership_that_claimed_the_trial(
+    http, engine, stripe_client, webhook_registered, user_id
+):
+    """A membership row that says it has trial days but holds no claim (written by an
+    older ingress, or by hand) gets no trial credits from a $0 first invoice: it is a
+    period like any other (a 100% coupon), not a trial."""
+    plan = await make_plan(http, credits=10, trialDays=7, trialCredits=20)
+    await http.post("/payment/products/sync", headers=auth("ops", "admin"))
+    membership_id = uuid.uuid4()
+    customer = await stripe_client.v1.customers.create_async(params={"metadata": {"userId": user_id}})
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO memberships (id, user_id, plan_id, status, stripe_customer_id, "
+                 "trial_days) VALUES (:id, :u, :p, 'incomplete', :c, 7)"),
+            {"id": membership_id, "u": user_id, "p": plan["id"], "c": customer.id},
+        )
+    created = await stripe_client.v1.subscriptions.create_async(params={
+        "customer": customer.id, "trial_period_days": 7,
+        "items": [{"plan": await stripe_plan_id(engine, plan["id"])}],
+        "metadata": {"userId": user_id, "membershipId": str(membership_id), "planId": plan["id"]},
+    })
+    assert await stripe_runs_its_trial(http, engine, stripe_client, created.id, plan["id"])
+    assert (await wait_balance(http, user_id, 10))["total"] == 10
+    assert await ledger_kinds(http, user_id) == [("MEMBERSHIP_PAYMENT", 10, False)]
+    assert (await wait_current(http, user_id, status="active"))["status"] == "active"
+
+
+async def test_subscribe_refuses_a_grant_above_the_balance_limit_and_a_refusal_keeps_no_trial(
+    http, engine, stripe_client, settings, webhook_registered, user_id
+):
+    """MAX_CREDIT_BALANCE is checked before Stripe is called (PAY006), against the first
+    grant: the trial's credits if a trial is claimed, else the period's. A refused
+    subscribe (by us, or by Stripe) holds no trial claim: the next one gets the trial."""
+    over = settings.max_credit_balance + 1
+    card = await new_card(stripe_client)
+    for plan in (await make_plan(http, credits=10, trialDays=7, trialCredits=over),
+                 await make_plan(http, credits=over)):
+        refused = await subscribe(http, plan["id"], user_id, paymentMethodId=card)
+        assert refused.status_code == 422 and refused.json()["code"] == "PAY006", refused.text
+        assert refused.json()["details"]["limit"] == settings.max_credit_balance
+    plan = await make_plan(http, credits=10, trialDays=7, trialCredits=20)
+    await http.post("/payment/products/sync", headers=auth("ops", "admin"))
+    async with engine.begin() as conn:  # Stripe will refuse: the plan it is asked for is gone
+        real = await conn.scalar(
+            text("UPDATE membership_plans SET stripe_plan_id = 'plan_gone_' || id "
+                 "WHERE id = :id RETURNING stripe_plan_id"), {"id": plan["id"]})
+    refused = await subscribe(http, plan["id"], user_id, paymentMethodId=card)
+    assert refused.status_code == 402 and refused.json()["code"] == "PAY002", refused.text
+    async with engine.connect() as conn:
+        customer = await conn.scalar(
+            text("SELECT customer_id FROM stripe_customers WHERE user_id = :u"), {"u": user_id})
+    subs = await stripe_client.v1.subscriptions.list_async(params={"customer": customer})
+    assert subs.data == [], "nothing reached Stripe"
+    assert await trial_claims(engine, user_id) == [], "a refused subscribe gives the trial back"
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE membership_plans SET stripe_plan_terms = NULL WHERE id = :id"),
+                           {"id": plan["id"]})
+    started = await subscribe(http, plan["id"], user_id, paymentMethodId=card)
+    assert started.status_code == 200, started.text
+    assert real.startswith("plan_gone_")
+    assert await stripe_runs_its_trial(http, engine, stripe_client, started.json()["subscriptionId"],
+                                       plan["id"])
+    assert (await wait_balance(http, user_id, 20))["total"] == 20
+    assert len(await trial_claims(engine, user_id)) == 1
+
+
+# Case 4: periods 1, 3, then 2's invoice (a dunning retry collected late, or webhooks out of
+# order). Per policy, with nothing spent: the balance and batches [(remaining, expiry as a
+# period end index)] after period 3, then after period 2.
+LATE_INVOICE_CASES = {
+    "none": ((10, [(10, 3)]), (20, [(10, 2), (10, 3)])),
+    "capped:5": ((15, [(5, 3), (10, 3)]), (25, [(5, 3), (10, 2), (10, 3)])),
+    "one_cycle": ((20, [(10, 2), (10, 4)]), (30, [(10, 2), (10, 3), (10, 4)])),
+}
+
+
+@pytest.mark.parametrize("policy", list(LATE_INVOICE_CASES))
+async def test_a_late_invoice_of_an_earlier_period_leaves_the_later_periods_credits(
+    http, engine, webhook_registered, user_id, policy
+):
+    """Attack (or bad luck): period 2's invoice applied after period 3's used to roll over
+    every open batch of the membership, expiring period 3's whole grant. A renewal now
+    rolls over only the batches of periods that start before its own."""
+    plan = await make_plan(http, credits=10, rollover=policy)
+    membership = await subscribed(http, plan, user_id)
+    sub = membership["subscriptionId"]
+    stripe_plan = await stripe_plan_id(engine, plan["id"])
+    start, end = parse(membership["currentPeriodStart"]), parse(membership["currentPeriodEnd"])
+    ends = {n: start + (end - start) * n for n in range(1, 5)}
+    (after_third, third_batches), (after_second, second_batches) = LATE_INVOICE_CASES[policy]
+    await deliver_twice(http, invoice_event(sub, ends[2], ends[3], stripe_plan))
+    await wait_current(http, user_id, starts_at(ends[2]))
+    assert (await wait_balance(http, user_id, after_third))["total"] == after_third
+    assert sorted(await batches(http, user_id)) == sorted(
+        (n, ends[i] + GRACE) for n, i in third_batches)
+    late = invoice_event(sub, ends[1], ends[2], stripe_plan)
+    command_ids = []
+    for _ in range(2):
+        command_ids.append(uuid.UUID((await post_event(http, late)).json()["commandId"]))
+    done = await wait_processed(engine, command_ids)
+    assert {d["status"] for d in done.values()} == {"applied"}, done
+    balance = await wait_balance(http, user_id, after_second)
+    assert balance["total"] == after_second, (policy, await batches(http, user_id))
+    assert sorted(await batches(http, user_id)) == sorted(
+        (n, ends[i] + GRACE) for n, i in second_batches), "period 3's credits are intact"
+    history = (await http.get("/payment/credits/history?limit=100", headers=auth(user_id))).json()
+    paid = [i for i in history["items"] if i["type"] == "MEMBERSHIP_PAYMENT"]
+    assert sorted(i["metadata"]["periodStart"] for i in paid) == sorted(
+        moment.isoformat() for moment in (start, ends[1], ends[2])), "period 2 granted once"
+    assert parse((await current(http, user_id))["currentPeriodStart"]) == ends[2]
+    assert await reconcile(engine) == []

@@ -87,3 +87,25 @@ def test_eligibility_minimum_and_targets():
 def test_unknown_and_inactive_codes():
     assert reason(None) == "unknown"
     assert reason(code(active=False)) == "unknown"
+
+
+def test_a_free_trial_code_is_for_accounts_that_never_had_a_trial():
+    trial = code(kind="free_trial", percent_off=None, trial_days=14)
+    had = Usage(0, 0, False, user_had_trial=True)
+    assert reason(trial, target=PLAN, usage=had) == "trial_used"
+    assert evaluate(trial, PLAN, FRESH, "u", NOW).trial_days == 14
+    assert reason(code(kind="free_trial", percent_off=None, trial_days=14, allowed_users=["u-2"]),
+                  target=PLAN, usage=had) == "not_eligible", "checked after not_eligible"
+    assert reason(trial, target=PLAN, usage=Usage(0, 1, False, user_had_trial=True)) == "trial_used"
+
+
+def test_a_late_use_is_flagged_only_past_a_limit():
+    from services.fraud.rules import promo_over_limit
+
+    assert promo_over_limit("ONE", uses=1, usage_limit=1, user_uses=1, per_user_limit=1) is None
+    assert promo_over_limit("ANY", uses=50, usage_limit=None, user_uses=1, per_user_limit=1) is None
+    over = promo_over_limit("ONE", uses=2, usage_limit=1, user_uses=1, per_user_limit=1)
+    assert over is not None and (over.rule, over.severity, over.subject) == (
+        "promo_over_limit", "medium", "ONE")
+    mine = promo_over_limit("ANY", uses=2, usage_limit=None, user_uses=2, per_user_limit=1)
+    assert mine is not None and mine.details["userUses"] == 2

@@ -18,7 +18,15 @@ from services.promos.reservations import tidy_expired
 from services.promos.rules import Target
 from tests.conftest import auth
 from tests.test_fraud import flags_of
-from tests.test_memberships import invoice_event, make_plan, stripe_plan_id, wait_current
+from tests.test_memberships import (
+    invoice_event,
+    make_plan,
+    new_card,
+    stripe_plan_id,
+    stripe_runs_its_trial,
+    trial_claims,
+    wait_current,
+)
 from tests.test_purchases import intent_event, post_event, wait_balance
 
 ADMIN = auth("promo-admin", "admin")
@@ -205,7 +213,7 @@ async def test_a_failed_payment_that_later_succeeds_still_uses_up_the_code(
 
 
 async def test_a_free_trial_code_gives_its_days_to_a_new_membership(
-    http, engine, webhook_registered, user_id
+    http, engine, stripe_client, webhook_registered, user_id
 ):
     plan = await make_plan(http, credits=12)
     code = await new_code(http, "free_trial", trialDays=14, planIds=[plan["id"]])
@@ -213,7 +221,7 @@ async def test_a_free_trial_code_gives_its_days_to_a_new_membership(
     assert wrong.json()["details"]["reason"] == "not_applicable"
     started = await http.post(
         f"/payment/memberships/{plan['id']}/subscribe",
-        json={"paymentMethodId": "pm_card_visa", "promoCode": code["code"]},
+        json={"paymentMethodId": await new_card(stripe_client), "promoCode": code["code"]},
         headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())},
     )
     assert started.status_code == 200, started.text
@@ -296,3 +304,109 @@ async def test_validate_never_changes_anything(http, engine, pack):
     assert assigned is None
     assert answers["valid"] and answers["refused"], answers
     assert after == before
+
+
+async def test_a_late_success_after_a_failed_payment_counts_the_use_and_flags_the_overrun(
+    http, engine, pack, user_id
+):
+    """Attack: a failed payment (or the 30-minute expiry) releases the reservation, but the
+    PaymentIntent stays payable; paid later, it used to grant at the discounted price and
+    count no use. Every discounted payment that succeeds now counts its use, past the
+    limits if it must, and a use past a limit raises `promo_over_limit` (medium, no freeze)."""
+    code = await new_code(http, usageLimit=1)
+    first, second = user_id, f"{user_id}-b"
+    started = await buy(http, pack["id"], first, promoCode=code["code"])
+    assert started["amount"] == 1440
+    await post_event(http, intent_event(started["paymentIntentId"], first, 1440, kind="payment_failed"))
+    await wait_stat(http, code["id"], "released", 1)
+    other = await buy(http, pack["id"], second, promoCode=code["code"])
+    await post_event(http, intent_event(other["paymentIntentId"], second, 1440))
+    assert (await wait_balance(http, second, 23))["total"] == 23
+    # The first customer pays the same PaymentIntent after all (a retry with another card).
+    await post_event(http, intent_event(started["paymentIntentId"], first, 1440))
+    assert (await wait_balance(http, first, 23))["total"] == 23, "paid, so granted"
+    figures = await wait_stat(http, code["id"], "redemptions", 2)
+    assert (figures["redemptions"], figures["discountGiven"], figures["revenue"]) == (2, 720, 2880)
+    listed = {c["id"]: c for c in (await http.get("/payment/promo-codes/", headers=ADMIN)).json()}
+    assert (listed[code["id"]]["liveUses"], listed[code["id"]]["redemptions"]) == (2, 2)
+    async with engine.connect() as conn:
+        statuses = (await conn.execute(text(
+            "SELECT user_id, status FROM promo_reservations WHERE promo_code_id = :c ORDER BY user_id"),
+            {"c": code["id"]})).all()
+    assert [tuple(r) for r in statuses] == [(first, "redeemed"), (second, "redeemed")]
+    flags = await flags_of(http, first)
+    assert [(f["rule"], f["severity"], f["subject"]) for f in flags] == [
+        ("promo_over_limit", "medium", code["code"])]
+    assert flags[0]["details"]["uses"] == 2 and flags[0]["details"]["usageLimit"] == 1
+    assert flags[0]["frozenCredits"] == 0
+    balance = (await http.get("/payment/credits/balance", headers=auth(first))).json()
+    assert (balance["available"], balance["held"]) == (23, 0), "medium: nothing frozen"
+    assert await flags_of(http, second, timeout=0.5) == []
+    # The per-user limit too: the same customer fails, buys again with the code, then
+    # pays the first PaymentIntent as well.
+    mine = await new_code(http)  # perUserLimit 1, no usage limit
+    third = f"{user_id}-c"
+    failed = await buy(http, pack["id"], third, promoCode=mine["code"])
+    await post_event(http, intent_event(failed["paymentIntentId"], third, 1440, kind="payment_failed"))
+    await wait_stat(http, mine["id"], "released", 1)
+    again = await buy(http, pack["id"], third, promoCode=mine["code"])
+    for intent in (again["paymentIntentId"], failed["paymentIntentId"]):
+        await post_event(http, intent_event(intent, third, 1440))
+    assert (await wait_balance(http, third, 46))["total"] == 46
+    assert (await wait_stat(http, mine["id"], "redemptions", 2))["redemptions"] == 2
+    flagged = await flags_of(http, third)
+    assert [(f["rule"], f["details"]["userUses"], f["details"]["perUserLimit"]) for f in flagged] == [
+        ("promo_over_limit", 2, 1)]
+    assert await reconcile(engine) == []
+
+
+async def test_a_free_trial_code_is_refused_to_an_account_or_a_card_that_had_a_trial(
+    http, engine, stripe_client, webhook_registered, user_id
+):
+    """A free_trial code is all trial: for a user who already had a trial (any plan's or any
+    code's), or with a card that had one on another account, it is refused with PAY003
+    `trial_used` rather than quietly starting a paid subscription."""
+    plan = await make_plan(http, credits=10, trialDays=7, trialCredits=5)
+    code = await new_code(http, "free_trial", trialDays=14)
+    card_number = f"4242{uuid.uuid4().int % 10**12:012d}"
+    started = await http.post(
+        f"/payment/memberships/{plan['id']}/subscribe",
+        json={"paymentMethodId": await new_card(stripe_client, card_number)},
+        headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert started.status_code == 200, started.text
+    assert await stripe_runs_its_trial(http, engine, stripe_client, started.json()["subscriptionId"],
+                                       plan["id"])
+    assert (await wait_balance(http, user_id, 5))["total"] == 5
+    for call in ("validate", "apply"):
+        refused = await http.post(f"/payment/promo-codes/{call}",
+                                  json={"code": code["code"], "planId": plan["id"]},
+                                  headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())})
+        assert refused.status_code == 400 and refused.json()["code"] == "PAY003", refused.text
+        assert refused.json()["details"]["reason"] == "trial_used"
+    # Another account with the same card: the code is refused at subscribe, when the card
+    # is known, and nothing is left behind (no subscription, no claim, the use given back).
+    other = f"{user_id}-b"
+    refused = await http.post(
+        f"/payment/memberships/{plan['id']}/subscribe",
+        json={"paymentMethodId": await new_card(stripe_client, card_number), "promoCode": code["code"]},
+        headers={**auth(other), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert refused.status_code == 400 and refused.json()["details"]["reason"] == "trial_used", refused.text
+    assert await trial_claims(engine, other) == []
+    assert (await stats(http, code["id"]))["liveReservations"] == 0
+    async with engine.connect() as conn:
+        customer = await conn.scalar(
+            text("SELECT customer_id FROM stripe_customers WHERE user_id = :u"), {"u": other})
+    assert (await stripe_client.v1.subscriptions.list_async(params={"customer": customer})).data == []
+    # Without the code, the same account subscribes and simply pays.
+    paid = await http.post(
+        f"/payment/memberships/{plan['id']}/subscribe",
+        json={"paymentMethodId": await new_card(stripe_client, card_number)},
+        headers={**auth(other), "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert paid.status_code == 200, paid.text
+    assert not await stripe_runs_its_trial(http, engine, stripe_client, paid.json()["subscriptionId"],
+                                           plan["id"])
+    assert (await wait_balance(http, other, 10))["total"] == 10
+    assert await reconcile(engine) == []

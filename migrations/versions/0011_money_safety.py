@@ -23,7 +23,7 @@ Revises: 0010_membership_trials
 from alembic import op
 
 revision = "0011_money_safety"
-down_revision = "0009_report_indexes"  # TODO-merge: 0010_membership_trials
+down_revision = "0010_membership_trials"
 branch_labels = None
 depends_on = None
 

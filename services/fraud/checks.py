@@ -8,8 +8,9 @@ from sqlalchemy import text
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope
 from services.fraud.flags import raise_flag
-from services.fraud.rules import payment_failures, promo_abuse, purchase_velocity
+from services.fraud.rules import payment_failures, promo_abuse, promo_over_limit, purchase_velocity
 from services.ledger.context import LedgerContext
+from services.promos.codes import live_use
 
 PROMO_SOURCE = text(
     """
@@ -19,6 +20,21 @@ PROMO_SOURCE = text(
                AND o.status = 'redeemed' AND o.redeemed_at > :since) AS accounts
       FROM promo_reservations r JOIN promo_codes c ON c.id = r.promo_code_id
      WHERE r.id = :id
+    """
+)
+# A late redemption: its reservation had been released (a failed payment) or had lapsed
+# before the payment succeeded, so no limit was checked for it.
+OVER_LIMIT = text(
+    f"""
+    SELECT c.code, c.usage_limit, c.per_user_limit,
+           (SELECT count(*) FROM promo_reservations o
+             WHERE o.promo_code_id = r.promo_code_id AND {live_use("now()", "o")}) AS uses,
+           (SELECT count(*) FROM promo_reservations o
+             WHERE o.promo_code_id = r.promo_code_id AND o.user_id = r.user_id
+               AND {live_use("now()", "o")}) AS user_uses
+      FROM promo_reservations r JOIN promo_codes c ON c.id = r.promo_code_id
+     WHERE r.id = :id AND r.status = 'redeemed'
+       AND (r.released_at IS NOT NULL OR r.expires_at <= r.redeemed_at)
     """
 )
 COUNT = text(
@@ -59,12 +75,20 @@ async def after_failed_payment(
 async def after_promo_redeemed(
     ctx: LedgerContext, command: CommandEnvelope, reservation_id: Any
 ) -> list[EventEnvelope]:
-    """Many accounts redeeming one code from one client address: promo farming."""
+    """A late redemption past the code's limits; many accounts redeeming one code from one
+    client address (promo farming)."""
+    events: list[EventEnvelope] = []
+    late = (await ctx.conn.execute(OVER_LIMIT, {"id": reservation_id})).first()
+    if late is not None:
+        verdict = promo_over_limit(late.code, int(late.uses), late.usage_limit,
+                                   int(late.user_uses), late.per_user_limit)
+        if verdict:
+            events += await raise_flag(ctx, command, verdict)
     window = ctx.settings.fraud_promo_window_minutes
     since = ctx.now - timedelta(minutes=window)
     row = (await ctx.conn.execute(PROMO_SOURCE, {"id": reservation_id, "since": since})).first()
     if row is None or not row.source:
-        return []
+        return events
     verdict = promo_abuse(int(row.accounts), ctx.settings.fraud_max_promo_accounts_per_source,
                           row.code, row.source)
-    return await raise_flag(ctx, command, verdict) if verdict else []
+    return events + (await raise_flag(ctx, command, verdict) if verdict else [])

@@ -56,3 +56,17 @@ def promo_abuse(accounts: int, limit: int, code: str, source: str) -> Verdict | 
     return Verdict("promo_abuse", "medium",
                    {"accounts": accounts, "limit": limit, "code": code, "source": source},
                    subject=f"{code}:{source}"[:200])
+
+
+def promo_over_limit(code: str, uses: int, usage_limit: int | None, user_uses: int,
+                     per_user_limit: int) -> Verdict | None:
+    """A discounted payment that succeeded after its reservation was released or lapsed
+    took the code past its usage limit or the user past theirs. The use counts (the
+    money arrived); a human decides whether it was a retry or a way around the limit."""
+    over_total = usage_limit is not None and uses > usage_limit
+    if not over_total and user_uses <= per_user_limit:
+        return None
+    return Verdict("promo_over_limit", "medium",
+                   {"code": code, "uses": uses, "usageLimit": usage_limit, "userUses": user_uses,
+                    "perUserLimit": per_user_limit},
+                   subject=code)

@@ -127,8 +127,9 @@ async def grant_membership_period(ctx: LedgerContext, command: GrantMembershipPe
     plan = await plan_row(ctx.conn, plan_id)
     assert plan is not None  # memberships reference their plan
     previous = await store.previous_period(ctx.conn, membership["id"], p.period_start)
-    # A trial is the first period, unpaid, of a membership given trial days (by its plan
-    # or a free-trial code); a later $0 invoice (a 100% coupon) is a period like any other.
+    # A trial is the first period, unpaid, of a membership that claimed a trial at subscribe
+    # (`membership_trials`: once per user and per card); a $0 invoice of a membership
+    # without a claim, or a later one (a 100% coupon), is a period like any other.
     trial = p.amount_paid == 0 and previous is None and membership["trial_days"] > 0
     credits = plan["trial_credits"] if trial else plan["credits_per_period"]
     policy = Policy.parse(plan["rollover"])
@@ -136,7 +137,9 @@ async def grant_membership_period(ctx: LedgerContext, command: GrantMembershipPe
     expires_at = max(batch_expiry(policy, p.period_start, p.period_end, grace), ctx.now + grace)
     account = await lock_one(ctx, command.user_id, create=True)
     assert account is not None
-    rows = {row.id: row for row in await store.open_membership_batches(ctx.conn, membership["id"])}
+    # Only earlier periods' batches: a late invoice never touches a later period's credits.
+    earlier = await store.open_membership_batches(ctx.conn, membership["id"], p.period_start)
+    rows = {row.id: row for row in earlier}
     previous_grant = previous["grant_transaction_id"] if previous else None
     decision = decide(policy, [
         OpenCredits(r.id, r.remaining, previous_grant is not None and r.transaction_id == previous_grant)

@@ -31,8 +31,10 @@ class SubscriptionProvider(Protocol):
     async def create_customer(self, *, user_id: str, email: str | None, idempotency_key: str) -> str:
         ...
 
-    async def attach_payment_method(self, *, customer_id: str, payment_method: str) -> None:
-        """Attach a payment method and make it the customer's default for invoices."""
+    async def attach_payment_method(self, *, customer_id: str, payment_method: str) -> str | None:
+        """Attach a payment method and make it the customer's default for invoices;
+        returns its card's fingerprint (the same card on any account has the same one),
+        None when it is not a card."""
         ...
 
     async def save_plan(

@@ -14,7 +14,10 @@ LOCK = text(
     """
     SELECT m.id, m.user_id, m.plan_id, m.status, m.stripe_subscription_id, m.email,
            m.current_period_start, m.current_period_end, m.cancel_at_period_end,
-           m.stripe_state_at, m.failed_attempts, m.trial_days
+           m.stripe_state_at, m.failed_attempts,
+           -- a trial is the claim's (0 for a membership that claimed none)
+           coalesce((SELECT t.trial_days FROM membership_trials t WHERE t.membership_id = m.id),
+                    0) AS trial_days
       FROM memberships m
      WHERE m.stripe_subscription_id = :sub OR m.id = CAST(:mid AS uuid)
      ORDER BY (m.stripe_subscription_id = :sub) DESC NULLS LAST
@@ -31,14 +34,19 @@ PREVIOUS = text(
     "SELECT * FROM membership_periods WHERE membership_id = :m AND period_start < :start "
     "ORDER BY period_start DESC LIMIT 1"
 )
+# The batches a renewal may roll over: the grant and rollover batches of the periods that
+# start before the renewal's own. An invoice applied late (a dunning retry collected after
+# the next period's, or webhooks out of order) must not expire a later period's credits.
 OPEN_BATCHES = text(
     """
     SELECT b.id, b.remaining, b.expires_at, b.source, b.transaction_id
       FROM credit_batches b
      WHERE b.status = 'open' AND b.remaining > 0
        AND b.transaction_id IN (
-           SELECT grant_transaction_id FROM membership_periods WHERE membership_id = :m
-           UNION SELECT rollover_transaction_id FROM membership_periods WHERE membership_id = :m)
+           SELECT grant_transaction_id FROM membership_periods
+            WHERE membership_id = :m AND period_start < :start
+           UNION SELECT rollover_transaction_id FROM membership_periods
+            WHERE membership_id = :m AND period_start < :start)
      ORDER BY b.expires_at, b.acquired_at, b.id
        FOR UPDATE
     """
@@ -118,8 +126,11 @@ async def previous_period(
     return dict(row) if row else None
 
 
-async def open_membership_batches(conn: AsyncConnection, membership_id: uuid.UUID) -> list[Any]:
-    return list(await conn.execute(OPEN_BATCHES, {"m": membership_id}))
+async def open_membership_batches(
+    conn: AsyncConnection, membership_id: uuid.UUID, before: datetime
+) -> list[Any]:
+    """Open batches of the membership's periods that start before `before`, locked."""
+    return list(await conn.execute(OPEN_BATCHES, {"m": membership_id, "start": before}))
 
 
 async def insert_period(conn: AsyncConnection, **values: Any) -> None:

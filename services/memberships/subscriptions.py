@@ -3,8 +3,9 @@
 The membership row is written *before* Stripe is called, in the `incomplete` state
 that the database allows once per user (`memberships_one_live`): two concurrent
 subscribe calls cannot both reach Stripe, and Stripe's first webhook always finds the
-row (the subscription carries `membershipId`). No credits move here; the worker grants
-them from Stripe's signed invoice events. State that Stripe answers with (status,
+row (the subscription carries `membershipId`). A trial is claimed (once per user and
+per card, see `trials`) before Stripe is asked for one. No credits move here; the
+worker grants them from Stripe's signed invoice events. State that Stripe answers with (status,
 period, cancellation, plan) reaches the membership through a `membership.sync`
 command, the same path its webhooks take, so the worker is the only writer of it.
 """
@@ -18,7 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.commands import SubscriptionStatePayload, SyncMembership
-from services.errors import InvalidState, NotFound, SubscriptionAlreadyActive
+from services.errors import (
+    DependencyUnavailable,
+    InvalidState,
+    NotFound,
+    PaymentError,
+    SubscriptionAlreadyActive,
+)
+from services.memberships import trials
 from services.memberships.plan_sync import ensure_stripe_plan
 from services.memberships.plans import get_plan
 from services.memberships.ports import SubscriptionProvider, SubscriptionState
@@ -46,9 +54,7 @@ CREATE = text(
     "INSERT INTO memberships (id, user_id, plan_id, status, stripe_customer_id, email, trial_days) "
     "VALUES (:id, :u, :plan, 'incomplete', :customer, :email, :trial)"
 )
-TRIAL_CODE = text(
-    "UPDATE memberships SET trial_days = :trial, reservation_id = :reservation WHERE id = :id"
-)
+SET_RESERVATION = text("UPDATE memberships SET reservation_id = :reservation WHERE id = :id")
 LINK = text(
     "UPDATE memberships SET stripe_subscription_id = coalesce(stripe_subscription_id, :s), "
     "updated_at = now() WHERE id = :id"
@@ -152,6 +158,8 @@ async def subscribe(
 ) -> tuple[dict[str, Any], SyncMembership | None]:
     """Start (or, with `change`, switch) the user's membership; a free_trial code gives its
     trial days (redeemed at once: Stripe starts the trial when it creates the subscription).
+    A trial (the plan's or the code's) is claimed first, once per user and per card: a
+    returning member's subscription starts paid, and their free_trial code is refused.
 
     Returns the view for the caller and the sync command to publish. A repeated
     `membership_id` (the same Idempotency-Key) answers with the first subscription.
@@ -183,7 +191,7 @@ async def subscribe(
             await conn.execute(
                 CREATE,
                 {"id": membership_id, "u": user_id, "plan": plan_id, "customer": customer,
-                 "email": email, "trial": plan["trial_days"]},
+                 "email": email, "trial": 0},  # the claim, below, sets the trial's days
             )
     except IntegrityError as error:
         raise SubscriptionAlreadyActive("a membership is already being started") from error
@@ -194,9 +202,16 @@ async def subscribe(
             owner_id=membership_id, promo_code=promo_code, redemption_id=redemption_id,
             source=source,
         )
-        trial_days = promo.preview.trial_days if promo else plan["trial_days"]
+        card = None
         if payment_method:
-            await provider.attach_payment_method(customer_id=customer, payment_method=payment_method)
+            card = await provider.attach_payment_method(customer_id=customer,
+                                                        payment_method=payment_method)
+        async with engine.begin() as conn:
+            trial_days = await trials.claim(
+                conn, settings, plan, user_id=user_id, membership_id=membership_id,
+                offered_days=promo.preview.trial_days if promo else plan["trial_days"],
+                card_fingerprint=card, by_code=promo is not None,
+            )
         state = await provider.create_subscription(
             customer_id=customer,
             stripe_plan_id=stripe_plan,
@@ -205,16 +220,21 @@ async def subscribe(
             trial_days=trial_days,
             idempotency_key=f"pika-membership-{membership_id}",
         )
-    except Exception:
+    except Exception as error:
         await undo_promo(engine, promo)
+        # Refused (by Stripe, or by us before Stripe): the trial was not used. When Stripe's
+        # answer is unknown (unavailable, or a bug of ours) the claim stays: the
+        # subscription, and its trial, may exist.
+        refused = isinstance(error, PaymentError) and not isinstance(error, DependencyUnavailable)
         async with engine.begin() as conn:
             await conn.execute(ABANDON, {"id": membership_id})
+            if refused:
+                await trials.give_back(conn, membership_id)
         raise
     async with engine.begin() as conn:
         await conn.execute(LINK, {"s": state.id, "id": membership_id})
         if promo is not None:
-            await conn.execute(TRIAL_CODE, {"trial": trial_days, "reservation": promo.reservation_id,
-                                            "id": membership_id})
+            await conn.execute(SET_RESERVATION, {"reservation": promo.reservation_id, "id": membership_id})
             await reservations.redeem(conn, promo.reservation_id)
         row = (await conn.execute(BY_ID, {"id": membership_id})).mappings().one()
     return membership_view(row, state), sync_command(user_id, membership_id, state, membership_id)

@@ -8,6 +8,10 @@
 - The ledger worker *redeems* it when the payment succeeds (same transaction as the
   grant) and *releases* it when the payment fails. Abandoned ones simply expire:
   live uses count only reservations whose `expires_at` is ahead.
+- A payment that succeeds after its reservation was released or lapsed (Stripe keeps a
+  failed PaymentIntent payable) is redeemed all the same, past the code's limits if it
+  must be: no discounted money arrives uncounted. A use past a limit is flagged for a
+  human (`promo_over_limit`, see `services.fraud.checks.after_promo_redeemed`).
 """
 
 import uuid
@@ -28,6 +32,7 @@ USAGE = text(
               FROM promo_reservations WHERE promo_code_id = :code) r
     """
 )
+HAD_TRIAL = text("SELECT EXISTS (SELECT 1 FROM membership_trials WHERE user_id = :u)")
 HAS_PURCHASED = text(
     "SELECT EXISTS (SELECT 1 FROM purchases WHERE user_id = :u "
     "AND status IN ('succeeded', 'refunded'))"
@@ -48,11 +53,12 @@ ATTACH = text(
     "membership_id = coalesce(:membership, membership_id), expires_at = greatest(expires_at, :until) "
     "WHERE id = :id"
 )
-# A released use is redeemed too: released by a failed attempt or by time, then paid
-# after all (a retry on the same intent, a late webhook, `reconcile --stripe`).
+# A released (payment failed) or lapsed reservation is redeemed too: its PaymentIntent
+# stayed payable, and a discounted payment that succeeds always counts its use. The
+# release's `released_at` stays, so a late redemption is told from a timely one.
 REDEEM = text(
     "UPDATE promo_reservations SET status = 'redeemed', redeemed_at = now() "
-    "WHERE id = :id AND status IN ('reserved', 'released') RETURNING id"
+    "WHERE id = :id AND status <> 'redeemed' RETURNING id"
 )
 RELEASE = text(
     "UPDATE promo_reservations SET status = 'released', released_at = now(), release_reason = :why "
@@ -70,7 +76,8 @@ async def _preview(conn: AsyncConnection, code: dict[str, Any] | None, target: T
     if code is not None:
         counts = (await conn.execute(USAGE, {"code": code["id"], "u": user_id, "now": now})).one()
         purchased = bool(await conn.scalar(HAS_PURCHASED, {"u": user_id}))
-        usage = Usage(counts.total, counts.by_user, purchased)
+        had_trial = target.kind == "plan" and bool(await conn.scalar(HAD_TRIAL, {"u": user_id}))
+        usage = Usage(counts.total, counts.by_user, purchased, had_trial)
     return evaluate(code, target, usage, user_id, now)
 
 
@@ -147,9 +154,9 @@ async def attach(
 
 
 async def redeem(conn: AsyncConnection, reservation_id: uuid.UUID | None) -> bool:
-    """The payment succeeded: the use is final (even if the reservation had lapsed or a
-    failed attempt released it: the customer paid the discounted price, so the use is
-    honoured and counted, even past the code's limit)."""
+    """The payment succeeded: the use is final, even if the reservation had lapsed or was
+    released by a failed payment (the customer paid the discounted price, so the use is
+    honoured and counted, past the code's limits if it must be)."""
     if reservation_id is None:
         return False
     return await conn.scalar(REDEEM, {"id": reservation_id}) is not None

@@ -1,8 +1,10 @@
 """Whether a code applies, and what it gives: pure, so `validate` and `apply` agree.
 
 The checks run in a fixed order, so a refusal names the first reason a customer can
-act on: unknown, not_started, expired, not_applicable, not_eligible, minimum_not_met,
-already_used, usage_limit_reached. Money is integer minor units; a percentage
+act on: unknown, not_started, expired, not_applicable, not_eligible, trial_used,
+minimum_not_met, already_used, usage_limit_reached. `trial_used`: a free_trial code for
+an account that already had a trial (one per user, and per card, see
+`services.memberships.trials`). Money is integer minor units; a percentage
 discount is rounded down (the customer never gets more off than the code says).
 
 Which code fits what: percentage, fixed_amount and bonus_credits apply to credit packs
@@ -34,6 +36,8 @@ class Usage:
     """Live uses of the code: redeemed, or reserved and not expired."""
     by_user: int
     user_has_purchased: bool
+    user_had_trial: bool = False
+    """The user has claimed a membership trial (a plan's or a free_trial code's)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ def evaluate(code: dict[str, Any] | None, target: Target, usage: Usage, user_id:
     allowed = code["allowed_users"]
     if (allowed and user_id not in allowed) or (code["new_customers_only"] and usage.user_has_purchased):
         raise refuse("not_eligible", "this account cannot use the code")
+    if code["kind"] == "free_trial" and usage.user_had_trial:
+        raise refuse("trial_used", "this account has already had a free trial")
     minimum = code["minimum_amount_minor"]
     if minimum is not None and target.price < minimum:
         raise refuse("minimum_not_met", f"the code needs a purchase of at least {minimum}",
