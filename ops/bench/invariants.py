@@ -16,6 +16,8 @@ import math
 import statistics
 from collections.abc import AsyncIterator, Sequence
 
+import asyncpg
+
 from ops.bench.end_to_end import Phase
 from ops.bench.sql import connect
 from services.settings import Settings
@@ -40,26 +42,31 @@ def invariant_names() -> str:
     return ", ".join(t for triggers in INVARIANT_TRIGGERS.values() for t in triggers)
 
 
-async def set_invariant_triggers(settings: Settings, enabled: bool) -> None:
+async def switch_invariant_triggers(conn: asyncpg.Connection, enabled: bool) -> None:
     """ENABLE or DISABLE every invariant trigger in one transaction, then check pg_trigger says so.
 
     A trigger missing (renamed by a later migration) fails the ALTER, and so the run.
     """
     verb = "ENABLE" if enabled else "DISABLE"
     pairs = [(table, trigger) for table, triggers in INVARIANT_TRIGGERS.items() for trigger in triggers]
-    async with connect(settings) as conn:
-        await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-        async with conn.transaction():
-            for table, triggers in INVARIANT_TRIGGERS.items():
-                actions = ", ".join(f"{verb} TRIGGER {trigger}" for trigger in triggers)
-                await conn.execute(f"ALTER TABLE {table} {actions}")
-        rows = await conn.fetch(TRIGGER_STATES, [p[0] for p in pairs], [p[1] for p in pairs])
+    async with conn.transaction():
+        for table, triggers in INVARIANT_TRIGGERS.items():
+            actions = ", ".join(f"{verb} TRIGGER {trigger}" for trigger in triggers)
+            await conn.execute(f"ALTER TABLE {table} {actions}")
+    rows = await conn.fetch(TRIGGER_STATES, [p[0] for p in pairs], [p[1] for p in pairs])
     wanted = "O" if enabled else "D"  # pg_trigger.tgenabled: O = fires (origin), D = disabled
     states = {r["name"]: r["state"] for r in rows}
     names = [f"{table}.{trigger}" for table, trigger in pairs]
     wrong = [f"{n}={states.get(n, 'missing')}" for n in names if states.get(n) != wanted]
     if wrong:
         raise RuntimeError(f"invariant triggers not {verb.lower()}d: {', '.join(wrong)}")
+
+
+async def set_invariant_triggers(settings: Settings, enabled: bool) -> None:
+    """`switch_invariant_triggers` on a connection of its own, waiting at most LOCK_TIMEOUT."""
+    async with connect(settings) as conn:
+        await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        await switch_invariant_triggers(conn, enabled)
 
 
 @contextlib.asynccontextmanager
