@@ -21,8 +21,13 @@ drain them earliest expiry first and cross batch boundaries):
    code" and "Kafka + relay";
 4. end to end at full load: N charges published as fast as possible; the rate is
    N / (last `balance.changed` - first publish);
-5. end to end at half that rate, paced, for a few seconds: the latency target.
-The ledger is then reconciled; a discrepancy or a missing event fails the run.
+5. what the database invariants (the triggers of migration 0011) cost: the same full
+   load with them disabled, then once more with them enabled, so the "with" figure is
+   the mean of the phases either side of the "without" one (neither side gets the
+   warm-up); the triggers are enabled again whatever happens, before the reconcile;
+6. end to end at half the rate of 4, paced, for a few seconds: the latency target.
+The ledger is then reconciled; a discrepancy or a missing event fails the run. The
+reconcile checks the invariants' rules after the fact, the "without" phase's rows too.
 
 Funding writes what GrantCredits would, with set-based SQL (`fund`: grants through
 the ledger run at a few hundred a second here). Funding and baseline events stay in
@@ -39,6 +44,7 @@ Modules, in the order a run uses them:
 - `baselines`, `worker_code`, `timing`: phases (a), (b), (c) and how they are timed;
 - `children`, `event_watch`, `end_to_end`: the worker and relay processes, reading
   `balance.changed` back, and one end-to-end phase;
+- `invariants`: the invariant triggers switched off and on, and what they cost;
 - `machine`: CPU per process group and background load;
 - `phases`: all phases in order; `report`: the table.
 """

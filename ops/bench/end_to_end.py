@@ -44,6 +44,7 @@ class Phase:
     sent_at: dict[str, float] = field(default_factory=dict)
     rate: float = math.nan
     latencies: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process group, if metered
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q)

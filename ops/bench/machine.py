@@ -62,9 +62,13 @@ class CpuMeter:
         before, after = self.start.get(pid), cpu_seconds(pid)
         return after - before if before is not None and after is not None else 0.0
 
+    def used(self) -> dict[str, float]:
+        """CPU seconds of each process group since `begin`."""
+        return {n: sum(self._used(p) for p in ps) for n, ps in self.pids.items()}
+
     def report(self) -> str:
         wall = time.perf_counter() - self.at
-        used = {n: sum(self._used(p) for p in ps) for n, ps in self.pids.items()}
+        used = self.used()
         other = machine_busy_seconds() - self.machine - sum(used.values())
         parts = [f"{n} {v / wall:.0%}" for n, v in used.items()] + [f"other {other / wall:.0%}"]
         return f"CPU over {wall:.1f}s (100% = one core of {os.cpu_count()}): " + ", ".join(parts)

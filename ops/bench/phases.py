@@ -19,6 +19,7 @@ from ops.bench.console import console
 from ops.bench.end_to_end import Phase, latency_stages, run_e2e_phase
 from ops.bench.event_watch import EventWatch
 from ops.bench.funding import fund
+from ops.bench.invariants import cost_note, triggers_disabled
 from ops.bench.machine import CpuMeter, background_load, postgres_pids
 from ops.bench.sandbox import Run
 from ops.bench.sql import connect
@@ -45,6 +46,8 @@ class Results:
     worker_code_rate: float = math.nan
     full: Phase | None = None
     half: Phase | None = None
+    invariants_off: Phase | None = None  # full load again, the invariant triggers disabled
+    invariants_on_again: Phase | None = None  # and once more with them on, after the "off" phase
     half_target: float = math.nan
     rejected: int = 0
     discrepancies: list[str] = field(default_factory=list)
@@ -91,7 +94,7 @@ class MeasuredPhases:
     """The measured end-to-end phases: each one's CPU split, worker batches and latency stages.
 
     `metrics` holds the children's counters at the end of the last phase, the start of
-    the next one's: the two phases are measured back to back.
+    the next one's: the phases are measured back to back.
     """
 
     run: Run
@@ -110,6 +113,7 @@ class MeasuredPhases:
             label, self.producer, self.watch, self.run.settings, charges, rate, timeout
         )
         wall = time.perf_counter() - started
+        phase.cpu = self.meter.used()
         self.notes.append(f"{name} " + self.meter.report())
         before, self.metrics = self.metrics, await scrape_all(self.run.children)
         self.notes.append(f"{name} " + worker_report(before, self.metrics, wall))
@@ -118,9 +122,19 @@ class MeasuredPhases:
 
 
 async def end_to_end(
-    run: Run, results: Results, warm_up: list[Charge], full_load: list[Charge], paced_cap: int
+    run: Run,
+    results: Results,
+    warm_up: list[Charge],
+    full_load: list[Charge],
+    invariant_loads: tuple[list[Charge], list[Charge]],
+    paced_cap: int,
 ) -> None:
-    """Start the worker and relay, warm up, then the full-load and half-load phases."""
+    """Start the worker and relay, warm up, then the full-load and half-load phases.
+
+    Between them, what the invariant triggers cost: `invariant_loads` (full-load
+    workloads on fresh users) run with the triggers off, then on again; the full-load
+    phase before and the "on" phase after frame the "off" one.
+    """
     settings = run.settings
     console.print("[bold]end to end[/bold]: starting the worker and the relay")
     marked = await mark_backlog_sent(settings)
@@ -152,6 +166,17 @@ async def end_to_end(
         )
         results.full = full
 
+        off_load, on_load = invariant_loads
+        timeout = max(60.0, results.charges / 300)
+        async with triggers_disabled(settings):
+            results.invariants_off = await measured.phase(
+                "invariants off", "end to end, full load, invariant triggers off", off_load, None, timeout
+            )
+        results.invariants_on_again = await measured.phase(
+            "invariants on", "end to end, full load, invariant triggers on again", on_load, None, timeout
+        )
+        results.notes.append(cost_note([full, results.invariants_on_again], results.invariants_off))
+
         results.half_target = full.rate / 2
         count = max(1, min(paced_cap, int(results.half_target * PACED_SECONDS)))
         results.half = await measured.phase(
@@ -177,11 +202,12 @@ async def bench(run: Run, charges: int, users: int) -> Results:
     warm_users = min(users, 200)
     warm_count = min(1000, max(warm_users, charges // 10))
     paced_cap = PACED_MAX_FACTOR * charges
-    spread = {"a": users, "b": users, "c": users, "e": users, "w": warm_users}  # users per phase
+    # Users per phase; x and y: end to end with the invariant triggers off, then on again.
+    spread = {"a": users, "b": users, "c": users, "e": users, "x": users, "y": users, "w": warm_users}
     workloads = {phase: plan_charges(phase, charges, n) for phase, n in spread.items() if phase != "w"}
     workloads["w"] = plan_charges("w", warm_count, warm_users)
     console.print(
-        f"[bold]funding[/bold]: users of phases a, b, c, e (and p, the half-load phase, for up to "
+        f"[bold]funding[/bold]: users of phases a, b, c, e, x, y (and p, the half-load phase, for up to "
         f"{paced_cap} charges) x {users}, w (warm-up) x {warm_users}; 3 batches each"
     )
     funding = {
@@ -198,7 +224,8 @@ async def bench(run: Run, charges: int, users: int) -> Results:
     results.worker_code_rate, cpu = await worker_code(settings, workloads["c"])
     results.notes.append(cpu)
 
-    await end_to_end(run, results, workloads["w"], workloads["e"], paced_cap)
+    invariant_loads = (workloads["x"], workloads["y"])
+    await end_to_end(run, results, workloads["w"], workloads["e"], invariant_loads, paced_cap)
 
     console.print("[bold]reconcile[/bold]: every account, every transaction, every outbox row")
     results.rejected = await count_rejected(settings)

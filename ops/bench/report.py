@@ -8,6 +8,7 @@ from rich.table import Table
 from ops.bench.baselines import BASELINE_CONNECTIONS, SET_CHUNK
 from ops.bench.console import console
 from ops.bench.end_to_end import Phase
+from ops.bench.invariants import mean_rate
 from ops.bench.phases import Results
 
 LATENCY_TARGET_MS = 250.0
@@ -55,6 +56,19 @@ def print_results(results: Results) -> None:
     table.add_row("e2e / (a)", _ratio(ratio_a), f"target >= 1.0 {yes if met_a else no}")
     table.add_row("e2e / (b)", _ratio(full.rate / results.set_rate), "share of the set-based ceiling")
     table.add_row("e2e / (c)", _ratio(full.rate / results.worker_code_rate), "what Kafka + relay leave")
+    with_rate = mean_rate([results.full, results.invariants_on_again])
+    without_rate = mean_rate([results.invariants_off])
+    table.add_row(
+        "e2e without invariants", _rate(without_rate), "full load again, the 0011 invariant triggers disabled"
+    )
+    table.add_row(
+        "e2e with invariants", _rate(with_rate), "mean of full load and a repeat after the 'without' phase"
+    )
+    table.add_row(
+        "invariants: with / without",
+        _ratio(with_rate / without_rate),
+        "1.00 = free; below 1.00, what the triggers cost end to end",
+    )
     table.add_row("full load p50", _ms(full.p(0.5)), "publish -> balance.changed, queueing included")
     table.add_row("full load p99", _ms(full.p(0.99)), f"max {_ms(full.p(1.0))}")
     half_rate = len(half.ids) / max(1e-9, half.last_published - half.first) if half.ids else math.nan
