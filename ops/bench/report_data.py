@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ops.bench.console import console
+from ops.bench.invariants import switch_invariant_triggers
 
 CHUNK = 100_000
 DAY_SECONDS = 86_400
@@ -411,22 +412,13 @@ async def _step(label: str, work: Callable[[], Awaitable[object]]) -> None:
 # refunds name no charge and its balances follow the postings, not batch by batch. The
 # ledger's invariant triggers (migration 0011) would refuse it; they are off while it
 # loads, in this private database only, and the reports never depend on them.
-INVARIANT_TRIGGERS = (
-    ("ledger_transactions", "hold_not_oversettled"),
-    ("ledger_transactions", "refund_within_charge"),
-    ("accounts", "available_is_open_batches"),
-)
-
-
 async def load(conn: asyncpg.Connection, shape: Shape) -> dict[str, float]:
     """Load the whole data set; seconds per phase ("load", "vacuum")."""
-    for table, trigger in INVARIANT_TRIGGERS:
-        await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
+    await switch_invariant_triggers(conn, enabled=False)
     try:
         return await _load(conn, shape)
     finally:
-        for table, trigger in INVARIANT_TRIGGERS:
-            await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
+        await switch_invariant_triggers(conn, enabled=True)
 
 
 async def _load(conn: asyncpg.Connection, shape: Shape) -> dict[str, float]:
