@@ -7,10 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from schemas.base import WireModel
+from schemas.base import EXACTLY_INT, StrictBool, StrictInt, WireModel
 from schemas.commands import Credits, Metadata, Reason, UserId
 
-MinorUnits = Annotated[int, Field(gt=0, le=100_000_000, description="Money in minor units.")]
+MinorUnits = Annotated[
+    int, Field(gt=0, le=100_000_000, description="Money in minor units."), EXACTLY_INT
+]
 
 
 class TransactionType(StrEnum):
@@ -39,17 +41,17 @@ class ErrorBody(WireModel):
 class BatchRead(WireModel):
     id: uuid.UUID
     source: str = Field(examples=["PURCHASED"])
-    amount: int
-    remaining: int
+    amount: StrictInt
+    remaining: StrictInt
     acquired_at: datetime
     expires_at: datetime
 
 
 class BalanceRead(WireModel):
     user_id: str
-    available: int = Field(description="Spendable now.")
-    held: int = Field(description="Reserved by open holds.")
-    total: int
+    available: StrictInt = Field(description="Spendable now.")
+    held: StrictInt = Field(description="Reserved by open holds.")
+    total: StrictInt
     batches: list[BatchRead] = Field(description="Open batches in the order they are spent.")
 
 
@@ -59,18 +61,18 @@ class TransactionRead(WireModel):
     id: uuid.UUID
     user_id: str
     type: str
-    amount: int | None = Field(None, description="Money in minor units, where money moved.")
+    amount: StrictInt | None = Field(None, description="Money in minor units, where money moved.")
     currency: str | None = None
-    credits: int = Field(description="Change of the user's available credits (signed).")
-    held_credits: int = Field(description="Change of the user's held credits (signed).")
+    credits: StrictInt = Field(description="Change of the user's available credits (signed).")
+    held_credits: StrictInt = Field(description="Change of the user's held credits (signed).")
     status: str
     stripe_payment_intent_id: str | None = None
     reference: str | None = None
     related_transaction_id: uuid.UUID | None = None
     metadata: dict[str, Any]
     created_at: datetime
-    balance_after: int = Field(description="Available credits after this transaction.")
-    held_after: int
+    balance_after: StrictInt = Field(description="Available credits after this transaction.")
+    held_after: StrictInt
 
 
 class HistoryPage(WireModel):
@@ -121,23 +123,23 @@ Currency = Annotated[str, Field(pattern=r"^[a-z]{3}$", examples=["usd"])]
 class PackRead(WireModel):
     id: str
     name: str
-    credits: int
-    bonus_credits: int
-    list_price: int | None = Field(None, description="Before the promo discount.")
-    discount: int = Field(0, description="Minor units off (promo code).")
-    promo_bonus_credits: int = Field(0, description="Extra credits of a bonus_credits code.")
+    credits: StrictInt
+    bonus_credits: StrictInt
+    list_price: StrictInt | None = Field(None, description="Before the promo discount.")
+    discount: StrictInt = Field(0, description="Minor units off (promo code).")
+    promo_bonus_credits: StrictInt = Field(0, description="Extra credits of a bonus_credits code.")
     promo_code: str | None = None
-    price: int = Field(description="Minor units of `currency`.")
+    price: StrictInt = Field(description="Minor units of `currency`.")
     currency: str
-    price_per_credit: int = Field(description="Minor units per credit (bonus included), floor.")
-    active: bool
+    price_per_credit: StrictInt = Field(description="Minor units per credit (bonus included), floor.")
+    active: StrictBool
 
 
 class PackCreate(WireModel):
     id: PackId
     name: Annotated[str, Field(min_length=1, max_length=200)]
     credits: Credits
-    bonus_credits: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    bonus_credits: Annotated[int, Field(ge=0, le=1_000_000), EXACTLY_INT] = 0
     price: MinorUnits
     currency: Currency = "usd"
 
@@ -145,10 +147,10 @@ class PackCreate(WireModel):
 class PackUpdate(WireModel):
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     credits: Credits | None = None
-    bonus_credits: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    bonus_credits: Annotated[int, Field(ge=0, le=1_000_000), EXACTLY_INT] | None = None
     price: MinorUnits | None = None
     currency: Currency | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class PurchaseRequest(WireModel):
@@ -175,13 +177,13 @@ class PurchaseRead(WireModel):
     checkout_session_id: str | None = None
     url: str | None = Field(None, description="The Checkout page (mode checkout).")
     status: str
-    amount: int
+    amount: StrictInt
     currency: str
-    credits: int
-    bonus_credits: int
-    list_price: int | None = Field(None, description="Before the promo discount.")
-    discount: int = Field(0, description="Minor units off (promo code).")
-    promo_bonus_credits: int = Field(0, description="Extra credits of a bonus_credits code.")
+    credits: StrictInt
+    bonus_credits: StrictInt
+    list_price: StrictInt | None = Field(None, description="Before the promo discount.")
+    discount: StrictInt = Field(0, description="Minor units off (promo code).")
+    promo_bonus_credits: StrictInt = Field(0, description="Extra credits of a bonus_credits code.")
     promo_code: str | None = None
 
 
@@ -201,15 +203,15 @@ Interval = Literal["day", "week", "month", "year"]
 class PlanRead(WireModel):
     id: str
     name: str
-    price: int = Field(description="Minor units of `currency` per period.")
+    price: StrictInt = Field(description="Minor units of `currency` per period.")
     currency: str
     interval: str
-    interval_count: int
-    credits_per_period: int
+    interval_count: StrictInt
+    credits_per_period: StrictInt
     rollover: str
-    trial_days: int
-    trial_credits: int = Field(description="Credits of the trial period (a batch of its own).")
-    active: bool
+    trial_days: StrictInt
+    trial_credits: StrictInt = Field(description="Credits of the trial period (a batch of its own).")
+    active: StrictBool
 
 
 class PlanCreate(WireModel):
@@ -218,11 +220,11 @@ class PlanCreate(WireModel):
     price: MinorUnits
     currency: Currency = "usd"
     interval: Interval = "month"
-    interval_count: Annotated[int, Field(ge=1, le=12)] = 1
+    interval_count: Annotated[int, Field(ge=1, le=12), EXACTLY_INT] = 1
     credits_per_period: Credits
     rollover: Rollover = "none"
-    trial_days: Annotated[int, Field(ge=0, le=730)] = 0
-    trial_credits: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    trial_days: Annotated[int, Field(ge=0, le=730), EXACTLY_INT] = 0
+    trial_credits: Annotated[int, Field(ge=0, le=1_000_000), EXACTLY_INT] = 0
 
 
 class PlanUpdate(WireModel):
@@ -232,19 +234,19 @@ class PlanUpdate(WireModel):
     price: MinorUnits | None = None
     currency: Currency | None = None
     interval: Interval | None = None
-    interval_count: Annotated[int, Field(ge=1, le=12)] | None = None
+    interval_count: Annotated[int, Field(ge=1, le=12), EXACTLY_INT] | None = None
     credits_per_period: Credits | None = None
     rollover: Rollover | None = None
-    trial_days: Annotated[int, Field(ge=0, le=730)] | None = None
-    trial_credits: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    active: bool | None = None
+    trial_days: Annotated[int, Field(ge=0, le=730), EXACTLY_INT] | None = None
+    trial_credits: Annotated[int, Field(ge=0, le=1_000_000), EXACTLY_INT] | None = None
+    active: StrictBool | None = None
 
 
 class SubscribeRequest(WireModel):
     payment_method_id: Annotated[str, Field(max_length=255)] | None = Field(
         None, description="A payment method to attach and make the customer's default."
     )
-    change: bool = Field(
+    change: StrictBool = Field(
         False, description="Switch the active membership to this plan (Stripe prorates)."
     )
     promo_code: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
@@ -254,7 +256,7 @@ class SubscribeRequest(WireModel):
 
 
 class CancelRequest(WireModel):
-    immediately: bool = Field(
+    immediately: StrictBool = Field(
         False, description="End now instead of at the end of the paid period."
     )
 
@@ -268,9 +270,9 @@ class MembershipRead(WireModel):
     subscription_id: str | None = None
     current_period_start: datetime | None = None
     current_period_end: datetime | None = None
-    cancel_at_period_end: bool
+    cancel_at_period_end: StrictBool
     canceled_at: datetime | None = None
-    credits_this_period: int = Field(description="Credits granted for the current period.")
+    credits_this_period: StrictInt = Field(description="Credits granted for the current period.")
     client_secret: str | None = Field(
         None, description="Subscribe only: confirm the first invoice's PaymentIntent with it."
     )

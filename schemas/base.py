@@ -1,7 +1,43 @@
-"""Wire conventions shared by every contract: camelCase JSON, snake_case Python."""
+"""Wire conventions shared by every contract: camelCase JSON, snake_case Python, and
+numbers and booleans that are JSON numbers and booleans."""
 
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticKnownError
+from pydantic_core.core_schema import ErrorType
+
+
+def _exactly(kind: type, error: ErrorType) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if type(value) is not kind:  # a bool is an int subclass; "5" and 5.0 equal 5
+            raise PydanticKnownError(error)
+        return value
+
+    return check
+
+
+# Every int and bool field of a wire model (and the schema version) is checked by these.
+# Lax pydantic takes "5", true and 5.0 for the integer 5 (and "false" or 0 for False) on
+# HTTP and on Kafka alike: a contract that says integer must not move credits for a string.
+#
+# - A before-validator, not `Strict()`: Litestar validates a request body with
+#   `model_validate(body, strict=False)`, and a call's strict=False switches `Strict()`
+#   off. A type check cannot be switched off by the caller.
+# - Per field, not a strict model config: that would also refuse the JSON strings that
+#   carry UUIDs and datetimes when Litestar validates a decoded dict (Python mode).
+# - Last in the `Annotated`, after any constraint: `Annotated[int, Field(ge=0), EXACTLY_INT]`.
+#   A constraint after it still holds, but pydantic checks it in Python and the JSON
+#   Schema (OpenAPI, AsyncAPI) shows a raw `ge` instead of `minimum`.
+#
+# tests/test_strict_numbers.py walks every field of every wire model to keep all this so.
+EXACTLY_INT = BeforeValidator(_exactly(int, "int_type"))
+EXACTLY_BOOL = BeforeValidator(_exactly(bool, "bool_type"))
+StrictInt = Annotated[int, EXACTLY_INT]
+StrictBool = Annotated[bool, EXACTLY_BOOL]
+SchemaVersion = Annotated[Literal[1], EXACTLY_INT]  # pydantic's Literal[1] takes true and 1.0
 
 
 class WireModel(BaseModel):
@@ -9,7 +45,8 @@ class WireModel(BaseModel):
 
     JSON keys are camelCase (as in the seed's transaction record) on HTTP and Kafka
     alike; Python code reads snake_case attributes. Unknown keys are refused so a
-    typo in a command is an error, not a silently ignored field.
+    typo in a command is an error, not a silently ignored field. Ints and bools are
+    exactly ints and bools (see above).
     """
 
     model_config = ConfigDict(

@@ -13,10 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field, RootModel, TypeAdapter
 
-from schemas.base import WireModel
+from schemas.base import EXACTLY_INT, SchemaVersion, StrictBool, WireModel
 
 SCHEMA_VERSION = 1
-Credits = Annotated[int, Field(gt=0, le=1_000_000_000, description="Whole credits, > 0.")]
+Credits = Annotated[
+    int, Field(gt=0, le=1_000_000_000, description="Whole credits, > 0."), EXACTLY_INT
+]
+NonNegative = Annotated[int, Field(ge=0), EXACTLY_INT]
 UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 Reference = Annotated[str, Field(min_length=1, max_length=200)]
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
@@ -66,7 +69,7 @@ class CommandEnvelope(WireModel):
     """Fields every command carries (DESIGN.md §2)."""
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Idempotency key.")
-    schema_version: Literal[1] = Field(1, description="Contract version; others go to the DLQ.")
+    schema_version: SchemaVersion = Field(1, description="Contract version; others go to the DLQ.")
     occurred_at: datetime = Field(default_factory=_now)
     user_id: UserId = Field(description="Owner of the account the command acts on.")
     correlation_id: uuid.UUID | None = Field(None, description="Traces a request end to end.")
@@ -89,7 +92,9 @@ class ChargeCredits(CommandEnvelope):
 class HoldPayload(WireModel):
     credits: Credits
     reference: BookingReference
-    ttl_seconds: int | None = Field(None, gt=0, le=30 * 86_400, description="Hold lifetime.")
+    ttl_seconds: Annotated[int, Field(gt=0, le=30 * 86_400), EXACTLY_INT] | None = Field(
+        None, description="Hold lifetime."
+    )
     metadata: Metadata
 
 
@@ -184,7 +189,7 @@ class ConfirmPurchasePayload(WireModel):
     purchase_id: uuid.UUID | None = Field(
         None, description="From the intent's or session's metadata (Checkout: the only link)."
     )
-    amount_received: int = Field(ge=0, description="Minor units Stripe says it received.")
+    amount_received: NonNegative = Field(description="Minor units Stripe says it received.")
     currency: str = Field(pattern=r"^[a-z]{3}$")
     stripe_event_id: str = Field(min_length=1, max_length=255)
 
@@ -215,7 +220,7 @@ class FailPurchase(CommandEnvelope):
 
 class RevokePurchasePayload(WireModel):
     payment_intent_id: str = Field(min_length=1, max_length=255)
-    amount_refunded: int = Field(ge=0, description="Total refunded so far (Stripe's running sum).")
+    amount_refunded: NonNegative = Field(description="Total refunded so far (Stripe's running sum).")
     currency: str = Field(pattern=r"^[a-z]{3}$")
     stripe_event_id: str = Field(min_length=1, max_length=255)
 
@@ -269,7 +274,7 @@ class MembershipInvoicePayload(MembershipLink):
     stripe_plan_id: StripeId | None = Field(None, description="Plan of the invoice's line.")
     period_start: AwareDatetime
     period_end: AwareDatetime
-    amount_paid: int = Field(ge=0, description="Minor units paid (0 for a trial).")
+    amount_paid: NonNegative = Field(description="Minor units paid (0 for a trial).")
     currency: str = Field(pattern=r"^[a-z]{3}$")
     billing_reason: str | None = Field(None, max_length=64)
 
@@ -287,8 +292,10 @@ class GrantMembershipPeriod(CommandEnvelope):
 
 class MembershipFailurePayload(MembershipLink):
     invoice_id: StripeId
-    attempt: int = Field(ge=1, le=1000, description="Stripe's attempt_count.")
-    amount_due: int = Field(ge=0)
+    attempt: Annotated[int, Field(ge=1, le=1000), EXACTLY_INT] = Field(
+        description="Stripe's attempt_count."
+    )
+    amount_due: NonNegative
     currency: str = Field(pattern=r"^[a-z]{3}$")
     failure_code: str | None = Field(None, max_length=100)
 
@@ -305,10 +312,10 @@ class SubscriptionStatePayload(MembershipLink):
     stripe_plan_id: StripeId | None = None
     current_period_start: AwareDatetime | None = None
     current_period_end: AwareDatetime | None = None
-    cancel_at_period_end: bool = False
+    cancel_at_period_end: StrictBool = False
     canceled_at: AwareDatetime | None = None
     ended_at: AwareDatetime | None = None
-    stripe_created: int = Field(ge=0, description="The event's `created`: newer state wins.")
+    stripe_created: NonNegative = Field(description="The event's `created`: newer state wins.")
 
 
 class SyncMembership(CommandEnvelope):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, TypeAdapter, model_validator
 
-from schemas.base import WireModel
+from schemas.base import EXACTLY_INT, SchemaVersion, StrictBool, StrictInt, WireModel
 
 
 def _now() -> datetime:
@@ -20,7 +20,7 @@ def _now() -> datetime:
 
 class EventEnvelope(WireModel):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Event id: dedupe on it.")
-    schema_version: Literal[1] = 1
+    schema_version: SchemaVersion = 1
     occurred_at: datetime = Field(default_factory=_now)
     user_id: str
     correlation_id: uuid.UUID | None = None
@@ -29,11 +29,11 @@ class EventEnvelope(WireModel):
 
 
 class BalanceChangedPayload(WireModel):
-    available: int = Field(description="Spendable credits after the change.")
-    held: int = Field(description="Credits reserved by open holds after the change.")
-    total: int = Field(description="available + held.")
-    delta: int = Field(description="Change of available credits.")
-    held_delta: int = Field(0, description="Change of held credits.")
+    available: StrictInt = Field(description="Spendable credits after the change.")
+    held: StrictInt = Field(description="Credits reserved by open holds after the change.")
+    total: StrictInt = Field(description="available + held.")
+    delta: StrictInt = Field(description="Change of available credits.")
+    held_delta: StrictInt = Field(0, description="Change of held credits.")
     transaction_id: uuid.UUID
     transaction_type: str
 
@@ -48,7 +48,7 @@ class LedgerFactPayload(WireModel):
 
     transaction_id: uuid.UUID
     transaction_type: str
-    credits: int = Field(description="Credits moved (positive).")
+    credits: StrictInt = Field(description="Credits moved (positive).")
     reference: str | None = None
     hold_id: uuid.UUID | None = None
     batches: list[dict[str, Any]] = Field(
@@ -114,7 +114,7 @@ class PaymentPayload(WireModel):
     (membership, plan and invoice set)."""
 
     purchase_id: uuid.UUID | None = None
-    refunded: int = Field(0, description="Minor units refunded so far.")
+    refunded: StrictInt = Field(0, description="Minor units refunded so far.")
     pack_id: str | None = None
     payment_intent_id: str | None = None
     membership_id: uuid.UUID | None = None
@@ -122,14 +122,14 @@ class PaymentPayload(WireModel):
     plan_name: str | None = None
     invoice_id: str | None = None
     email: str | None = Field(None, description="Where a dunning notice goes, if known.")
-    amount: int = Field(description="Minor units.")
+    amount: StrictInt = Field(description="Minor units.")
     currency: str
-    credits: int
-    bonus_credits: int = 0
+    credits: StrictInt
+    bonus_credits: StrictInt = 0
     code: str | None = Field(None, description="PAY002 when the payment failed.")
     failure_code: str | None = None
-    attempt: int | None = Field(
-        None, ge=1, description="Which collection attempt failed (renewal dunning); None: one-off."
+    attempt: Annotated[int, Field(ge=1), EXACTLY_INT] | None = Field(
+        None, description="Which collection attempt failed (renewal dunning); None: one-off."
     )
 
 
@@ -149,8 +149,8 @@ class FraudFlagPayload(WireModel):
     flag_id: uuid.UUID | None = Field(None, description="The fraud_flags row an admin resolves.")
     purchase_id: uuid.UUID | None = None
     payment_intent_id: str | None = None
-    shortfall_credits: int = 0
-    frozen_credits: int = Field(0, description="Purchased credits held until an admin decides.")
+    shortfall_credits: StrictInt = 0
+    frozen_credits: StrictInt = Field(0, description="Purchased credits held until an admin decides.")
     details: dict[str, Any] = Field(default_factory=dict, description="Counts and thresholds.")
 
 
@@ -165,8 +165,8 @@ class FraudResolvedPayload(WireModel):
     flag_id: uuid.UUID
     reason: str
     resolution: Literal["cleared", "confirmed"]
-    released_credits: int = Field(0, description="Frozen credits given back (cleared).")
-    revoked_credits: int = Field(0, description="Frozen credits taken back (confirmed).")
+    released_credits: StrictInt = Field(0, description="Frozen credits given back (cleared).")
+    revoked_credits: StrictInt = Field(0, description="Frozen credits taken back (confirmed).")
 
 
 class FraudResolved(EventEnvelope):
@@ -188,12 +188,12 @@ class ReceiptPayload(WireModel):
     purchase_id: uuid.UUID
     pack_id: str
     pack_name: str
-    credits: int
-    bonus_credits: int
-    amount: int
+    credits: StrictInt
+    bonus_credits: StrictInt
+    amount: StrictInt
     currency: str
     email: str | None = None
-    balance_after: int
+    balance_after: StrictInt
 
 
 class ReceiptRequested(EventEnvelope):
@@ -209,11 +209,15 @@ class MembershipPayload(WireModel):
     plan_name: str
     period_start: AwareDatetime = Field(description="Start of the paid period.")
     period_end: AwareDatetime = Field(description="End of the paid period (exclusive).")
-    credits_granted: int = Field(ge=0, description="Credits the period granted.")
-    amount: int = Field(ge=0, description="Minor units paid for the period.")
+    credits_granted: Annotated[int, Field(ge=0), EXACTLY_INT] = Field(
+        description="Credits the period granted."
+    )
+    amount: Annotated[int, Field(ge=0), EXACTLY_INT] = Field(
+        description="Minor units paid for the period."
+    )
     currency: str
     email: str | None = Field(None, description="The user's email, if known.")
-    balance_after: int | None = Field(None, description="Available credits after the grant.")
+    balance_after: StrictInt | None = Field(None, description="Available credits after the grant.")
 
     @model_validator(mode="after")
     def _period_in_order(self) -> "MembershipPayload":
@@ -243,7 +247,7 @@ class MembershipStatePayload(WireModel):
     membership_id: uuid.UUID
     plan_id: str
     status: str = Field(examples=["past_due"])
-    cancel_at_period_end: bool
+    cancel_at_period_end: StrictBool
     current_period_end: AwareDatetime | None = None
 
 
@@ -270,7 +274,7 @@ class MembershipRenewed(EventEnvelope):
 
 class ExpiringBatch(WireModel):
     batch_id: uuid.UUID
-    remaining: int = Field(description="Credits left in the batch when the reminder was made.")
+    remaining: StrictInt = Field(description="Credits left in the batch when the reminder was made.")
     expires_at: datetime
 
 
@@ -278,8 +282,8 @@ class CreditsExpiringPayload(WireModel):
     """A reminder, not a ledger change: published by `pika-payment remind`, not the outbox."""
 
     batches: list[ExpiringBatch] = Field(min_length=1)
-    credits: int = Field(description="Sum of `remaining` over the batches.")
-    within_days: int = Field(description="The reminder window (EXPIRY_REMINDER_DAYS).")
+    credits: StrictInt = Field(description="Sum of `remaining` over the batches.")
+    within_days: StrictInt = Field(description="The reminder window (EXPIRY_REMINDER_DAYS).")
     email: str | None = Field(None, description="The user's latest purchase email, if known.")
 
 

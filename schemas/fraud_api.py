@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schemas.base import WireModel
+from schemas.base import StrictInt, WireModel
 from schemas.commands import Reason
 
 
@@ -18,7 +18,7 @@ class FraudFlagRead(WireModel):
     severity: str
     status: Literal["open", "cleared", "confirmed"]
     details: dict[str, Any]
-    frozen_credits: int = Field(description="Purchased credits held until resolved.")
+    frozen_credits: StrictInt = Field(description="Purchased credits held until resolved.")
     created_at: datetime
     resolved_at: datetime | None = None
     resolved_by: str | None = None

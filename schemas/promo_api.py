@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, model_validator
 
 from schemas.api import Currency, MinorUnits, PackId, PlanId
-from schemas.base import WireModel
+from schemas.base import EXACTLY_INT, StrictBool, StrictInt, WireModel
 from schemas.commands import UserId
 
 PromoKind = Literal["percentage", "fixed_amount", "bonus_credits", "free_trial"]
@@ -23,17 +23,17 @@ VALUE_FIELDS = ("percent_off", "amount_off", "currency", "bonus_credits", "bonus
 
 
 class PromoLimits(WireModel):
-    usage_limit: Annotated[int, Field(gt=0, le=10_000_000)] | None = Field(
+    usage_limit: Annotated[int, Field(gt=0, le=10_000_000), EXACTLY_INT] | None = Field(
         None, description="Uses in all (none: unlimited).")
-    per_user_limit: Annotated[int, Field(gt=0, le=1000)] = Field(1, description="Uses per user.")
-    new_customers_only: bool = Field(False, description="Only users without a completed purchase.")
+    per_user_limit: Annotated[int, Field(gt=0, le=1000), EXACTLY_INT] = Field(1, description="Uses per user.")
+    new_customers_only: StrictBool = Field(False, description="Only users without a completed purchase.")
     allowed_users: Annotated[list[UserId], Field(max_length=1000)] | None = None
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = Field(None, description="Exclusive: refused from this second.")
     minimum_amount: MinorUnits | None = Field(None, description="Least list price it applies to.")
     pack_ids: Annotated[list[PackId], Field(max_length=200)] | None = None
     plan_ids: Annotated[list[PlanId], Field(max_length=200)] | None = None
-    active: bool = True
+    active: StrictBool = True
 
     @model_validator(mode="after")
     def _window_in_order(self) -> "PromoLimits":
@@ -45,15 +45,17 @@ class PromoLimits(WireModel):
 class PromoCodeCreate(PromoLimits):
     code: CodeText
     kind: PromoKind
-    percent_off: Annotated[int, Field(ge=10, le=50)] | None = Field(None, description="percentage")
-    amount_off: Annotated[int, Field(ge=500, le=5000)] | None = Field(
+    percent_off: Annotated[int, Field(ge=10, le=50), EXACTLY_INT] | None = Field(
+        None, description="percentage")
+    amount_off: Annotated[int, Field(ge=500, le=5000), EXACTLY_INT] | None = Field(
         None, description="fixed_amount: minor units off ($5-$50)")
     currency: Currency | None = Field(None, description="fixed_amount: currency of amountOff")
-    bonus_credits: Annotated[int, Field(gt=0, le=1_000_000)] | None = Field(
+    bonus_credits: Annotated[int, Field(gt=0, le=1_000_000), EXACTLY_INT] | None = Field(
         None, description="bonus_credits: extra credits on the purchase")
-    bonus_expiry_days: Annotated[int, Field(gt=0, le=3650)] | None = Field(
+    bonus_expiry_days: Annotated[int, Field(gt=0, le=3650), EXACTLY_INT] | None = Field(
         None, description="bonus_credits: their lifetime (default CREDIT_EXPIRY_DAYS)")
-    trial_days: Annotated[int, Field(ge=1, le=365)] | None = Field(None, description="free_trial")
+    trial_days: Annotated[int, Field(ge=1, le=365), EXACTLY_INT] | None = Field(
+        None, description="free_trial")
 
     @model_validator(mode="after")
     def _kind_has_its_values(self) -> "PromoCodeCreate":
@@ -70,41 +72,41 @@ class PromoCodeCreate(PromoLimits):
 class PromoCodeUpdate(WireModel):
     """Limits, dates and the active flag; what a code gives never changes."""
 
-    usage_limit: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
-    per_user_limit: Annotated[int, Field(gt=0, le=1000)] | None = None
-    new_customers_only: bool | None = None
+    usage_limit: Annotated[int, Field(gt=0, le=10_000_000), EXACTLY_INT] | None = None
+    per_user_limit: Annotated[int, Field(gt=0, le=1000), EXACTLY_INT] | None = None
+    new_customers_only: StrictBool | None = None
     allowed_users: Annotated[list[UserId], Field(max_length=1000)] | None = None
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
     minimum_amount: MinorUnits | None = None
     pack_ids: Annotated[list[PackId], Field(max_length=200)] | None = None
     plan_ids: Annotated[list[PlanId], Field(max_length=200)] | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class PromoCodeRead(WireModel):
     id: uuid.UUID
     code: str
     kind: str
-    percent_off: int | None = None
-    amount_off: int | None = None
+    percent_off: StrictInt | None = None
+    amount_off: StrictInt | None = None
     currency: str | None = None
-    bonus_credits: int | None = None
-    bonus_expiry_days: int | None = None
-    trial_days: int | None = None
-    usage_limit: int | None = None
-    per_user_limit: int
-    new_customers_only: bool
+    bonus_credits: StrictInt | None = None
+    bonus_expiry_days: StrictInt | None = None
+    trial_days: StrictInt | None = None
+    usage_limit: StrictInt | None = None
+    per_user_limit: StrictInt
+    new_customers_only: StrictBool
     allowed_users: list[str] | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-    minimum_amount: int | None = None
+    minimum_amount: StrictInt | None = None
     pack_ids: list[str] | None = None
     plan_ids: list[str] | None = None
-    active: bool
+    active: StrictBool
     created_at: datetime
-    live_uses: int | None = Field(None, description="Redeemed, or reserved and not expired.")
-    redemptions: int | None = None
+    live_uses: StrictInt | None = Field(None, description="Redeemed, or reserved and not expired.")
+    redemptions: StrictInt | None = None
 
 
 class PromoTarget(WireModel):
@@ -120,14 +122,14 @@ class PromoTarget(WireModel):
 
 
 class PromoPreviewRead(WireModel):
-    valid: bool = True
+    valid: StrictBool = True
     code: str
-    original_price: int = Field(description="Minor units before the discount.")
-    discount: int
-    final_price: int
+    original_price: StrictInt = Field(description="Minor units before the discount.")
+    discount: StrictInt
+    final_price: StrictInt
     currency: str
-    bonus_credits: int
-    trial_days: int
+    bonus_credits: StrictInt
+    trial_days: StrictInt
 
 
 class PromoApplyRead(PromoPreviewRead):
@@ -138,13 +140,13 @@ class PromoApplyRead(PromoPreviewRead):
 class PromoStatsRead(WireModel):
     code_id: uuid.UUID
     code: str
-    reservations: int = Field(description="Every apply, whatever became of it.")
-    live_reservations: int
-    redemptions: int
-    released: int
-    discount_given: int = Field(description="Minor units off, over redeemed purchases.")
-    revenue: int = Field(description="Minor units paid for the purchases that used the code.")
+    reservations: StrictInt = Field(description="Every apply, whatever became of it.")
+    live_reservations: StrictInt
+    redemptions: StrictInt
+    released: StrictInt
+    discount_given: StrictInt = Field(description="Minor units off, over redeemed purchases.")
+    revenue: StrictInt = Field(description="Minor units paid for the purchases that used the code.")
     currency: str | None = None
-    bonus_credits_granted: int
-    bonus_credits_spent: int
-    bonus_credits_clawed_back: int
+    bonus_credits_granted: StrictInt
+    bonus_credits_spent: StrictInt
+    bonus_credits_clawed_back: StrictInt

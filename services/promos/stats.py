@@ -30,17 +30,18 @@ STATS = text(
           JOIN ledger_transactions t ON t.id = a.transaction_id
          WHERE {NOT_A_FREEZE}
     )
+    -- sum(bigint) is numeric (a Decimal): cast back, the wire model takes integers only.
     SELECT (SELECT count(*) FROM r) AS reservations,
            (SELECT count(*) FROM r WHERE status = 'reserved' AND expires_at > now()) AS live,
            (SELECT count(*) FROM r WHERE status = 'redeemed') AS redemptions,
            (SELECT count(*) FROM r WHERE status = 'released'
                 OR (status = 'reserved' AND expires_at <= now())) AS released,
-           (SELECT coalesce(sum(discount_minor), 0) FROM paid) AS discount_given,
-           (SELECT coalesce(sum(amount_minor - refunded_minor), 0) FROM paid) AS revenue,
+           (SELECT coalesce(sum(discount_minor), 0)::bigint FROM paid) AS discount_given,
+           (SELECT coalesce(sum(amount_minor - refunded_minor), 0)::bigint FROM paid) AS revenue,
            (SELECT min(currency) FROM paid) AS currency,
-           (SELECT coalesce(sum(amount), 0) FROM bonus) AS bonus_granted,
-           (SELECT coalesce(-sum(amount), 0) FROM moved t WHERE {SPENDING}) AS bonus_spent,
-           (SELECT coalesce(-sum(amount), 0) FROM moved WHERE type = 'PURCHASE_REVERSAL')
+           (SELECT coalesce(sum(amount), 0)::bigint FROM bonus) AS bonus_granted,
+           (SELECT coalesce(-sum(amount), 0)::bigint FROM moved t WHERE {SPENDING}) AS bonus_spent,
+           (SELECT coalesce(-sum(amount), 0)::bigint FROM moved WHERE type = 'PURCHASE_REVERSAL')
                AS bonus_clawed
     """
 )
