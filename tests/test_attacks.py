@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
+from ingress.controllers.webhooks import envelope_of
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.ledger.reconcile import reconcile
 from tests.conftest import auth, publish, wait_processed
@@ -40,22 +41,6 @@ async def until(http, user: str, done: Callable[[dict], bool], timeout: float = 
         await asyncio.sleep(0.1)
 
 
-async def quiet(engine, user: str, seconds: float = 1.0) -> None:
-    """Wait until the user's ledger has not changed for `seconds` (events settled)."""
-    last, stable_since = -1, time.monotonic()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        async with engine.connect() as conn:
-            count = await conn.scalar(
-                text("SELECT count(*) FROM ledger_transactions WHERE user_id = :u"), {"u": user}
-            )
-        if count != last:
-            last, stable_since = count, time.monotonic()
-        elif time.monotonic() - stable_since >= seconds:
-            return
-        await asyncio.sleep(0.1)
-
-
 async def ledger(engine, user: str) -> list[tuple[str, int]]:
     async with engine.connect() as conn:
         rows = await conn.execute(
@@ -74,36 +59,30 @@ async def purchase_debt(engine, intent: str) -> tuple[int, int, int]:
     return (row[0], row[1], row[2])
 
 
-async def debt_becomes(engine, intent: str, done: Callable[[tuple[int, int, int]], bool]) -> tuple:
-    """The purchase's (owed, clawed, shortfall) once `done` holds (or after 20 s)."""
-    deadline = time.monotonic() + 20
-    debt = await purchase_debt(engine, intent)
-    while not done(debt) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-        debt = await purchase_debt(engine, intent)
-    return debt
+async def shortfall(engine, intent: str) -> int:
+    """What the purchase still owes (the column that predates `owed_credits`)."""
+    async with engine.connect() as conn:
+        return int(await conn.scalar(
+            text("SELECT shortfall_credits FROM purchases WHERE payment_intent_id = :pi"),
+            {"pi": intent}))
 
 
-async def dispute(http, intent: str, outcome: str | None = None, dispute_id: str | None = None) -> str:
+async def delivered(http, engine, event: dict) -> dict:
+    """Post a signed Stripe event and wait until the worker applied its command."""
+    response = await post_event(http, event)
+    assert response.status_code == 200, response.text
+    command_id = envelope_of(event)["id"]
+    done = await wait_processed(engine, [command_id])
+    return done[command_id]
+
+
+async def dispute(http, engine, intent: str, outcome: str | None = None,
+                  dispute_id: str | None = None) -> str:
+    """Open (or close with `outcome`) a dispute and wait until the worker applied it."""
     dispute_id = dispute_id or f"dp_{uuid.uuid4().hex[:10]}"
     kind, status = ("closed", outcome) if outcome else ("created", "needs_response")
-    response = await post_event(http, dispute_event(intent, dispute_id, kind, status))
-    assert response.status_code == 200, response.text
+    await delivered(http, engine, dispute_event(intent, dispute_id, kind, status))
     return dispute_id
-
-
-async def recorded(engine, dispute_id: str, status: str = "open", timeout: float = 20) -> None:
-    """Wait until the worker has applied the dispute's event (it may freeze nothing)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        async with engine.connect() as conn:
-            found = await conn.scalar(
-                text("SELECT status FROM purchase_disputes WHERE dispute_id = :d"), {"d": dispute_id}
-            )
-        if found == status:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"dispute {dispute_id} never became {status}")
 
 
 async def booking_hold(http, user: str, credits: int, reference: str) -> str:
@@ -119,8 +98,7 @@ async def test_credits_held_through_a_lost_chargeback_are_frozen_on_release_and_
 ):
     intent = await bought(http, pack["id"], user_id)  # 20 + 3 bonus credits, paid 18.00
     hold = await booking_hold(http, user_id, 23, "booking-chargeback")
-    dispute_id = await dispute(http, intent)
-    await recorded(engine, dispute_id)
+    dispute_id = await dispute(http, engine, intent)
     released = await send(http, user_id, "credits.release", {"holdId": hold})
     assert released.status_code == 200, released.text
     assert released.json()["balance"] == {"available": 0, "held": 23, "total": 23}, (
@@ -128,8 +106,8 @@ async def test_credits_held_through_a_lost_chargeback_are_frozen_on_release_and_
     )
     spend = await send(http, user_id, "credits.charge", {"credits": 1, "reference": "b-2"})
     assert spend.status_code == 402
-    await dispute(http, intent, "lost", dispute_id)
-    balance = await until(http, user_id, lambda b: b["total"] == 0)
+    await dispute(http, engine, intent, "lost", dispute_id)
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
     assert (balance["available"], balance["held"]) == (0, 0)
     assert await purchase_debt(engine, intent) == (23, 23, 0)
     assert ("PURCHASE_REVERSAL", 23) in await ledger(engine, user_id)
@@ -141,12 +119,13 @@ async def test_a_won_chargeback_gives_back_what_was_frozen_while_held(
 ):
     intent = await bought(http, pack["id"], user_id)
     hold = await booking_hold(http, user_id, 20, "booking-won")
-    dispute_id = await dispute(http, intent)
-    balance = await until(http, user_id, lambda b: b["held"] == 23)
-    assert balance["available"] == 0, "the 3 spendable credits froze at once"
-    assert (await send(http, user_id, "credits.release", {"holdId": hold})).status_code == 200
-    await dispute(http, intent, "won", dispute_id)
-    balance = await until(http, user_id, lambda b: b["available"] == 23)
+    dispute_id = await dispute(http, engine, intent)
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert (balance["available"], balance["held"]) == (0, 23), "the 3 spendable froze at once"
+    released = await send(http, user_id, "credits.release", {"holdId": hold})
+    assert released.json()["balance"] == {"available": 0, "held": 23, "total": 23}
+    await dispute(http, engine, intent, "won", dispute_id)
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
     assert (balance["available"], balance["held"]) == (23, 0)
     assert await purchase_debt(engine, intent) == (0, 0, 0)
     assert await reconcile(engine) == []
@@ -157,12 +136,10 @@ async def test_credits_held_through_a_full_refund_pay_the_purchase_back_when_rel
 ):
     intent = await bought(http, pack["id"], user_id)
     hold = await booking_hold(http, user_id, 23, "booking-refund")
-    assert (await post_event(http, refund_event(intent, 1800))).status_code == 200
-    debt = await debt_becomes(engine, intent, lambda d: d[0] == 23)
-    assert debt == (23, 0, 23), "all 23 owed, none reachable"
+    await delivered(http, engine, refund_event(intent, 1800))  # nothing spendable to take
     released = await send(http, user_id, "credits.release", {"holdId": hold})
     assert released.status_code == 200, released.text
-    assert released.json()["balance"]["total"] == 0
+    assert released.json()["balance"]["total"] == 0, "the released 23 pay the refunded purchase"
     assert await purchase_debt(engine, intent) == (23, 23, 0)
     entries = await ledger(engine, user_id)
     assert entries[-2:] == [("CREDIT_RELEASE", 23), ("PURCHASE_REVERSAL", 23)]
@@ -175,11 +152,9 @@ async def test_a_refunded_charge_of_a_charged_back_purchase_pays_its_debt(
     intent = await bought(http, pack["id"], user_id)
     charged = await send(http, user_id, "credits.charge", {"credits": 5, "reference": "b-spent"})
     assert charged.status_code == 200
-    dispute_id = await dispute(http, intent)
-    await until(http, user_id, lambda b: b["held"] == 18)
-    await dispute(http, intent, "lost", dispute_id)
-    await until(http, user_id, lambda b: b["total"] == 0)
-    assert await purchase_debt(engine, intent) == (23, 18, 5), "the 5 spent stay owed"
+    dispute_id = await dispute(http, engine, intent)
+    await dispute(http, engine, intent, "lost", dispute_id)
+    assert (await until(http, user_id, lambda b: b["total"] == 0))["total"] == 0
     refund = await send(http, user_id, "credits.refund",
                         {"transactionId": charged.json()["transactionId"], "reason": "cancelled"})
     assert refund.status_code == 200, refund.text
@@ -199,9 +174,9 @@ async def test_a_service_can_neither_release_capture_nor_preempt_a_freeze(
     squat = await send(http, user_id, "credits.hold",
                        {"credits": 1, "reference": f"dispute:{dispute_id}"})
     assert squat.status_code == 422 and squat.json()["code"] == "PAY007"
-    await dispute(http, intent, dispute_id=dispute_id)
-    balance = await until(http, user_id, lambda b: b["held"] == 23)
-    assert balance["available"] == 0
+    await dispute(http, engine, intent, dispute_id=dispute_id)
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert (balance["available"], balance["held"]) == (0, 23)
     async with engine.connect() as conn:
         freeze = await conn.scalar(text("SELECT id FROM holds WHERE user_id = :u AND kind = 'freeze'"),
                                    {"u": user_id})
@@ -314,12 +289,11 @@ async def test_partial_refunds_count_what_is_owed_once(http, pack, engine, worke
     intent = await bought(http, pack["id"], user_id)
     spent = await send(http, user_id, "credits.charge", {"credits": 20, "reference": "b-20"})
     assert spent.status_code == 200
-    await post_event(http, refund_event(intent, 900))  # owes 11: takes the 3 left, 8 short
-    await until(http, user_id, lambda b: b["total"] == 0)
-    await quiet(engine, user_id)
-    assert await purchase_debt(engine, intent) == (11, 3, 8)
-    await post_event(http, refund_event(intent, 1800))  # owes all 23: 20 short, not 28
-    assert await debt_becomes(engine, intent, lambda d: d[0] == 23) == (23, 3, 20)
+    await delivered(http, engine, refund_event(intent, 900))  # owes 11: takes the 3 left, 8 short
+    assert await shortfall(engine, intent) == 8
+    await delivered(http, engine, refund_event(intent, 1800))  # owes all 23: 20 short, not 28
+    assert await shortfall(engine, intent) == 20
+    assert await purchase_debt(engine, intent) == (23, 3, 20)
     assert await reconcile(engine) == []
 
 
@@ -330,12 +304,8 @@ async def test_a_late_confirmation_of_a_refunded_purchase_is_already_applied(
     await post_event(http, refund_event(intent, 1800))
     await until(http, user_id, lambda b: b["total"] == 0)
     late = intent_event(intent, user_id, 1800)  # a new event id: Stripe's late duplicate
-    assert (await post_event(http, late)).status_code == 200
-    from ingress.controllers.webhooks import envelope_of
-
-    command_id = envelope_of(late)["id"]
-    done = await wait_processed(engine, [command_id])
-    assert done[command_id]["status"] == "applied" and done[command_id]["result"]["already"]
+    done = await delivered(http, engine, late)
+    assert done["status"] == "applied" and done["result"]["already"], done
     assert [t for t in await ledger(engine, user_id) if t[0] == "CREDIT_PURCHASE"] == [
         ("CREDIT_PURCHASE", 20)
     ]
