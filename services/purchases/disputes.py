@@ -57,6 +57,8 @@ async def freeze_purchase(ctx: LedgerContext, command: FreezePurchase) -> Outcom
     result: dict[str, Any] = {"disputeId": payload.dispute_id, "frozen": frozen}
     if hold:
         result["holdId"] = str(hold.id)
+    if not events:  # nothing frozen and the user's dispute flag is open already
+        result["quiet"] = True  # nothing to announce: reconcile expects no event
     return Outcome(command, APPLIED, result, events)
 
 
@@ -91,4 +93,6 @@ async def settle_dispute(ctx: LedgerContext, command: SettleDispute) -> Outcome:
         # The bank took all the money back: all the purchase granted is owed.
         result["owed"] = await store.owe(ctx.conn, purchase["id"], owed=granted_credits(purchase),
                                          clawed=taken)
+    if not events:  # the dispute froze nothing: no credits move
+        result["quiet"] = True  # nothing to announce: reconcile expects no event
     return Outcome(command, APPLIED, result, events)
