@@ -311,3 +311,77 @@ async def test_a_late_confirmation_of_a_refunded_purchase_is_already_applied(
     ]
     assert (await until(http, user_id, lambda b: True))["total"] == 0
     assert await reconcile(engine) == []
+
+
+# --- Stripe's events out of order: refunds and disputes before the payment ---------------
+
+async def started(http, pack_id: str, user: str) -> str:
+    """A purchase whose PaymentIntent exists but whose payment has not reached us."""
+    from tests.test_purchases import purchase
+
+    return (await purchase(http, pack_id, user))["paymentIntentId"]
+
+
+async def test_a_refund_that_arrives_before_the_payment_is_taken_from_its_grant(
+    http, pack, engine, worker, user_id
+):
+    intent = await started(http, pack["id"], user_id)
+    early = await delivered(http, engine, refund_event(intent, 1800))
+    assert early["status"] == "applied", early
+    paid = await delivered(http, engine, intent_event(intent, user_id, 1800))
+    assert paid["status"] == "applied", paid
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert balance["total"] == 0, "the money went back: the grant pays it at once"
+    assert await ledger(engine, user_id) == [
+        ("CREDIT_PURCHASE", 20), ("PROMO_BONUS", 3), ("PURCHASE_REVERSAL", 23)
+    ]
+    assert await purchase_debt(engine, intent) == (23, 23, 0)
+    assert await reconcile(engine) == []
+
+
+async def test_a_chargeback_lost_before_the_payment_arrived_leaves_nothing_spendable(
+    http, pack, engine, worker, user_id
+):
+    intent = await started(http, pack["id"], user_id)  # the user has no account yet
+    dispute_id = await dispute(http, engine, intent)
+    await dispute(http, engine, intent, "lost", dispute_id)
+    paid = await delivered(http, engine, intent_event(intent, user_id, 1800))
+    assert paid["status"] == "applied", paid
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert (balance["available"], balance["held"]) == (0, 0)
+    assert await purchase_debt(engine, intent) == (23, 23, 0)
+    assert await reconcile(engine) == []
+
+
+async def test_a_dispute_open_when_the_payment_arrives_freezes_its_grant(
+    http, pack, engine, worker, user_id
+):
+    intent = await started(http, pack["id"], user_id)
+    dispute_id = await dispute(http, engine, intent)
+    await delivered(http, engine, intent_event(intent, user_id, 1800))
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert (balance["available"], balance["held"]) == (0, 23)
+    await dispute(http, engine, intent, "won", dispute_id)
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert (balance["available"], balance["held"]) == (23, 0)
+    assert await reconcile(engine) == []
+
+
+async def test_a_dispute_closed_before_it_was_opened_is_settled_and_not_reopened(
+    http, pack, engine, worker, user_id
+):
+    intent = await bought(http, pack["id"], user_id)
+    dispute_id = f"dp_{uuid.uuid4().hex[:10]}"
+    await dispute(http, engine, intent, "lost", dispute_id)
+    balance = (await http.get("/payment/credits/balance", headers=auth(user_id))).json()
+    assert balance["total"] == 0, "the lost chargeback took the credits"
+    late = await delivered(http, engine, dispute_event(intent, dispute_id, "created",
+                                                       "needs_response"))
+    assert late["status"] == "applied" and late["result"].get("already"), late
+    async with engine.connect() as conn:
+        frozen = await conn.scalar(
+            text("SELECT count(*) FROM holds WHERE user_id = :u AND status = 'open'"),
+            {"u": user_id})
+    assert frozen == 0, "no freeze waits for a decision that was already made"
+    assert await purchase_debt(engine, intent) == (23, 23, 0)
+    assert await reconcile(engine) == []

@@ -5,7 +5,8 @@ row is locked and its status checked, and the database refuses a second
 CREDIT_PURCHASE for the same intent (unique index).
 """
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -19,15 +20,16 @@ from schemas.events import (
     ReceiptPayload,
     ReceiptRequested,
 )
-from services.errors import InvalidState, NotFound
+from services.errors import NotFound
 from services.errors import PaymentFailed as PaymentFailedError
 from services.fraud.checks import after_failed_payment, after_paid_purchase, after_promo_redeemed
 from services.fraud.flags import raise_flag
 from services.fraud.rules import Verdict
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
-from services.ledger.events import announce
+from services.ledger.events import announce, envelope_of
 from services.ledger.handlers import APPLIED, Handler, grant_batch
+from services.ledger.handlers.returns import claim_returns
 from services.ledger.models import AVAILABLE, PROMOTIONAL, PURCHASED, Allocation, Leg, TransactionDraft
 from services.promos import reservations
 from services.purchases.store import owe
@@ -111,6 +113,15 @@ async def debit_purchase_batches(
     return taken
 
 
+def _allocation(granted: Outcome, source: str, purchase_id: Any) -> Allocation:
+    """The batch a grant created, as credits that just arrived for the purchase."""
+    result = granted.result
+    return Allocation(
+        uuid.UUID(result["transactionId"]), uuid.UUID(result["batchId"]), result["credits"],
+        datetime.fromisoformat(result["expiresAt"]), source, purchase_id=purchase_id,
+    )
+
+
 async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outcome:
     """Grant a paid purchase: PURCHASED batch (+ PROMOTIONAL bonus), CREDIT_PURCHASE."""
     payload = command.payload
@@ -153,6 +164,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
     )
     events = list(granted.events)
     balance = granted.result["balance"]
+    grants: list[tuple[Outcome, str]] = [(granted, PURCHASED)]
     promo_days = purchase["promo_bonus_expiry_days"] or ctx.settings.credit_expiry_days
     gifts = (  # the pack's own bonus, then a bonus_credits code's (with its own expiry)
         ("bonus", purchase["bonus_credits"], None, f"bonus of credit pack {purchase['pack_id']}"),
@@ -171,14 +183,24 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
         events += gift.events
         balance = gift.result["balance"]
         gift_ids[kind] = gift.result["transactionId"]
+        grants.append((gift, PROMOTIONAL))
     bonus_id = gift_ids["bonus"]
     if gift_ids["promo"]:
         await ctx.conn.execute(MARK_PROMO_BONUS, {"tx": gift_ids["promo"], "id": purchase["id"]})
+    # A refund or a dispute may have reached us before the payment did (Stripe does not
+    # order its events): the new batches pay what the purchase owes, or freeze, at once.
+    account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
+    fresh = [_allocation(g, source, purchase["id"]) for g, source in reversed(grants)]
+    claimed = await claim_returns(ctx, command, account, fresh)
+    if claimed:
+        events += claimed
+        balance = account.balance()
     await reservations.redeem(ctx.conn, purchase["reservation_id"])
+    refunded_in_full = purchase["refunded_minor"] >= purchase["amount_minor"]
     await ctx.conn.execute(
         MARK,
         {
-            "status": "succeeded",
+            "status": "refunded" if refunded_in_full else "succeeded",
             "tx": granted.result["transactionId"],
             "bonus_tx": bonus_id,
             "code": None,
@@ -266,13 +288,13 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
     """
     payload = command.payload
     purchase = await purchase_of(ctx, command.user_id, payload.payment_intent_id)
-    if purchase["status"] not in ("succeeded", "refunded"):
-        raise InvalidState(f"the purchase is {purchase['status']}", purchaseId=str(purchase["id"]))
     amount = purchase["amount_minor"]
     refunded = min(payload.amount_refunded, amount)
     if refunded <= purchase["refunded_minor"]:
         return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     owed = max(purchase["owed_credits"], granted_credits(purchase) * refunded // amount)
+    if purchase["status"] in ("pending", "failed"):
+        return await _refund_before_payment(ctx, command, purchase, refunded, owed)
     account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
     batches = await repo.lock_purchase_batches(
         ctx.conn, purchase["id"], [purchase[k] for k in GRANTED_BY if purchase[k]]
@@ -336,6 +358,25 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
             payment_intent_id=purchase["payment_intent_id"], shortfall=shortfall,
         )
     return Outcome(command, APPLIED, result, events)
+
+
+async def _refund_before_payment(
+    ctx: LedgerContext, command: RevokePurchase, purchase: dict[str, Any], refunded: int,
+    owed: int,
+) -> Outcome:
+    """Stripe reported a refund before the payment's own event reached us: nothing to take
+    yet, so the purchase remembers what it owes and its grant pays it (`claims`)."""
+    currency = purchase["currency"].strip()
+    shortfall = await owe(ctx.conn, purchase["id"], owed=owed, clawed=0)
+    await ctx.conn.execute(RECORD_REFUND, {"purchase": purchase["id"], "currency": currency,
+                                           "amount": refunded - purchase["refunded_minor"],
+                                           "command": command.id})
+    await ctx.conn.execute(MARK_REFUNDED, {"status": purchase["status"], "refunded": refunded,
+                                           "id": purchase["id"]})
+    event = PaymentRefunded(**envelope_of(command), payload=_payment(purchase, refunded=refunded))
+    return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "refunded": refunded,
+                                      "creditsRevoked": 0, "shortfall": shortfall,
+                                      "beforePayment": True}, [event])
 
 
 HANDLERS: dict[str, Handler] = {
