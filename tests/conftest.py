@@ -452,6 +452,28 @@ async def publish(producer: AIOKafkaProducer, settings: Settings, *commands: Com
         )
 
 
+async def dead_letters(
+    settings: Settings, wanted: Callable[[bytes], bool], count: int, timeout: float = 20
+) -> dict[bytes, str]:
+    """Messages on the commands DLQ that `wanted` picks (original bytes -> x-dlq-reason),
+    read from the topic's start until `count` are found or `timeout` passes."""
+    consumer = AIOKafkaConsumer(settings.commands_dlq_topic,
+                                bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    found: dict[bytes, str] = {}
+    try:
+        deadline = time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    if record.value is not None and wanted(record.value):
+                        found[record.value] = dict(record.headers)["x-dlq-reason"].decode()
+    finally:
+        await consumer.stop()
+    return found
+
+
 async def wait_processed(
     engine: AsyncEngine, command_ids: list[uuid.UUID], timeout: float = 30
 ) -> dict[uuid.UUID, dict[str, Any]]:
