@@ -55,7 +55,9 @@ def command_fingerprint(command: "CommandEnvelope") -> str:
     with the stored result and the same id used for anything else is refused.
     """
     payload = getattr(command, "payload", None)
-    body = payload.model_dump(mode="json") if payload is not None else None
+    # Defaults left out: a field added later with a default does not change what an
+    # older command means, so its redelivery after a deploy is still the same command.
+    body = payload.model_dump(mode="json", exclude_defaults=True) if payload is not None else None
     text = json.dumps([getattr(command, "type", ""), command.user_id, body],
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

@@ -70,3 +70,26 @@ def test_unknown_fields_and_versions_are_refused():
         except ValueError:
             continue
         raise AssertionError(f"accepted {broken}")
+
+
+def test_a_command_fingerprint_sees_its_meaning_not_its_defaults():
+    from schemas.commands import (
+        ChargeCredits,
+        ChargePayload,
+        GrantCredits,
+        GrantPayload,
+        command_fingerprint,
+    )
+
+    def charge(user: str = "u-1", **payload: object) -> ChargeCredits:
+        fields = {"credits": 3, "reference": "b-1", **payload}
+        return ChargeCredits(user_id=user, payload=ChargePayload(**fields))
+
+    same = command_fingerprint(charge())
+    assert command_fingerprint(charge(metadata={})) == same, "a default spelled out is the same"
+    assert command_fingerprint(charge(metadata={"b": 1, "a": 2})) == command_fingerprint(
+        charge(metadata={"a": 2, "b": 1})), "key order is no meaning"
+    others = [charge(credits=4), charge(reference="b-2"), charge(user="u-2"),
+              charge(metadata={"a": 1}),
+              GrantCredits(user_id="u-1", payload=GrantPayload(credits=3, reason="b-1"))]
+    assert all(command_fingerprint(other) != same for other in others)
