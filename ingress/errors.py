@@ -1,4 +1,4 @@
-"""Every error leaves the ingress as `{"code", "message", "details"}` (DESIGN.md §5)."""
+"""Every error leaves the ingress as `{"code", "message", "details"}` (README, "Errors")."""
 
 import logging
 from typing import Any

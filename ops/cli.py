@@ -1,4 +1,4 @@
-"""`pika-payment`: the one command line of the service (DESIGN.md §7)."""
+"""`pika-payment`: the one command line of the service."""
 
 import argparse
 import asyncio

@@ -68,7 +68,7 @@ def _now() -> datetime:
 
 
 class CommandEnvelope(WireModel):
-    """Fields every command carries (DESIGN.md §2)."""
+    """Fields every command carries."""
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Idempotency key.")
     schema_version: SchemaVersion = Field(1, description="Contract version; others go to the DLQ.")

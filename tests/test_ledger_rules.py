@@ -1,6 +1,6 @@
 """The ledger's rules, driven through `apply_commands` on the real database (no fakes).
 
-Each test reads like a promise of DESIGN.md §3 and ends with `reconcile` over the whole
+Each test reads like a promise of the README's "The ledger" and ends with `reconcile` over the whole
 database, which every test shares: a test that writes raw SQL rolls it back.
 """
 

@@ -29,7 +29,7 @@ from ops.bench.timing import timed
 from ops.bench.workload import Charge
 from services.settings import Settings
 
-BASELINE_CONNECTIONS = 8  # (a): as the issue fixes it; LOCAL-STACK.md found 8 best on 2 cores
+BASELINE_CONNECTIONS = 8  # (a): as the issue fixes it; 8 measured best on 2 cores
 SET_CHUNK = 100  # (b): charges per transaction
 
 

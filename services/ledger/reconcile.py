@@ -1,4 +1,4 @@
-"""The ledger's invariants, checked over every account (DESIGN.md §3).
+"""The ledger's invariants, checked over every account.
 
 For each user account:
 - running `available` / `held` = sum of its postings in that bucket;

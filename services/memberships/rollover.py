@@ -1,7 +1,7 @@
 """Rollover policies: what happens to a period's unused membership credits.
 
-A policy is decided when the *next* period's grant happens (DESIGN.md: expiry is a
-ledger transaction like any other), so the history shows, at each renewal, what was
+A policy is decided when the *next* period's grant happens (expiry is a ledger
+transaction like any other), so the history shows, at each renewal, what was
 carried and what expired. Pure functions here; the ledger work is in `handlers`.
 
 - `none`: the period's credits expire when the next period is granted.

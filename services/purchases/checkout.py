@@ -1,7 +1,7 @@
 """Starting a purchase: limits, the user's Stripe customer, a PaymentIntent, a pending row.
 
 No credits move here. They are granted by the ledger worker when Stripe's signed
-`payment_intent.succeeded` arrives (DESIGN.md §1), never on the client's word.
+`payment_intent.succeeded` arrives, never on the client's word.
 """
 
 import uuid
