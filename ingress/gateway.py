@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.commands import CommandEnvelope, command_fingerprint
+from schemas.commands import CommandEnvelope, means_another
 from services.errors import ALL_ERRORS, DependencyUnavailable, IdempotencyKeyReused, PaymentError
 from services.ledger.queries import command_status
 from services.settings import Settings
@@ -40,7 +40,8 @@ def pending_key(command_id: uuid.UUID) -> str:
 
 def reply_for(stored: dict[str, Any], command: CommandEnvelope | None = None) -> Reply:
     """The stored answer; refused (PAY012) when the id was used for another command."""
-    if command is not None and _another_meaning(stored, command):
+    first = (stored["type"], stored["user_id"], stored.get("fingerprint"))
+    if command is not None and means_another(first, command):
         return error_reply(IdempotencyKeyReused(
             "this command id was already used for another command",
             commandId=str(command.id),
@@ -49,14 +50,6 @@ def reply_for(stored: dict[str, Any], command: CommandEnvelope | None = None) ->
         return Reply(200, {"commandId": str(stored["command_id"]), **stored["result"]}, {})
     code = stored["error_code"] or "PAY500"
     return Reply(STATUS_BY_CODE.get(code, 500), stored["result"], {})
-
-
-def _another_meaning(stored: dict[str, Any], command: CommandEnvelope) -> bool:
-    kind = getattr(command, "type", None)
-    printed = stored.get("fingerprint")
-    return (stored["type"], stored["user_id"]) != (kind, command.user_id) or (
-        printed is not None and printed != command_fingerprint(command)
-    )
 
 
 class CommandGateway:

@@ -63,6 +63,18 @@ def command_fingerprint(command: "CommandEnvelope") -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def means_another(
+    first: tuple[str, str, str | None], command: "CommandEnvelope", fingerprint: str | None = None
+) -> bool:
+    """Whether `command` is not the command its id was first used for: `first` is that
+    one's (type, user id, fingerprint); a fingerprint missing from older records is not
+    compared."""
+    kind, user, printed = first
+    if (kind, user) != (getattr(command, "type", ""), command.user_id):
+        return True
+    return printed is not None and printed != (fingerprint or command_fingerprint(command))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 

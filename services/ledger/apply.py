@@ -21,7 +21,13 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from schemas.commands import ChargeCredits, CommandEnvelope, TransferCredits, command_fingerprint
+from schemas.commands import (
+    ChargeCredits,
+    CommandEnvelope,
+    TransferCredits,
+    command_fingerprint,
+    means_another,
+)
 from services.db import unit_of_work
 from services.errors import IdempotencyKeyReused, PaymentError
 from services.fraud.handlers import HANDLERS as FRAUD_HANDLERS
@@ -200,18 +206,6 @@ async def _record(ctx: LedgerContext, outcomes: list[Outcome]) -> None:
     )
 
 
-def _claim_of(command: CommandEnvelope) -> tuple[str, str, str | None]:
-    return (command.type, command.user_id, command_fingerprint(command))  # type: ignore[attr-defined]
-
-
-def _differs(first: tuple[str, str, str | None], command: CommandEnvelope, fingerprint: str) -> bool:
-    """Another meaning: another type or user, or (where recorded) another payload."""
-    kind, user, printed = first
-    return (kind, user) != (command.type, command.user_id) or (  # type: ignore[attr-defined]
-        printed is not None and printed != fingerprint
-    )
-
-
 async def apply_in(
     conn: AsyncConnection, settings: Settings, commands: Sequence[CommandEnvelope]
 ) -> BatchReport:
@@ -224,7 +218,10 @@ async def apply_in(
         if command.id not in unique:
             unique[command.id], prints[command.id] = command, fingerprint
         elif prints[command.id] != fingerprint:
-            report.conflicts.append(_conflict(command, _claim_of(unique[command.id])))
+            kept = unique[command.id]
+            report.conflicts.append(
+                _conflict(command, (kept.type, kept.user_id, prints[kept.id]))  # type: ignore[attr-defined]
+            )
     claimed = await repo.claim_commands(
         conn, [(c.id, c.type, c.user_id, prints[c.id]) for c in unique.values()]  # type: ignore[attr-defined]
     )
@@ -233,7 +230,7 @@ async def apply_in(
     firsts = await repo.claims_of(conn, [c.id for c in taken])
     for command in taken:
         first = firsts.get(command.id)
-        if first is not None and _differs(first, command, prints[command.id]):
+        if first is not None and means_another(first, command, prints[command.id]):
             report.conflicts.append(_conflict(command, first))
     report.duplicates = len(commands) - len(fresh) - len(report.conflicts)
     if not fresh:

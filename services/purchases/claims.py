@@ -20,6 +20,7 @@ from schemas.events import EventEnvelope
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext
 from services.ledger.events import announce
+from services.ledger.handlers.common import take_in_order
 from services.ledger.handlers.freeze import freeze_batches
 from services.ledger.models import AVAILABLE, Account, Allocation, Leg, TransactionDraft
 from services.purchases import store
@@ -78,6 +79,49 @@ async def claim_returned_credits(
     return events
 
 
+async def take_back(
+    ctx: LedgerContext,
+    command: CommandEnvelope,
+    account: Account,
+    claim: store.Claim,
+    batches: list[repo.OpenBatch],
+    credits: int,
+    *,
+    money: tuple[int, str] | None = None,
+    reason: str | None = None,
+) -> tuple[TransactionDraft, list[EventEnvelope]]:
+    """PURCHASE_REVERSAL of `credits` from the purchase's `batches` (in their order) to
+    the `purchases` account: the one way a purchase gets credits back, for a refund
+    (`money`: the amount refunded by it) and for a debt paid by returning credits."""
+    draft = TransactionDraft(
+        type="PURCHASE_REVERSAL",
+        user_id=account.user_id,
+        credits=credits,
+        command_id=command.id,
+        reference=claim.payment_intent_id,
+        amount_minor=money[0] if money else None,
+        currency=money[1] if money else None,
+        stripe_payment_intent_id=claim.payment_intent_id,
+        related_transaction_id=claim.grant_transaction_id,
+        metadata={"purchaseId": str(claim.id), "packId": claim.pack_id,
+                  **({"reason": reason} if reason else {})},
+        legs=[Leg(account.id, AVAILABLE, -credits),
+              Leg(ctx.system("purchases"), AVAILABLE, credits)],
+    )
+    await repo.insert_transactions(ctx.conn, [draft])
+    taken = take_in_order(draft.id, batches, credits)
+    await repo.debit_batches(ctx.conn, taken)
+    after = await repo.adjust_accounts(ctx.conn, {account.id: (-credits, 0)})
+    await repo.insert_postings(ctx.conn, [draft], after)
+    account.available, account.held = after[account.id]
+    return draft, announce("credits.revoked", command, account.user_id, draft,
+                           after=after[account.id], delta=-credits, allocations=taken)
+
+
+def _batches(pieces: list[tuple[Allocation, int]]) -> list[repo.OpenBatch]:
+    return [repo.OpenBatch(a.batch_id, n, a.expires_at, a.source) for a, n in pieces]
+
+
 async def _pay_debt(
     ctx: LedgerContext,
     command: CommandEnvelope,
@@ -86,31 +130,10 @@ async def _pay_debt(
     pieces: list[tuple[Allocation, int]],
 ) -> list[EventEnvelope]:
     credits = sum(n for _, n in pieces)
-    draft = TransactionDraft(
-        type="PURCHASE_REVERSAL",
-        user_id=account.user_id,
-        credits=credits,
-        command_id=command.id,
-        reference=claim.payment_intent_id,
-        stripe_payment_intent_id=claim.payment_intent_id,
-        related_transaction_id=claim.grant_transaction_id,
-        metadata={"purchaseId": str(claim.id), "packId": claim.pack_id,
-                  "reason": "owed by a refunded or charged-back purchase"},
-        legs=[Leg(account.id, AVAILABLE, -credits),
-              Leg(ctx.system("purchases"), AVAILABLE, credits)],
-    )
-    await repo.insert_transactions(ctx.conn, [draft])
-    taken = [
-        Allocation(draft.id, allocation.batch_id, -n, allocation.expires_at, allocation.source)
-        for allocation, n in pieces
-    ]
-    await repo.debit_batches(ctx.conn, taken)
-    after = await repo.adjust_accounts(ctx.conn, {account.id: (-credits, 0)})
-    await repo.insert_postings(ctx.conn, [draft], after)
+    _, events = await take_back(ctx, command, account, claim, _batches(pieces), credits,
+                                reason="owed by a refunded or charged-back purchase")
     await store.pay_debt(ctx.conn, claim.id, credits)
-    account.available, account.held = after[account.id]
-    return announce("credits.revoked", command, account.user_id, draft,
-                    after=after[account.id], delta=-credits, allocations=taken)
+    return events
 
 
 async def _freeze_for_dispute(
@@ -121,9 +144,8 @@ async def _freeze_for_dispute(
     pieces: list[tuple[Allocation, int]],
 ) -> list[EventEnvelope]:
     assert claim.open_dispute is not None
-    batches = [repo.OpenBatch(a.batch_id, n, a.expires_at, a.source) for a, n in pieces]
     hold, events = await freeze_batches(
-        ctx, command, account, batches, reference=dispute_reference(claim.open_dispute),
+        ctx, command, account, _batches(pieces), reference=dispute_reference(claim.open_dispute),
         days=DISPUTE_HOLD_DAYS,
         metadata={"purchaseId": str(claim.id), "disputeId": claim.open_dispute},
     )

@@ -27,12 +27,13 @@ from services.fraud.flags import raise_flag
 from services.fraud.rules import Verdict
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
-from services.ledger.events import announce, envelope_of
+from services.ledger.events import envelope_of
 from services.ledger.handlers import APPLIED, Handler, grant_batch
 from services.ledger.handlers.returns import claim_returns
-from services.ledger.models import AVAILABLE, PROMOTIONAL, PURCHASED, Allocation, Leg, TransactionDraft
+from services.ledger.models import PROMOTIONAL, PURCHASED, Allocation
 from services.promos import reservations
-from services.purchases.store import owe
+from services.purchases.claims import take_back
+from services.purchases.store import Claim, owe
 
 LOCK_PURCHASE = text(
     """
@@ -96,21 +97,6 @@ def _payment(purchase: dict[str, Any], **extra: Any) -> PaymentPayload:
         bonus_credits=purchase["bonus_credits"],
         **extra,
     )
-
-
-async def debit_purchase_batches(
-    ctx: LedgerContext, transaction_id: Any, batches: list[repo.OpenBatch], credits: int
-) -> list[Allocation]:
-    """Take `credits` from a purchase's own batches, in the order given."""
-    taken: list[Allocation] = []
-    left = credits
-    for batch in batches:
-        n = min(batch.remaining, left)
-        if n:
-            taken.append(Allocation(transaction_id, batch.id, -n, batch.expires_at, batch.source))
-            left -= n
-    await repo.debit_batches(ctx.conn, taken)
-    return taken
 
 
 def _allocation(granted: Outcome, source: str, purchase_id: Any) -> Allocation:
@@ -306,36 +292,13 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
     result: dict[str, Any] = {"purchaseId": str(purchase["id"]), "refunded": refunded,
                               "creditsRevoked": taken_total}
     if taken_total:
-        draft = TransactionDraft(
-            type="PURCHASE_REVERSAL",
-            user_id=command.user_id,
-            credits=taken_total,
-            command_id=command.id,
-            reference=purchase["payment_intent_id"],
-            amount_minor=refunded - purchase["refunded_minor"],
-            currency=currency,
-            stripe_payment_intent_id=purchase["payment_intent_id"],
-            related_transaction_id=purchase["grant_transaction_id"],
-            metadata={"purchaseId": str(purchase["id"]), "packId": purchase["pack_id"]},
-            legs=[
-                Leg(account.id, AVAILABLE, -taken_total),
-                Leg(ctx.system("purchases"), AVAILABLE, taken_total),
-            ],
+        draft, revoked = await take_back(
+            ctx, command, account, Claim.of(purchase), batches, taken_total,
+            money=(refunded - purchase["refunded_minor"], currency),
         )
-        await repo.insert_transactions(ctx.conn, [draft])
-        taken = await debit_purchase_batches(ctx, draft.id, batches, taken_total)
-        after = await repo.adjust_accounts(ctx.conn, {account.id: (-taken_total, 0)})
-        await repo.insert_postings(ctx.conn, [draft], after)
-        events += announce(
-            "credits.revoked", command, command.user_id, draft,
-            after=after[account.id], delta=-taken_total, allocations=taken,
-        )
+        events += revoked
         result["transactionId"] = str(draft.id)
-        result["balance"] = {
-            "available": after[account.id][0],
-            "held": after[account.id][1],
-            "total": sum(after[account.id]),
-        }
+        result["balance"] = account.balance()
     shortfall = await owe(ctx.conn, purchase["id"], owed=owed, clawed=taken_total)
     result["shortfall"] = shortfall
     await ctx.conn.execute(RECORD_REFUND, {"purchase": purchase["id"], "currency": currency,

@@ -9,6 +9,7 @@ difference, and that nothing owed exceeds what the purchase granted.
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,6 +63,13 @@ class Claim:
     grant_transaction_id: uuid.UUID | None
     pack_id: str
     open_dispute: str | None
+
+    @classmethod
+    def of(cls, purchase: dict[str, Any]) -> "Claim":
+        """A purchase row already locked by its handler, as a claim (no dispute looked up)."""
+        return cls(purchase["id"], purchase["user_id"], purchase["shortfall_credits"],
+                   purchase["payment_intent_id"], purchase["grant_transaction_id"],
+                   purchase["pack_id"], None)
 
 
 async def lock_claims(conn: AsyncConnection, purchase_ids: Sequence[uuid.UUID]) -> list[Claim]:

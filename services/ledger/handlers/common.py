@@ -1,13 +1,14 @@
 """What every ledger handler shares: limit checks, account locking, posting, results."""
 
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from schemas.commands import CommandEnvelope
 from services.errors import CreditLimitExceeded, InsufficientCredits, TransactionLimitExceeded
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
-from services.ledger.models import Account, TransactionDraft
+from services.ledger.models import Account, Allocation, TransactionDraft
 
 APPLIED = "applied"
 
@@ -75,6 +76,21 @@ async def write(
     after = await repo.adjust_accounts(ctx.conn, deltas)
     await repo.insert_postings(ctx.conn, drafts, after)
     return after
+
+
+def take_in_order(
+    transaction_id: uuid.UUID, batches: Sequence[repo.OpenBatch], credits: int
+) -> list[Allocation]:
+    """Up to `credits` from `batches` in the order given, as debits of `transaction_id`
+    (a freeze or a take-back names the batches it may take from; spending does not)."""
+    taken: list[Allocation] = []
+    left = credits
+    for batch in batches:
+        n = min(batch.remaining, left)
+        if n:
+            taken.append(Allocation(transaction_id, batch.id, -n, batch.expires_at, batch.source))
+            left -= n
+    return taken
 
 
 def applied(command: CommandEnvelope, result: dict[str, Any], events: list[Any]) -> Outcome:

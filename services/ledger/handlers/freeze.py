@@ -17,6 +17,7 @@ from schemas.events import EventEnvelope
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext
 from services.ledger.events import announce
+from services.ledger.handlers.common import take_in_order
 from services.ledger.handlers.holds import release_hold
 from services.ledger.handlers.returns import claim_returns
 from services.ledger.models import (
@@ -67,13 +68,7 @@ async def freeze_batches(
     )
     draft.hold_id = hold.id
     await repo.insert_transactions(ctx.conn, [draft])
-    taken: list[Allocation] = []
-    left = credits
-    for batch in batches:
-        n = min(batch.remaining, left)
-        if n:
-            taken.append(Allocation(draft.id, batch.id, -n, batch.expires_at, batch.source))
-            left -= n
+    taken = take_in_order(draft.id, batches, credits)
     await repo.debit_batches(ctx.conn, taken)
     after = await repo.adjust_accounts(ctx.conn, {account.id: (-credits, credits)})
     await repo.insert_postings(ctx.conn, [draft], after)
