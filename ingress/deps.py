@@ -9,6 +9,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 
 from ingress.auth import Principal, principal_of
+from ingress.evidence import request_evidence
 from ingress.gateway import Reply
 from ingress.idempotency import idempotent
 from ingress.resources import Resources
@@ -77,7 +78,7 @@ async def submit_idempotently(
             extra={"correlation_id": command.correlation_id, "command_id": command.id,
                    "user_id": command.user_id},
         )
-        return await res.gateway.submit(command)
+        return await res.gateway.submit(command, request_evidence(request, principal, command))
 
     return await reply_idempotently(request, principal, body, action)
 

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import CommandEnvelope, means_another
 from services.errors import ALL_ERRORS, DependencyUnavailable, IdempotencyKeyReused, PaymentError
+from services.evidence.store import record_evidence
+from services.evidence.zones import Evidence
 from services.ledger.queries import command_status
 from services.settings import Settings
 
@@ -61,14 +63,22 @@ class CommandGateway:
         self.redis = redis
         self.settings = settings
 
-    async def publish(self, command: CommandEnvelope) -> None:
+    async def publish(self, command: CommandEnvelope, evidence: Evidence | None = None) -> None:
+        """Record `evidence` (when given), mark the command pending, publish it.
+
+        The ingress is in the payment zone: everything it publishes goes to the internal
+        command topic, so one user's commands from HTTP and webhooks keep their order.
+        """
+        if evidence is not None:
+            async with self.engine.begin() as conn:
+                await record_evidence(conn, [(command, evidence)])
         try:
             await self.redis.set(pending_key(command.id), command.user_id, ex=PENDING_TTL)
         except RedisError as error:
             raise DependencyUnavailable("redis is unavailable") from error
         try:
             await self.producer.send_and_wait(
-                self.settings.commands_topic,
+                self.settings.internal_commands_topic,
                 value=command.model_dump_json().encode(),
                 key=command.user_id.encode(),
                 headers=[("content-type", b"application/json")],
@@ -80,12 +90,17 @@ class CommandGateway:
         async with self.engine.connect() as conn:
             return await command_status(conn, command_id)
 
-    async def submit(self, command: CommandEnvelope, timeout: float | None = None) -> Reply:
+    async def submit(
+        self,
+        command: CommandEnvelope,
+        evidence: Evidence | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
         """Publish (unless already processed) and wait for the result or time out."""
         existing = await self.stored(command.id)
         if existing:
             return reply_for(existing, command)
-        await self.publish(command)
+        await self.publish(command, evidence)
         wait = self.settings.payment_reply_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:

@@ -21,6 +21,8 @@ from schemas.commands import (
     ReleaseCredits,
     ReleasePayload,
 )
+from services.evidence.trusted_publisher import publish_with_evidence
+from services.evidence.zones import Evidence
 from services.promos.reservations import tidy_expired
 from services.settings import Settings
 
@@ -69,24 +71,15 @@ async def publish_expiries(
     commands = await due_commands(engine)
     if not commands:
         return 0
+    run = Evidence("operator_job", f"expire:{uuid.uuid4()}", "pika-payment expire")
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
     )
     await producer.start()
     try:
-        futures = []
-        for index, command in enumerate(commands, 1):
-            futures.append(
-                await producer.send(
-                    settings.commands_topic,
-                    value=command.model_dump_json().encode(),
-                    key=command.user_id.encode(),
-                )
-            )
-            if progress and (index % 500 == 0 or index == len(commands)):
-                progress(index, len(commands))
-        for future in futures:
-            await future
+        await publish_with_evidence(
+            engine, producer, settings, [(command, run) for command in commands], progress
+        )
     finally:
         await producer.stop()
     return len(commands)

@@ -34,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ingress.stripe_provider import make_client
 from schemas.commands import ConfirmPurchase, ConfirmPurchasePayload
+from services.evidence.trusted_publisher import publish_with_evidence
+from services.evidence.zones import Evidence
 from services.ledger.queries import command_status
 from services.settings import Settings
 
@@ -171,11 +173,9 @@ async def reconcile_stripe(
                     stripe_event_id=f"reconcile:{fix.payment_intent_id}",
                 ),
             )
-            await producer.send_and_wait(
-                settings.commands_topic,
-                value=command.model_dump_json().encode(),
-                key=fix.user_id.encode(),
-            )
+            # The evidence: the PaymentIntent just read from Stripe with the secret key.
+            evidence = Evidence("stripe_api", fix.payment_intent_id, SOURCE)
+            await publish_with_evidence(engine, producer, settings, [(command, evidence)])
             fix.command_id = command.id
     finally:
         await producer.stop()

@@ -13,6 +13,7 @@ log = logging.getLogger("pika.topics")
 def wanted_topics(settings: Settings) -> dict[str, int]:
     return {
         settings.commands_topic: settings.kafka_command_partitions,
+        settings.internal_commands_topic: settings.kafka_command_partitions,
         settings.events_topic: settings.kafka_event_partitions,
         settings.commands_dlq_topic: 1,
         settings.events_dlq_topic: 1,

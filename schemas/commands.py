@@ -392,6 +392,12 @@ Command = Annotated[
     | ResolveFraudFlag,
     Field(discriminator="type"),
 ]
+# What platform services may publish on `payment.commands` (the public zone); every
+# other command belongs to the payment zone (services/evidence/zones.py).
+PublicCommand = Annotated[
+    ChargeCredits | HoldCredits | CaptureCredits | ReleaseCredits | RefundCredits,
+    Field(discriminator="type"),
+]
 COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
     ChargeCredits,
     HoldCredits,

@@ -11,6 +11,12 @@ HTTP_LATENCY = Histogram(
 COMMANDS = Counter(
     "payment_commands_total", "Commands handled by the ledger worker", ["type", "status"]
 )
+COMMANDS_REFUSED = Counter(
+    "payment_commands_refused_total",
+    "Commands the worker refused to apply: a payment-zone type on the public topic "
+    "(reason=public_topic) or without fitting evidence (reason=evidence). Alert on any.",
+    ["type", "reason"],
+)
 COMMAND_DUPLICATES = Counter("payment_command_duplicates_total", "Redelivered commands ignored")
 DEAD_LETTERS = Counter("payment_dead_letters_total", "Messages sent to a DLQ", ["topic"])
 BATCH_SIZE = Histogram(

@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for idempotency keys.")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap list.")
-    kafka_command_partitions: int = Field(6, description="Partitions of payment.commands.")
+    kafka_command_partitions: int = Field(
+        6, description="Partitions of payment.commands and payment.commands.internal."
+    )
     kafka_event_partitions: int = Field(6, description="Partitions of payment.events.")
     topic_prefix: str = Field("", description="Prefix of every topic name (tests isolate by it).")
     payment_jwt_secret: str = Field(
@@ -152,6 +154,11 @@ class Settings(BaseSettings):
     @property
     def commands_topic(self) -> str:
         return self.topic("payment.commands")
+
+    @property
+    def internal_commands_topic(self) -> str:
+        """Commands of the payment zone: written only by the ingress and the payment jobs."""
+        return self.topic("payment.commands.internal")
 
     @property
     def events_topic(self) -> str:

@@ -34,6 +34,8 @@ from ops.tokens import make_token
 from ops.topics import provision_topics
 from schemas.commands import CommandEnvelope
 from services.db import make_engine
+from services.evidence.trusted_publisher import publish_with_evidence
+from services.evidence.zones import Evidence
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -443,13 +445,19 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     await created.stop()
 
 
+TEST_EVIDENCE = Evidence("admin_request", "test suite", "tests")
+
+
 async def publish(producer: AIOKafkaProducer, settings: Settings, *commands: CommandEnvelope) -> None:
-    for command in commands:
-        await producer.send_and_wait(
-            settings.commands_topic,
-            value=command.model_dump_json().encode(),
-            key=command.user_id.encode(),
+    """Publish as the payment zone does: each payment-zone command's evidence recorded
+    (an admin's request), then every command, in order, on the internal topic."""
+    engine = make_engine(settings, pool_size=1)
+    try:
+        await publish_with_evidence(
+            engine, producer, settings, [(command, TEST_EVIDENCE) for command in commands]
         )
+    finally:
+        await engine.dispose()
 
 
 async def dead_letters(

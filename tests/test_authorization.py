@@ -48,7 +48,7 @@ ROUTES: dict[str, tuple[str, str, str, dict | None]] = {
     "packsReport": ("admin", "GET", "/payment/reports/packs", None),
     "churnReport": ("admin", "GET", "/payment/reports/churn", None),
     "promoCodesReport": ("admin", "GET", "/payment/reports/promo-codes", None),
-    "grantCredits": ("privileged", "POST", "/payment/credits/grant",
+    "grantCredits": ("admin", "POST", "/payment/credits/grant",
                      {"userId": "u-victim", "credits": 1, "reason": "r"}),
     "refundCredits": ("privileged", "POST", "/payment/credits/refund",
                       {"userId": "u-victim", "transactionId": SAMPLE, "reason": "r"}),

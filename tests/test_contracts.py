@@ -46,9 +46,8 @@ def test_every_error_code_is_documented_in_the_readme():
 
 def test_asyncapi_documents_both_topics_with_their_messages():
     document = asyncapi_document(Settings())
-    assert {"payment.commands", "payment.events", "payment.commands.dlq"} <= set(
-        document["channels"]
-    )
+    assert {"payment.commands", "payment.commands.internal", "payment.events",
+            "payment.commands.dlq"} <= set(document["channels"])
     names = set(document["components"]["schemas"])
     assert {m.__name__ for m in COMMAND_MODELS} <= names
     assert {m.__name__ for m in EVENT_MODELS} <= names

@@ -73,6 +73,12 @@ async def test_user_cannot_use_privileged_routes(http, user_id):
         headers=headers,
     )
     assert transfer.status_code == 403
+    service_grant = await http.post(
+        "/payment/credits/grant",
+        json={"userId": user_id, "credits": 5, "reason": "free money"},
+        headers=auth("svc", "service"),
+    )
+    assert service_grant.status_code == 403, "grants create credits: admin only"
     service_transfer = await http.post(
         "/payment/credits/transfer",
         json={"fromUserId": user_id, "toUserId": "someone", "credits": 1, "reason": "gift"},
@@ -316,6 +322,8 @@ async def test_rejected_command_status_carries_the_error(http, user_id):
             "periodStart": "2026-12-01T00:00:00Z", "periodEnd": "2027-01-01T00:00:00Z",
             "amountPaid": 0, "currency": "usd"}, ("admin",)),
         ("credits.transfer", {"toUserId": "u-x", "credits": 1, "reason": "r"}, ("service",)),
+        ("credits.grant", {"credits": 500, "reason": "free money"}, ("service",)),
+        ("credits.expire", {"batchId": str(uuid.uuid4())}, ("service",)),
         ("fraud.resolve", {"flagId": str(uuid.uuid4()), "resolution": "cleared",
                            "resolvedBy": "svc"}, ("service",)),
     ],

@@ -15,7 +15,7 @@ from ops.stack import free_port
 from ops.topics import provision_topics
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.ledger.reconcile import reconcile
-from tests.conftest import ChildProcess, wait_processed
+from tests.conftest import ChildProcess, publish, wait_processed
 
 
 def grant(user: str, credits: int) -> GrantCredits:
@@ -78,7 +78,7 @@ async def test_two_workers_charging_one_user_never_overdraw(isolated, engine, pr
     ]
     try:
         funding = grant(user_id, 100)
-        await send_all(producer, isolated.commands_topic, [funding])
+        await publish(producer, isolated, funding)
         await wait_processed(engine, [funding.id])
         charges = [charge(user_id) for _ in range(300)]
         # Random keys spread one user's charges over every partition, so both workers
@@ -122,7 +122,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(
     users = [f"k-{uuid.uuid4().hex[:8]}" for _ in range(50)]
     try:
         fundings = [grant(u, 200) for u in users]
-        await send_all(producer, isolated.commands_topic, fundings)
+        await publish(producer, isolated, *fundings)
         await wait_processed(engine, [c.id for c in fundings], timeout=60)
         charges = [charge(random.choice(users)) for _ in range(3000)]
         await send_all(producer, isolated.commands_topic, charges)
@@ -178,7 +178,7 @@ async def test_standby_relay_takes_over_and_keeps_per_user_order(
         relay.kill()  # the active relay dies; the standby must take the lock
         funding = grant(user_id, 50)
         charges = [charge(user_id) for _ in range(40)]
-        await send_all(producer, settings.commands_topic, [funding, *charges])
+        await publish(producer, settings, funding, *charges)
         started = time.monotonic()
         changed = await events.wait_for(
             lambda e: e.get("userId") == user_id and e["type"] == "balance.changed",

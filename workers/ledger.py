@@ -1,4 +1,6 @@
-"""Ledger worker: applies `payment.commands` to Postgres, a batch per DB transaction.
+"""Ledger worker: applies `payment.commands` and `payment.commands.internal` to Postgres,
+a batch per DB transaction, after refusing what the producer's zone may not publish
+(workers/trust.py).
 
 Acknowledgement is manual and comes after the commit, so a crash before it means
 redelivery, which `processed_commands` turns into a no-op (at-least-once delivery,
@@ -30,6 +32,7 @@ from services.metrics import (
 from services.settings import Settings
 from workers.dead_letters import send_to_dlq
 from workers.parsing import parse_command
+from workers.trust import refuse_untrusted
 
 log = logging.getLogger("pika.worker")
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -72,6 +75,7 @@ def register_ledger_worker(
 ) -> None:
     @broker.subscriber(
         settings.commands_topic,
+        settings.internal_commands_topic,
         group_id=group_id,
         batch=True,
         max_records=settings.worker_batch_size,
@@ -115,8 +119,7 @@ async def _handle(
     records: tuple[ConsumerRecord, ...],
 ) -> bool:
     """Dead-letter what is not a command, apply the rest; False: leave it to redelivery."""
-    commands: list[CommandEnvelope] = []
-    origin: dict[int, ConsumerRecord] = {}  # by the parsed object: two may share an id
+    parsed_commands: list[tuple[CommandEnvelope, ConsumerRecord]] = []
     for record in records:
         parsed = parse_command(record)
         if isinstance(parsed, str):
@@ -125,8 +128,17 @@ async def _handle(
             )
             await send_to_dlq(broker, settings.commands_dlq_topic, record, parsed)
         else:
-            commands.append(parsed)
-            origin[id(parsed)] = record
+            parsed_commands.append((parsed, record))
+    allowed, refused = await refuse_untrusted(engine, settings, parsed_commands)
+    for refusal in refused:
+        log.warning(
+            "refused %s from %s[%s]@%s: %s", refusal.command.type,  # type: ignore[attr-defined]
+            refusal.record.topic, refusal.record.partition, refusal.record.offset, refusal.reason,
+        )
+        await send_to_dlq(broker, settings.commands_dlq_topic, refusal.record, refusal.reason)
+    commands = [command for command, _record in allowed]
+    # By the parsed object: two may share an id.
+    origin = {id(command): record for command, record in allowed}
     if not commands:
         return True
     started = time.perf_counter()

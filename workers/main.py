@@ -37,7 +37,8 @@ async def run_ledger_worker(settings: Settings, stop: asyncio.Event | None = Non
     broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log, log_level=logging.DEBUG)
     register_ledger_worker(broker, engine, settings)
     await broker.start()
-    log.info("ledger worker consuming %s", settings.commands_topic)
+    log.info("ledger worker consuming %s and %s", settings.commands_topic,
+             settings.internal_commands_topic)
     try:
         await stop.wait()
     finally:

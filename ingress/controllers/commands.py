@@ -12,15 +12,16 @@ from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
 from schemas.api import CommandStatusRead, ErrorBody
 from schemas.commands import CommandRequest
 from services.errors import Forbidden, NotFound
+from services.evidence.zones import PUBLIC_COMMANDS
 
-# Commands a caller may publish over HTTP, by role. Stripe-derived commands (purchase.*,
-# membership.*, fraud.record_card) come only from the verified webhook: credits are
-# never granted on a caller's word, however trusted.
-SERVICE_COMMANDS = frozenset(
-    {"credits.charge", "credits.hold", "credits.capture", "credits.release", "credits.refund",
-     "credits.grant", "credits.expire"}
-)
-ADMIN_COMMANDS = SERVICE_COMMANDS | {"credits.transfer", "fraud.resolve"}
+# Commands a caller may publish over HTTP, by role. A service gets the public zone's
+# commands, the ones it could publish on `payment.commands` itself; an admin also the
+# payment-zone commands an admin may ask for. Stripe-derived commands (purchase.*,
+# membership.*, fraud.record_card) come only from the verified webhook: credits are never
+# granted on a caller's word, however trusted.
+SERVICE_COMMANDS = PUBLIC_COMMANDS
+ADMIN_COMMANDS = PUBLIC_COMMANDS | {"credits.grant", "credits.transfer", "credits.expire",
+                                    "fraud.resolve"}
 
 
 class CommandsController(Controller):

@@ -84,12 +84,13 @@ class CreditsController(Controller):
             )
         return HistoryPage.model_validate({"items": items, "next_cursor": next_cursor})
 
-    @post("/grant", guards=[privileged], operation_id="grantCredits", status_code=200,
+    @post("/grant", guards=[admin_only], operation_id="grantCredits", status_code=200,
           responses=error_responses(*WRITE_ERRORS))
     async def grant(
         self, request: Request[Any, Any, Any], principal: Principal, data: GrantRequest
     ) -> Response[Any]:
-        """Goodwill or adjustment credits as a PROMOTIONAL batch (admin or service)."""
+        """Goodwill or adjustment credits as a PROMOTIONAL batch (admin only: a grant
+        creates credits nobody paid for, so it rests on an admin's request)."""
 
         def build(command_id: uuid.UUID) -> GrantCredits:
             return GrantCredits(

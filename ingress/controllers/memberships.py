@@ -13,6 +13,7 @@ from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_respo
 from ingress.gateway import Reply
 from schemas.api import CancelRequest, MembershipRead, PlanCreate, PlanRead, PlanUpdate, SubscribeRequest
 from schemas.commands import SyncMembership
+from services.evidence.zones import Evidence
 from services.memberships import plans
 from services.memberships.subscriptions import cancel, current_membership, membership_view, subscribe
 
@@ -23,7 +24,9 @@ async def _settle(request: Request[Any, Any, Any], sync: SyncMembership | None) 
     """Hand Stripe's answer to the worker and wait for it, so a read right after this
     request sees the new state (webhooks may be late, or never come)."""
     if sync is not None:
-        await resources_of(request).gateway.submit(sync)
+        # The evidence: the subscription just changed through Stripe with the secret key.
+        evidence = Evidence("stripe_api", sync.payload.subscription_id, "payment-ingress")
+        await resources_of(request).gateway.submit(sync, evidence)
 
 
 def _read(view: dict[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,8 @@ from schemas.commands import (
     SettleDispute,
 )
 from services.errors import WebhookSignatureInvalid
+from services.evidence.store import record_evidence
+from services.evidence.zones import Evidence
 from services.metrics import WEBHOOK_VERIFY_FAILED
 
 log = logging.getLogger("pika.webhooks")
@@ -239,6 +241,11 @@ class StripeWebhookController(Controller):
                     "obj": event["data"]["object"].get("id"),
                     "live": bool(event.get("livemode")),
                 },
+            )
+            # In the same transaction as the event: the worker applies the command only
+            # because this verified event stands behind it.
+            await record_evidence(
+                conn, [(command, Evidence("stripe_event", event["id"], "stripe-webhook"))]
             )
         # Published every time, not only when new: if a crash came between the record and
         # the publish, Stripe's retry must still reach the ledger (which dedupes by id).

@@ -28,8 +28,11 @@ from schemas.commands import (
     ReleaseCredits,
     ReleasePayload,
 )
+from services.evidence.store import RECORD_ARRAYS, RECORD_COLUMNS, evidence_rows
+from services.evidence.zones import Evidence, needs_evidence
 
 TICK = 0.02
+FAULT_EVIDENCE = Evidence("admin_request", "fault suite", "pika-payment faults")
 
 
 class Load:
@@ -48,7 +51,9 @@ class Load:
         self.ctx = ctx
         self.rng = ctx.rng
         self.twice = twice
-        self.topic = ctx.settings.commands_topic
+        # The mix holds grants, so the load publishes as the payment zone does: on the
+        # internal topic, each grant's evidence recorded first (see `with_evidence`).
+        self.topic = ctx.settings.internal_commands_topic
         self.partitions = list(range(ctx.settings.kafka_command_partitions))
         self.users = [f"{key}-u{i:03d}" for i in range(ctx.plan.users)]
         self.sent: dict[uuid.UUID, str] = {}
@@ -59,6 +64,7 @@ class Load:
         self.refundable: list[tuple[str, uuid.UUID, int]] = []
         self.delayed: list[tuple[float, int, bytes, bytes, int | None]] = []
         self.seq = 0
+        self.grants_left_out = 0
         self.tiebreak = itertools.count()
         self.handled_before = ctx.fleet.worker_counter("payment_commands_total")
         self.kinds, weights = zip(*self.WEIGHTS, strict=True)
@@ -145,6 +151,25 @@ class Load:
             heapq.heappush(self.delayed, (due, next(self.tiebreak), value, key, partition))
         return futures
 
+    async def with_evidence(self, commands: list[CommandEnvelope]) -> list[CommandEnvelope]:
+        """`commands`, their grants' evidence recorded as an admin's request would be.
+
+        While Postgres is down (scenario b) no admin request could record one either:
+        that tick's grants are left out rather than published to be refused.
+        """
+        rows = evidence_rows((c, FAULT_EVIDENCE) for c in commands)
+        if not rows:
+            return commands
+        try:
+            await asyncio.wait_for(
+                self.ctx.db.fetch(RECORD_ARRAYS, *([r[c] for r in rows] for c in RECORD_COLUMNS)),
+                timeout=1.0,
+            )
+        except (TimeoutError, *DB_ERRORS):
+            self.grants_left_out += len(rows)
+            return [c for c in commands if not needs_evidence(c.type)]  # type: ignore[attr-defined]
+        return commands
+
     async def run(self, stop: asyncio.Event) -> None:
         """Publish at `rate` per second in small ticks until `stop`; then flush late copies."""
         carry, last = 0.0, time.monotonic()
@@ -153,8 +178,9 @@ class Load:
             carry += self.ctx.plan.rate * (now - last)
             last = now
             futures: list[Any] = []
-            for _ in range(int(carry)):
-                command = self.queue.popleft() if self.queue else self.next_command()
+            due = [self.queue.popleft() if self.queue else self.next_command()
+                   for _ in range(int(carry))]
+            for command in await self.with_evidence(due):
                 futures += await self.publish(command)
             carry -= int(carry)
             futures += await self._send_delayed_due(now)

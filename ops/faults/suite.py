@@ -52,7 +52,8 @@ def private_settings(settings: Settings, database: str, kafka_port: int, tag: st
 async def warm_up(ctx: Context) -> None:
     """Wait until the workers consume and a relay is active before any fault is injected."""
     load = Load(ctx, "warmup")
-    futures = [await load.publish(load.queue.popleft()) for _ in range(min(30, len(load.queue)))]
+    grants = [load.queue.popleft() for _ in range(min(30, len(load.queue)))]
+    futures = [await load.publish(command) for command in await load.with_evidence(grants)]
     await asyncio.gather(*(f for group in futures for f in group))
     ids = list(load.sent)
 

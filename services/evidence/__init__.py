@@ -1,0 +1,1 @@
+"""Trust zones of the command stream and the evidence value-creating commands rest on."""
