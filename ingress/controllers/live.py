@@ -17,9 +17,9 @@ from typing import Any
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from ingress.auth import decode_token
+from ingress.auth import Principal, decode_token, verifier_of
 from ingress.live import BalanceHub, Subscription
-from services.errors import Unauthorized
+from services.errors import PaymentError, Unauthorized
 from services.ledger import queries
 
 AUTH_SECONDS = 5.0
@@ -27,21 +27,18 @@ PING_SECONDS = 20.0
 IDLE_SECONDS = 90.0
 
 
-async def _authenticate(socket: WebSocket[Any, Any, Any]) -> str | None:
+async def _authenticate(socket: WebSocket[Any, Any, Any]) -> Principal | None:
     try:
         first = await asyncio.wait_for(socket.receive_json(), AUTH_SECONDS)
         if not isinstance(first, dict) or first.get("type") != "auth":
             raise Unauthorized("send {\"type\": \"auth\", \"token\": ...} first")
-        principal = decode_token(
-            f"Bearer {first.get('token', '')}", socket.app.state.settings.payment_jwt_secret
-        )
+        return await decode_token(f"Bearer {first.get('token', '')}", verifier_of(socket))
     except WebSocketDisconnect:
         return None
-    except (TimeoutError, Unauthorized, ValueError) as error:
-        reason = error.message if isinstance(error, Unauthorized) else "authentication expected"
+    except (TimeoutError, PaymentError, ValueError) as error:
+        reason = error.message if isinstance(error, PaymentError) else "authentication expected"
         await socket.close(code=4401, reason=reason[:120])
         return None
-    return principal.subject
 
 
 async def _pump(socket: WebSocket[Any, Any, Any], subscription: Subscription) -> None:
@@ -68,9 +65,10 @@ async def _listen(socket: WebSocket[Any, Any, Any]) -> None:
 @websocket("/payment/ws")
 async def balance_socket(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.accept()
-    user_id = await _authenticate(socket)
-    if user_id is None:
+    principal = await _authenticate(socket)
+    if principal is None:
         return
+    user_id = principal.subject
     resources = socket.app.state.resources
     hub: BalanceHub = resources.hub
     subscription = hub.subscribe(user_id)  # before reading the balance: no gap
