@@ -7,11 +7,14 @@ Protocol (JSON text frames):
   every `balance.changed` of that user (balances after the change, delta, transaction);
 - the server sends `{"type": "ping"}` every PING_SECONDS; a client that sends nothing
   for IDLE_SECONDS is closed (any message, e.g. `{"type": "pong"}`, keeps it open);
-- close codes: 4401 authentication failed, 4408 idle, 4429 too slow to keep up.
+- close codes: 4401 authentication failed or the token expired (the socket lives no
+  longer than the token that opened it: reconnect with a fresh one), 4408 idle, 4429
+  too slow to keep up.
 """
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from litestar import WebSocket, websocket
@@ -39,6 +42,11 @@ async def _authenticate(socket: WebSocket[Any, Any, Any]) -> Principal | None:
         reason = error.message if isinstance(error, PaymentError) else "authentication expected"
         await socket.close(code=4401, reason=reason[:120])
         return None
+
+
+async def _token_expiry(principal: Principal) -> None:
+    """Returns when the token that opened the socket expires."""
+    await asyncio.sleep(max(0.0, principal.expires_at - time.time()))
 
 
 async def _pump(socket: WebSocket[Any, Any, Any], subscription: Subscription) -> None:
@@ -81,10 +89,16 @@ async def balance_socket(socket: WebSocket[Any, Any, Any]) -> None:
         )
         pump = asyncio.create_task(_pump(socket, subscription))
         listen = asyncio.create_task(_listen(socket))
-        done, pending = await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+        expiry = asyncio.create_task(_token_expiry(principal))
+        done, pending = await asyncio.wait(
+            {pump, listen, expiry}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in pending:
             task.cancel()
-        if listen in done and isinstance(listen.exception(), TimeoutError):
+        if expiry in done:
+            with contextlib.suppress(Exception):
+                await socket.close(code=4401, reason="the token has expired")
+        elif listen in done and isinstance(listen.exception(), TimeoutError):
             with contextlib.suppress(Exception):
                 await socket.close(code=4408, reason="idle")
     except WebSocketDisconnect:
