@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     kafka_command_partitions: int = Field(6, description="Partitions of payment.commands.")
     kafka_event_partitions: int = Field(6, description="Partitions of payment.events.")
     topic_prefix: str = Field("", description="Prefix of every topic name (tests isolate by it).")
+    payment_dev_mode: bool = Field(
+        False, description="Development machine: placeholder secrets are accepted and "
+        "`pika-payment token` mints tokens. Off everywhere else, so a deployment that forgot "
+        "a secret refuses to start instead of running with a value anyone can read in git.",
+    )
     payment_jwt_secret: str = Field(
         "dev-secret-change-me", description="HS256 secret of user/service/admin JWTs."
     )
