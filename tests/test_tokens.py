@@ -124,7 +124,9 @@ def rs256_ingress(settings) -> Iterator[Ingress]:
 @pytest.fixture(scope="module")
 def es256_ingress(settings) -> Iterator[Ingress]:
     started = start_ingress(settings.model_copy(update={
-        "payment_jwt_algorithms": "ES256", "payment_jwt_public_key": public_pem(EC_KEY),
+        # One line with `\n` escapes, as operators often write a PEM into an env var.
+        "payment_jwt_algorithms": "ES256",
+        "payment_jwt_public_key": public_pem(EC_KEY).replace("\n", "\\n"),
     }), "ingress-es256")
     yield started
     started.process.stop()
