@@ -10,9 +10,11 @@ from litestar.datastructures import State
 from litestar.middleware import ASGIMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from ingress.auth import BEARER_SCHEME
 from ingress.controllers.commands import CommandsController
 from ingress.controllers.credits import CreditsController
 from ingress.controllers.dashboard import DashboardController
@@ -29,10 +31,16 @@ from ingress.errors import EXCEPTION_HANDLERS
 from ingress.openapi_schemas import FaithfulJsonRenderPlugin
 from ingress.rate_limits import RateLimits
 from ingress.resources import Resources
+from ingress.token_verifier import TokenVerifier
 from services.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from services.settings import Settings, get_settings
 
 MAX_BODY = 64 * 1024
+BEARER_DESCRIPTION = (
+    "JWT with `sub`, `roles`, `aud` = PAYMENT_JWT_AUDIENCE, `iss` = PAYMENT_JWT_ISSUER, "
+    "`iat` and `exp` (at most PAYMENT_JWT_MAX_LIFETIME_SECONDS apart), signed with one of "
+    "PAYMENT_JWT_ALGORITHMS."
+)
 
 
 class RequestMetrics(ASGIMiddleware):
@@ -88,7 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[RequestMetrics(), RateLimits()],
         plugins=[PydanticPlugin(prefer_alias=True)],
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "tokens": TokenVerifier(settings)}),
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(
             title="pika-payment",
@@ -96,6 +104,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description="Payment and credits service of the Pika platform. Errors are "
             '`{"code": "PAY0xx", "message": ..., "details": ...}`; see the README for codes.',
             path="/payment",
+            # Declared once here; each guarded route names it (ingress.auth.BEARER).
+            components=Components(security_schemes={
+                BEARER_SCHEME: SecurityScheme(type="http", scheme="bearer", bearer_format="JWT",
+                                              description=BEARER_DESCRIPTION),
+            }),
             render_plugins=[FaithfulJsonRenderPlugin(), SwaggerRenderPlugin(path="/docs")],
         ),
         logging_config=None,  # ops.logs configures JSON lines for every process

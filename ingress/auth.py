@@ -1,19 +1,26 @@
-"""JWT authentication (HS256, PAYMENT_JWT_SECRET) and role guards.
+"""Who the caller is (a verified bearer JWT) and the role guards of the routes.
 
-Claims: `sub` (user id), `roles` (any of user, service, admin), `exp` (required).
-A token without `roles` is a plain user.
+Claims: `sub` (user id), `roles` (any of user, service, admin; none means a plain user),
+`email` (optional); signature, `aud`, `iss`, `iat`, `exp` and lifetime are checked by
+`ingress.token_verifier`. Routes guarded here declare `security=BEARER`, so the OpenAPI
+document says which operations need the token.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import jwt
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.spec import SecurityRequirement
+from litestar.types import Scope
 
+from ingress.token_verifier import TokenVerifier
 from services.errors import Forbidden, Unauthorized
 
 ROLES = frozenset({"user", "service", "admin"})
+BEARER_SCHEME = "bearerAuth"
+# The OpenAPI security requirement of every route behind one of the guards below.
+BEARER: list[SecurityRequirement] = [{BEARER_SCHEME: []}]
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,8 @@ class Principal:
     subject: str
     roles: frozenset[str]
     email: str | None = None
+    # `exp` of the token: a WebSocket authenticated with it is closed at this instant.
+    expires_at: float = 0.0
 
     @property
     def privileged(self) -> bool:
@@ -30,46 +39,51 @@ class Principal:
         return self.privileged or self.subject == user_id
 
 
-def decode_token(header: str | None, secret: str) -> Principal:
+async def decode_token(header: str | None, verifier: TokenVerifier) -> Principal:
     if not header or not header.lower().startswith("bearer "):
         raise Unauthorized("send Authorization: Bearer <JWT>")
-    token = header[7:].strip()
-    try:
-        claims = jwt.decode(
-            token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
-        )
-    except jwt.ExpiredSignatureError as error:
-        raise Unauthorized("the token has expired") from error
-    except jwt.PyJWTError as error:
-        raise Unauthorized("the token is not valid", reason=type(error).__name__) from error
+    claims = await verifier.verify(header[7:].strip())
     subject = claims.get("sub")
     roles = claims.get("roles", ["user"])
     if not isinstance(subject, str) or not subject or not isinstance(roles, list):
         raise Unauthorized("the token's sub or roles claim is malformed")
     email = claims.get("email")
     return Principal(
-        subject, frozenset(r for r in roles if r in ROLES), email if isinstance(email, str) else None
+        subject,
+        frozenset(r for r in roles if r in ROLES),
+        email if isinstance(email, str) else None,
+        float(claims["exp"]),
     )
 
 
-def principal_of(connection: ASGIConnection) -> Principal:
-    """The caller, decoded once per request and cached on its scope."""
-    cached = connection.scope.get("state", {}).get("principal")
+def verifier_of(connection: ASGIConnection) -> TokenVerifier:
+    verifier: TokenVerifier = connection.app.state.tokens
+    return verifier
+
+
+async def scope_principal(scope: Scope, header: str | None, verifier: TokenVerifier) -> Principal:
+    """The caller, verified once per request (rate limits, guards and handlers all ask)."""
+    state = scope.setdefault("state", {})
+    cached = state.get("principal")
     if isinstance(cached, Principal):
         return cached
-    principal = decode_token(
-        connection.headers.get("authorization"), connection.app.state.settings.payment_jwt_secret
-    )
-    connection.scope.setdefault("state", {})["principal"] = principal
+    principal = await decode_token(header, verifier)
+    state["principal"] = principal
     return principal
 
 
-def require_roles(*roles: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:
+async def principal_of(connection: ASGIConnection) -> Principal:
+    return await scope_principal(
+        connection.scope, connection.headers.get("authorization"), verifier_of(connection)
+    )
+
+
+def require_roles(*roles: str) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:
     """Guard: the caller must hold one of `roles`."""
     wanted = frozenset(roles)
 
-    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-        principal = principal_of(connection)
+    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+        principal = await principal_of(connection)
         if not principal.roles & wanted:
             raise Forbidden(f"this needs one of the roles: {', '.join(sorted(wanted))}")
 

@@ -26,7 +26,7 @@ def resources_of(request: Request[Any, Any, Any]) -> Resources:
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    return principal_of(request)
+    return await principal_of(request)
 
 
 def client_address(request: Request[Any, Any, Any]) -> str | None:

@@ -18,8 +18,8 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 from redis.exceptions import RedisError
 
-from ingress.auth import decode_token
-from services.errors import RateLimited, Unauthorized
+from ingress.auth import scope_principal
+from services.errors import DependencyUnavailable, RateLimited, Unauthorized
 
 log = logging.getLogger("pika.ingress")
 WINDOW = 60
@@ -79,9 +79,10 @@ class RateLimits(ASGIMiddleware):
         headers = dict(scope.get("headers") or [])
         user = None
         # Without a valid token the route answers 401; the address limit still counts it.
-        with contextlib.suppress(Unauthorized):
+        # A JWKS outage answers 503 on the route itself; here it only means "no user".
+        with contextlib.suppress(Unauthorized, DependencyUnavailable):
             authorization = headers.get(b"authorization", b"").decode("latin-1") or None
-            user = decode_token(authorization, settings.payment_jwt_secret).subject
+            user = (await scope_principal(scope, authorization, app.state.tokens)).subject
         ip = (scope.get("client") or ("unknown", 0))[0]
         try:
             if resources is not None:

@@ -6,10 +6,12 @@ import os
 import sys
 from collections.abc import Callable
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ops.logs import configure_logging
+from services.secrets_check import placeholder_secrets, refusal_message
 from services.settings import Settings, get_settings
 
 console = Console(stderr=True, soft_wrap=True)
@@ -220,9 +222,29 @@ def cmd_stripe_sync(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    """Mint an HS256 token, on a developer machine only.
+
+    Whoever can run this with the production secret can make themselves admin without
+    the identity provider knowing; outside dev mode tokens come from the issuer.
+    """
     from ops.tokens import make_token
 
-    print(make_token(settings.payment_jwt_secret, args.sub, args.roles.split(","), args.ttl))
+    if not settings.payment_dev_mode:
+        console.print(
+            "[red]token: refusing outside development (PAYMENT_DEV_MODE is off): tokens come "
+            "from the identity provider; set PAYMENT_DEV_MODE=true on a developer machine[/red]"
+        )
+        return 2
+    if "HS256" not in settings.jwt_algorithms:
+        console.print("[red]token: the service verifies RS256/ES256 tokens only "
+                      "(PAYMENT_JWT_ALGORITHMS): mint them with the identity provider[/red]")
+        return 2
+    if args.ttl > settings.payment_jwt_max_lifetime_seconds:
+        console.print(f"[red]token: --ttl exceeds PAYMENT_JWT_MAX_LIFETIME_SECONDS "
+                      f"({settings.payment_jwt_max_lifetime_seconds}); the service would refuse it[/red]")
+        return 2
+    print(make_token(settings.payment_jwt_secret, args.sub, args.roles.split(","), args.ttl,
+                     audience=settings.payment_jwt_audience, issuer=settings.payment_jwt_issuer))
     return 0
 
 
@@ -282,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--dry-run", action="store_true",
                      help="with --stripe: list the purchases that would be confirmed, publish nothing")
     sub.add_parser("stripe-sync", help="create or update the Stripe Products and Prices of the packs")
-    tok = sub.add_parser("token", help="print a development JWT")
+    tok = sub.add_parser("token", help="print a development JWT (PAYMENT_DEV_MODE only)")
     tok.add_argument("--sub", required=True)
     tok.add_argument("--roles", default="user")
     tok.add_argument("--ttl", type=int, default=3600)
@@ -324,8 +346,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "reconcile" and not args.stripe and (args.dry_run or args.since):
         parser.error("reconcile: --since and --dry-run go with --stripe")
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        # Only the messages: pydantic's own text quotes the input, secrets included.
+        for problem in error.errors():
+            console.print(f"[red]configuration: {problem['msg']}[/red]")
+        return 2
     configure_logging(os.environ.get("LOG_LEVEL", settings.log_level))
+    problems = [] if settings.payment_dev_mode else placeholder_secrets(settings)
+    if problems:
+        console.print(refusal_message(problems), style="red", markup=False, highlight=False)
+        return 2
     return COMMANDS[args.command](settings, args)
 
 

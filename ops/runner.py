@@ -69,9 +69,12 @@ def run_stack(settings: Settings, *, with_seed: bool = True) -> int:
             f"  OpenAPI        {base}/openapi.json\n"
             f"  AsyncAPI docs  {base}/asyncapi\n"
             f"  Health         {base}/health   (ready: {base}/ready)\n"
-            f"  Try it         TOKEN=$(.venv/bin/pika-payment token --sub demo-alice) && "
-            f'curl -H "Authorization: Bearer $TOKEN" {base}/credits/balance\n'
-            "Press Ctrl-C to stop.\n"
+            + (
+                "  Try it         TOKEN=$(PAYMENT_DEV_MODE=true .venv/bin/pika-payment token "
+                f'--sub demo-alice) && curl -H "Authorization: Bearer $TOKEN" {base}/credits/balance\n'
+                if settings.payment_dev_mode else ""
+            )
+            + "Press Ctrl-C to stop.\n"
         )
         next_expire = time.monotonic() + 5
         next_remind = time.monotonic() + 10

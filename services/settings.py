@@ -6,8 +6,12 @@ operator sets a variable once (ConfigMap) and every process agrees on it.
 
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Asymmetric algorithms are limited to the two the identity providers we expect sign with;
+# HS384/512, PS*, EdDSA would each need their own key handling and tests.
+JWT_ALGORITHMS = frozenset({"HS256", "RS256", "ES256"})
 
 
 class Settings(BaseSettings):
@@ -29,8 +33,32 @@ class Settings(BaseSettings):
     )
     kafka_event_partitions: int = Field(6, description="Partitions of payment.events.")
     topic_prefix: str = Field("", description="Prefix of every topic name (tests isolate by it).")
+    payment_dev_mode: bool = Field(
+        False, description="Development machine: placeholder secrets are accepted and "
+        "`pika-payment token` mints tokens. Off everywhere else, so a deployment that forgot "
+        "a secret refuses to start instead of running with a value anyone can read in git.",
+    )
     payment_jwt_secret: str = Field(
         "dev-secret-change-me", description="HS256 secret of user/service/admin JWTs."
+    )
+    payment_jwt_algorithms: str = Field(
+        "HS256", description="Comma-separated algorithms a token may be signed with: HS256 "
+        "(PAYMENT_JWT_SECRET), or RS256 / ES256 (PAYMENT_JWT_PUBLIC_KEY or PAYMENT_JWT_JWKS_URL).",
+    )
+    payment_jwt_public_key: str | None = Field(
+        None, description="PEM public key (RSA or EC) that RS256/ES256 tokens verify against."
+    )
+    payment_jwt_jwks_url: str | None = Field(
+        None, description="JWKS document of the identity provider; tokens name their key by `kid`."
+    )
+    payment_jwt_audience: str = Field(
+        "pika-payment", description="`aud` a token must carry: tokens minted for another "
+        "service are refused here.",
+    )
+    payment_jwt_issuer: str = Field("pika-auth", description="`iss` a token must carry.")
+    payment_jwt_max_lifetime_seconds: int = Field(
+        86_400, gt=0, description="Longest `exp - iat` accepted: a stolen token is useful "
+        "for at most this long, whatever lifetime its issuer gave it.",
     )
     stripe_secret_key: str = Field("sk_test_dev", description="Stripe secret key.")
     stripe_publishable_key: str = Field("pk_test_dev", description="Stripe publishable key.")
@@ -128,6 +156,40 @@ class Settings(BaseSettings):
     )
     notify_retry_max_seconds: float = Field(300.0, gt=0, description="Cap of the retry delay.")
     log_level: str = Field("INFO")
+
+    @field_validator("payment_jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: str) -> str:
+        names = [name.strip().upper() for name in value.split(",") if name.strip()]
+        unknown = sorted(set(names) - JWT_ALGORITHMS)
+        if not names or unknown:
+            raise ValueError(
+                f"PAYMENT_JWT_ALGORITHMS must list some of {', '.join(sorted(JWT_ALGORITHMS))}; "
+                f"got {value!r}"
+            )
+        return ",".join(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _one_kind_of_jwt_key(self) -> "Settings":
+        """An HS256 secret next to a public key invites algorithm confusion: refuse the mix."""
+        asymmetric = [n for n in ("payment_jwt_public_key", "payment_jwt_jwks_url") if getattr(self, n)]
+        if len(asymmetric) > 1:
+            raise ValueError("set PAYMENT_JWT_PUBLIC_KEY or PAYMENT_JWT_JWKS_URL, not both")
+        if asymmetric and "HS256" in self.jwt_algorithms:
+            raise ValueError(
+                f"PAYMENT_JWT_ALGORITHMS includes HS256 while {asymmetric[0].upper()} is set: "
+                "list only RS256 and/or ES256"
+            )
+        if not asymmetric and self.jwt_algorithms != ("HS256",):
+            raise ValueError(
+                "RS256/ES256 in PAYMENT_JWT_ALGORITHMS need PAYMENT_JWT_PUBLIC_KEY or "
+                "PAYMENT_JWT_JWKS_URL"
+            )
+        return self
+
+    @property
+    def jwt_algorithms(self) -> tuple[str, ...]:
+        return tuple(self.payment_jwt_algorithms.split(","))
 
     @field_validator("default_currency")
     @classmethod

@@ -185,7 +185,11 @@ async def _drop_database(admin_url: str, name: str) -> None:
 
 
 def make_settings(services: Services, **overrides: Any) -> Settings:
+    """Settings of the test stack. Dev mode stays off and the secrets are random and
+    long, so every process the suite starts passes the placeholder-secret check the way
+    a deployment must (services/secrets_check.py)."""
     values: dict[str, Any] = {
+        "payment_dev_mode": False,
         "database_url": services.database_url,
         "redis_url": services.redis_url,
         "kafka_bootstrap_servers": services.kafka,

@@ -126,3 +126,18 @@ async def test_user_writes_act_only_on_the_callers_own_account(http, user_id):
         response = await http.post(path, json={"userId": "u-victim"},
                                    headers={**auth(user_id), "Idempotency-Key": str(uuid.uuid4())})
         assert response.status_code == 422 and response.json()["code"] == "PAY007", path
+
+
+async def test_openapi_declares_the_bearer_scheme_on_exactly_the_guarded_routes(http):
+    document = (await http.get("/payment/openapi.json")).json()
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    assert "security" not in document, "no document-wide requirement: public routes stay public"
+    operations = {op["operationId"]: op for ops in document["paths"].values() for op in ops.values()}
+    for operation, (audience, *_) in ROUTES.items():
+        security = operations[operation].get("security")
+        if audience in REFUSED_BY_AUDIENCE:
+            assert security == [{"bearerAuth": []}], operation
+        else:
+            assert security is None, f"{operation} ({audience}) must not ask for a token"
+    assert operations["stripeWebhook"].get("security") is None

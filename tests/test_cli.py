@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import text
 
@@ -170,3 +171,23 @@ def test_run_starts_the_stack_serves_the_api_and_stops_on_ctrl_c(settings):
     assert process.returncode == 0, output
     assert f"{base}/docs" in output and f"{base}/asyncapi" in output
     assert "stopped" in output
+
+
+def test_token_mints_only_in_dev_mode_and_its_token_is_accepted(settings, ingress):
+    refused = cli(settings, "token", "--sub", "ops", "--roles", "admin")
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert "PAYMENT_DEV_MODE" in refused.stderr
+    dev = settings.model_copy(update={"payment_dev_mode": True})
+    too_long = cli(dev, "token", "--sub", "ops", "--ttl", str(settings.payment_jwt_max_lifetime_seconds + 1))
+    assert too_long.returncode != 0 and "PAYMENT_JWT_MAX_LIFETIME_SECONDS" in too_long.stderr
+    minted = cli(dev, "token", "--sub", "ops", "--roles", "admin")
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["aud"], claims["iss"], claims["sub"], claims["roles"]) == (
+        settings.payment_jwt_audience, settings.payment_jwt_issuer, "ops", ["admin"]
+    )
+    assert claims["exp"] - claims["iat"] == 3600
+    response = httpx.get(f"{ingress.url}/payment/credits/balance?userId=demo-x",
+                         headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert response.status_code == 200, response.text

@@ -1,12 +1,14 @@
 """The HTTP API of the running ingress process, against the real worker and relay."""
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 
+from ops.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 from tests.conftest import JWT_SECRET, auth, start_ingress
 
 
@@ -37,6 +39,15 @@ async def charge_http(http, user: str, credits: int, reference: str = "booking-1
 # --- authentication and roles -------------------------------------------------------
 
 
+def token_claims(**changes) -> dict:
+    """Claims a valid token carries, with `changes` applied (None drops the claim), so
+    each bad token below is wrong in exactly the way its id says."""
+    now = int(time.time())
+    claims = {"sub": "u", "aud": DEFAULT_AUDIENCE, "iss": DEFAULT_ISSUER, "iat": now,
+              "exp": now + 3600} | changes
+    return {key: value for key, value in claims.items() if value is not None}
+
+
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 @pytest.mark.parametrize(
     "header",
@@ -44,11 +55,11 @@ async def charge_http(http, user: str, credits: int, reference: str = "booking-1
         None,
         "Bearer not-a-jwt",
         "Basic dXNlcjpwYXNz",
-        "Bearer " + jwt.encode({"sub": "u", "exp": 9_999_999_999}, "wrong-secret-" + "x" * 32, "HS256"),
-        "Bearer " + jwt.encode({"sub": "u", "exp": 1}, JWT_SECRET, "HS256"),
-        "Bearer " + jwt.encode({"exp": 9_999_999_999}, JWT_SECRET, "HS256"),
-        "Bearer " + jwt.encode({"sub": "u"}, JWT_SECRET, "HS256"),
-        "Bearer " + jwt.encode({"sub": "u", "exp": 9_999_999_999}, None, "none"),
+        "Bearer " + jwt.encode(token_claims(), "wrong-secret-" + "x" * 32, "HS256"),
+        "Bearer " + jwt.encode(token_claims(iat=0, exp=1), JWT_SECRET, "HS256"),
+        "Bearer " + jwt.encode(token_claims(sub=None), JWT_SECRET, "HS256"),
+        "Bearer " + jwt.encode(token_claims(exp=None), JWT_SECRET, "HS256"),
+        "Bearer " + jwt.encode(token_claims(), None, "none"),
     ],
     ids=["missing", "garbage", "basic", "wrong-secret", "expired", "no-sub", "no-exp", "alg-none"],
 )

@@ -114,6 +114,22 @@ async def test_a_socket_without_a_valid_token_is_closed_with_4401(ingress, first
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
+async def test_the_socket_is_closed_with_4401_when_its_token_expires(ingress, user_id):
+    socket = await websockets.connect(ws_url(ingress))
+    await socket.send(json.dumps({"type": "auth", "token": token(user_id, ttl=2)}))
+    opened = time.monotonic()
+    hello = json.loads(await asyncio.wait_for(socket.recv(), 5))
+    assert hello["type"] == "balance", "a live token opens the socket"
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:  # nothing is pushed to this user; only the close can end this
+            await asyncio.wait_for(socket.recv(), 8)
+    lived = time.monotonic() - opened
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    assert "expired" in closed.value.rcvd.reason
+    # exp is a whole second: the token had between one and two seconds left.
+    assert 0.5 < lived < 4, f"closed after {lived:.1f}s"
+
+
 async def test_token_in_the_url_is_not_needed_and_not_used(ingress, user_id):
     socket = await websockets.connect(ws_url(ingress) + f"?token={token(user_id)}")
     with pytest.raises(websockets.ConnectionClosed) as closed:

@@ -6,7 +6,7 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 
-from ingress.auth import Principal, authenticated, privileged
+from ingress.auth import BEARER, Principal, authenticated, privileged
 from ingress.deps import provide_principal, resources_of, submit_idempotently
 from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
 from schemas.api import CommandStatusRead, ErrorBody
@@ -29,7 +29,7 @@ class CommandsController(Controller):
     tags = ["commands"]
     dependencies = {"principal": Provide(provide_principal)}
 
-    @get("/{command_id:uuid}", guards=[authenticated], operation_id="getCommand",
+    @get("/{command_id:uuid}", guards=[authenticated], security=BEARER, operation_id="getCommand",
          responses=error_responses(*AUTHED_ERRORS, 404))
     async def status(
         self, request: Request[Any, Any, Any], principal: Principal, command_id: uuid.UUID
@@ -53,7 +53,7 @@ class CommandsController(Controller):
             raise NotFound("no such command")
         return CommandStatusRead(command_id=command_id, status="pending")
 
-    @post("/", guards=[privileged], operation_id="publishCommand", status_code=200,
+    @post("/", guards=[privileged], security=BEARER, operation_id="publishCommand", status_code=200,
           responses=error_responses(*WRITE_ERRORS, 402, 404))
     async def publish(
         self, request: Request[Any, Any, Any], principal: Principal, data: CommandRequest

@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from ingress.auth import Principal, admin_only, authenticated, privileged
+from ingress.auth import BEARER, Principal, admin_only, authenticated, privileged
 from ingress.deps import correlation_id as correlation_of
 from ingress.deps import (
     provide_principal,
@@ -44,7 +44,7 @@ class CreditsController(Controller):
     tags = ["credits"]
     dependencies = {"principal": Provide(provide_principal)}
 
-    @get("/balance", guards=[authenticated], operation_id="getBalance",
+    @get("/balance", guards=[authenticated], security=BEARER, operation_id="getBalance",
          responses=error_responses(*AUTHED_ERRORS))
     async def balance(
         self,
@@ -57,7 +57,7 @@ class CreditsController(Controller):
         async with resources_of(request).engine.connect() as conn:
             return BalanceRead.model_validate(await queries.balance(conn, who))
 
-    @get("/history", guards=[authenticated], operation_id="getHistory",
+    @get("/history", guards=[authenticated], security=BEARER, operation_id="getHistory",
          responses=error_responses(*AUTHED_ERRORS))
     async def history(
         self,
@@ -84,7 +84,8 @@ class CreditsController(Controller):
             )
         return HistoryPage.model_validate({"items": items, "next_cursor": next_cursor})
 
-    @post("/grant", guards=[admin_only], operation_id="grantCredits", status_code=200,
+    @post("/grant", guards=[admin_only], security=BEARER, operation_id="grantCredits",
+          status_code=200,
           responses=error_responses(*WRITE_ERRORS))
     async def grant(
         self, request: Request[Any, Any, Any], principal: Principal, data: GrantRequest
@@ -108,7 +109,7 @@ class CreditsController(Controller):
 
         return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
 
-    @post("/refund", guards=[privileged], operation_id="refundCredits", status_code=200,
+    @post("/refund", guards=[privileged], security=BEARER, operation_id="refundCredits", status_code=200,
           responses=error_responses(*WRITE_ERRORS, 402, 404))
     async def refund(
         self, request: Request[Any, Any, Any], principal: Principal, data: RefundRequest
@@ -143,7 +144,7 @@ class CreditsController(Controller):
 
         return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
 
-    @post("/transfer", guards=[admin_only], operation_id="transferCredits", status_code=200,
+    @post("/transfer", guards=[admin_only], security=BEARER, operation_id="transferCredits", status_code=200,
           responses=error_responses(*WRITE_ERRORS, 402))
     async def transfer(
         self, request: Request[Any, Any, Any], principal: Principal, data: TransferRequest

@@ -7,7 +7,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from ingress.auth import Principal, admin_only
+from ingress.auth import BEARER, Principal, admin_only
 from ingress.deps import correlation_id, provide_principal, resources_of, source_of, submit_idempotently
 from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
 from schemas.commands import ResolveFraudFlag, ResolvePayload
@@ -19,6 +19,7 @@ class FraudFlagsController(Controller):
     path = "/payment/admin/fraud-flags"
     tags = ["fraud"]
     guards = [admin_only]
+    security = BEARER
     dependencies = {"principal": Provide(provide_principal)}
 
     @get("/", operation_id="listFraudFlags", responses=error_responses(*AUTHED_ERRORS))

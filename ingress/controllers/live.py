@@ -7,19 +7,22 @@ Protocol (JSON text frames):
   every `balance.changed` of that user (balances after the change, delta, transaction);
 - the server sends `{"type": "ping"}` every PING_SECONDS; a client that sends nothing
   for IDLE_SECONDS is closed (any message, e.g. `{"type": "pong"}`, keeps it open);
-- close codes: 4401 authentication failed, 4408 idle, 4429 too slow to keep up.
+- close codes: 4401 authentication failed or the token expired (the socket lives no
+  longer than the token that opened it: reconnect with a fresh one), 4408 idle, 4429
+  too slow to keep up.
 """
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from ingress.auth import decode_token
+from ingress.auth import Principal, decode_token, verifier_of
 from ingress.live import BalanceHub, Subscription
-from services.errors import Unauthorized
+from services.errors import PaymentError, Unauthorized
 from services.ledger import queries
 
 AUTH_SECONDS = 5.0
@@ -27,21 +30,23 @@ PING_SECONDS = 20.0
 IDLE_SECONDS = 90.0
 
 
-async def _authenticate(socket: WebSocket[Any, Any, Any]) -> str | None:
+async def _authenticate(socket: WebSocket[Any, Any, Any]) -> Principal | None:
     try:
         first = await asyncio.wait_for(socket.receive_json(), AUTH_SECONDS)
         if not isinstance(first, dict) or first.get("type") != "auth":
             raise Unauthorized("send {\"type\": \"auth\", \"token\": ...} first")
-        principal = decode_token(
-            f"Bearer {first.get('token', '')}", socket.app.state.settings.payment_jwt_secret
-        )
+        return await decode_token(f"Bearer {first.get('token', '')}", verifier_of(socket))
     except WebSocketDisconnect:
         return None
-    except (TimeoutError, Unauthorized, ValueError) as error:
-        reason = error.message if isinstance(error, Unauthorized) else "authentication expected"
+    except (TimeoutError, PaymentError, ValueError) as error:
+        reason = error.message if isinstance(error, PaymentError) else "authentication expected"
         await socket.close(code=4401, reason=reason[:120])
         return None
-    return principal.subject
+
+
+async def _token_expiry(principal: Principal) -> None:
+    """Returns when the token that opened the socket expires."""
+    await asyncio.sleep(max(0.0, principal.expires_at - time.time()))
 
 
 async def _pump(socket: WebSocket[Any, Any, Any], subscription: Subscription) -> None:
@@ -68,9 +73,10 @@ async def _listen(socket: WebSocket[Any, Any, Any]) -> None:
 @websocket("/payment/ws")
 async def balance_socket(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.accept()
-    user_id = await _authenticate(socket)
-    if user_id is None:
+    principal = await _authenticate(socket)
+    if principal is None:
         return
+    user_id = principal.subject
     resources = socket.app.state.resources
     hub: BalanceHub = resources.hub
     subscription = hub.subscribe(user_id)  # before reading the balance: no gap
@@ -83,10 +89,16 @@ async def balance_socket(socket: WebSocket[Any, Any, Any]) -> None:
         )
         pump = asyncio.create_task(_pump(socket, subscription))
         listen = asyncio.create_task(_listen(socket))
-        done, pending = await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+        expiry = asyncio.create_task(_token_expiry(principal))
+        done, pending = await asyncio.wait(
+            {pump, listen, expiry}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in pending:
             task.cancel()
-        if listen in done and isinstance(listen.exception(), TimeoutError):
+        if expiry in done:
+            with contextlib.suppress(Exception):
+                await socket.close(code=4401, reason="the token has expired")
+        elif listen in done and isinstance(listen.exception(), TimeoutError):
             with contextlib.suppress(Exception):
                 await socket.close(code=4408, reason="idle")
     except WebSocketDisconnect:

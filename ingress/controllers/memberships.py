@@ -7,7 +7,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from ingress.auth import Principal, admin_only, authenticated
+from ingress.auth import BEARER, Principal, admin_only, authenticated
 from ingress.deps import client_address, provide_principal, reply_idempotently, resources_of, target_user
 from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
@@ -44,7 +44,7 @@ class MembershipsController(Controller):
         async with resources_of(request).engine.connect() as conn:
             return [PlanRead.model_validate(p) for p in await plans.list_plans(conn)]
 
-    @get("/current", guards=[authenticated], operation_id="getCurrentMembership",
+    @get("/current", guards=[authenticated], security=BEARER, operation_id="getCurrentMembership",
          responses=error_responses(*AUTHED_ERRORS, 404))
     async def current(
         self,
@@ -64,13 +64,13 @@ class MembershipsController(Controller):
             return PlanRead.model_validate(await plans.get_plan(conn, plan_id))
 
     @post("/plans", guards=[admin_only], operation_id="createMembershipPlan", status_code=201,
-          responses=error_responses(*AUTHED_ERRORS, 409))
+          security=BEARER, responses=error_responses(*AUTHED_ERRORS, 409))
     async def create_plan(self, request: Request[Any, Any, Any], data: PlanCreate) -> PlanRead:
         async with resources_of(request).engine.begin() as conn:
             created = await plans.create_plan(conn, data.model_dump(by_alias=False))
         return PlanRead.model_validate(created)
 
-    @patch("/plans/{plan_id:str}", guards=[admin_only], operation_id="updateMembershipPlan",
+    @patch("/plans/{plan_id:str}", guards=[admin_only], security=BEARER, operation_id="updateMembershipPlan",
            responses=error_responses(*AUTHED_ERRORS, 404))
     async def update_plan(
         self, request: Request[Any, Any, Any], plan_id: PlanPath, data: PlanUpdate
@@ -81,14 +81,14 @@ class MembershipsController(Controller):
             return PlanRead.model_validate(await plans.update_plan(conn, plan_id, changes))
 
     @delete("/plans/{plan_id:str}", guards=[admin_only], operation_id="archiveMembershipPlan",
-            status_code=200, responses=error_responses(*AUTHED_ERRORS, 404))
+            security=BEARER, status_code=200, responses=error_responses(*AUTHED_ERRORS, 404))
     async def archive_plan(self, request: Request[Any, Any, Any], plan_id: PlanPath) -> PlanRead:
         """Archive: no new subscriptions; running ones go on (never deleted)."""
         async with resources_of(request).engine.begin() as conn:
             return PlanRead.model_validate(await plans.update_plan(conn, plan_id, {"active": False}))
 
     @post("/{plan_id:str}/subscribe", guards=[authenticated], operation_id="subscribeMembership",
-          status_code=200, responses=error_responses(*WRITE_ERRORS, 402, 404))
+          security=BEARER, status_code=200, responses=error_responses(*WRITE_ERRORS, 402, 404))
     async def subscribe(
         self,
         request: Request[Any, Any, Any],
@@ -115,7 +115,7 @@ class MembershipsController(Controller):
         return await reply_idempotently(request, principal, body.model_dump(mode="json"), action)
 
     @post("/cancel", guards=[authenticated], operation_id="cancelMembership", status_code=200,
-          responses=error_responses(*WRITE_ERRORS, 404))
+          security=BEARER, responses=error_responses(*WRITE_ERRORS, 404))
     async def cancel(
         self, request: Request[Any, Any, Any], principal: Principal, data: CancelRequest | None = None
     ) -> Response[Any]:

@@ -7,7 +7,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from ingress.auth import Principal, admin_only, authenticated
+from ingress.auth import BEARER, Principal, admin_only, authenticated
 from ingress.deps import client_address, provide_principal, reply_idempotently, resources_of
 from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
@@ -24,7 +24,7 @@ class ProductsController(Controller):
     path = "/payment/products"
     tags = ["credit packs"]
 
-    @post("/sync", guards=[admin_only], operation_id="syncStripeProducts", status_code=200,
+    @post("/sync", guards=[admin_only], security=BEARER, operation_id="syncStripeProducts", status_code=200,
           responses=error_responses(401, 403, 429, 503))
     async def sync(self, request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
         """Create or update the Stripe Product and Price of every pack, and the Product and
@@ -50,13 +50,13 @@ class CreditPacksController(Controller):
         async with resources_of(request).engine.connect() as conn:
             return PackRead.model_validate(await catalogue.get_pack(conn, pack_id))
 
-    @post("/", guards=[admin_only], operation_id="createCreditPack", status_code=201,
+    @post("/", guards=[admin_only], security=BEARER, operation_id="createCreditPack", status_code=201,
           responses=error_responses(*AUTHED_ERRORS, 409))
     async def create(self, request: Request[Any, Any, Any], data: PackCreate) -> PackRead:
         async with resources_of(request).engine.begin() as conn:
             return PackRead.model_validate(await catalogue.create_pack(conn, data.model_dump(by_alias=False)))
 
-    @patch("/{pack_id:str}", guards=[admin_only], operation_id="updateCreditPack",
+    @patch("/{pack_id:str}", guards=[admin_only], security=BEARER, operation_id="updateCreditPack",
            responses=error_responses(*AUTHED_ERRORS, 404))
     async def update(
         self, request: Request[Any, Any, Any], pack_id: PackPath, data: PackUpdate
@@ -67,7 +67,7 @@ class CreditPacksController(Controller):
             return PackRead.model_validate(await catalogue.update_pack(conn, pack_id, changes))
 
     @delete("/{pack_id:str}", guards=[admin_only], operation_id="archiveCreditPack", status_code=200,
-            responses=error_responses(*AUTHED_ERRORS, 404))
+            security=BEARER, responses=error_responses(*AUTHED_ERRORS, 404))
     async def archive(self, request: Request[Any, Any, Any], pack_id: PackPath) -> PackRead:
         """Archive (never delete: purchases refer to it)."""
         async with resources_of(request).engine.begin() as conn:
@@ -75,7 +75,7 @@ class CreditPacksController(Controller):
         return PackRead.model_validate(pack)
 
     @post("/{pack_id:str}/purchase", guards=[authenticated], operation_id="purchaseCreditPack",
-          status_code=200, responses=error_responses(*WRITE_ERRORS, 402, 404))
+          security=BEARER, status_code=200, responses=error_responses(*WRITE_ERRORS, 402, 404))
     async def purchase(
         self,
         request: Request[Any, Any, Any],

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import Provide
 
-from ingress.auth import Principal, admin_only, authenticated
+from ingress.auth import BEARER, Principal, admin_only, authenticated
 from ingress.deps import client_address, provide_principal, reply_idempotently, resources_of
 from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
@@ -43,7 +43,7 @@ class PromoCodesController(Controller):
     dependencies = {"principal": Provide(provide_principal)}
 
     @post("/validate", guards=[authenticated], operation_id="validatePromoCode", status_code=200,
-          responses=error_responses(*AUTHED_ERRORS, 400, 404))
+          security=BEARER, responses=error_responses(*AUTHED_ERRORS, 400, 404))
     async def validate(
         self, request: Request[Any, Any, Any], principal: Principal, data: PromoTarget
     ) -> PromoPreviewRead:
@@ -55,7 +55,7 @@ class PromoCodesController(Controller):
         return PromoPreviewRead.model_validate({**preview.as_dict(),
                                                 "code": codes.normalize(data.code)})
 
-    @post("/apply", guards=[authenticated], operation_id="applyPromoCode", status_code=200,
+    @post("/apply", guards=[authenticated], security=BEARER, operation_id="applyPromoCode", status_code=200,
           responses=error_responses(*WRITE_ERRORS, 404))
     async def apply(
         self, request: Request[Any, Any, Any], principal: Principal, data: PromoTarget
@@ -79,21 +79,21 @@ class PromoCodesController(Controller):
 
         return await reply_idempotently(request, principal, data.model_dump(mode="json"), action)
 
-    @post("/", guards=[admin_only], operation_id="createPromoCode", status_code=201,
+    @post("/", guards=[admin_only], security=BEARER, operation_id="createPromoCode", status_code=201,
           responses=error_responses(*WRITE_ERRORS))
     async def create(self, request: Request[Any, Any, Any], data: PromoCodeCreate) -> PromoCodeRead:
         async with resources_of(request).engine.begin() as conn:
             created = await codes.create_code(conn, data.model_dump(by_alias=False))
         return PromoCodeRead.model_validate(created)
 
-    @get("/", guards=[admin_only], operation_id="listPromoCodes",
+    @get("/", guards=[admin_only], security=BEARER, operation_id="listPromoCodes",
          responses=error_responses(*AUTHED_ERRORS))
     async def list_codes(self, request: Request[Any, Any, Any]) -> list[PromoCodeRead]:
         """Newest first, with live uses and redemptions."""
         async with resources_of(request).engine.connect() as conn:
             return [PromoCodeRead.model_validate(c) for c in await codes.list_codes(conn)]
 
-    @patch("/{code_id:uuid}", guards=[admin_only], operation_id="updatePromoCode",
+    @patch("/{code_id:uuid}", guards=[admin_only], security=BEARER, operation_id="updatePromoCode",
            responses=error_responses(*WRITE_ERRORS, 404))
     async def update(
         self, request: Request[Any, Any, Any], code_id: uuid.UUID, data: PromoCodeUpdate
@@ -103,7 +103,7 @@ class PromoCodesController(Controller):
         async with resources_of(request).engine.begin() as conn:
             return PromoCodeRead.model_validate(await codes.update_code(conn, code_id, changes))
 
-    @get("/{code_id:uuid}/stats", guards=[admin_only], operation_id="promoCodeStats",
+    @get("/{code_id:uuid}/stats", guards=[admin_only], security=BEARER, operation_id="promoCodeStats",
          responses=error_responses(*AUTHED_ERRORS, 404))
     async def stats(self, request: Request[Any, Any, Any], code_id: uuid.UUID) -> PromoStatsRead:
         async with resources_of(request).engine.connect() as conn:

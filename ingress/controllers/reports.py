@@ -10,7 +10,7 @@ from litestar.params import Parameter
 from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ingress.auth import admin_only
+from ingress.auth import BEARER, admin_only
 from ingress.deps import resources_of
 from ingress.errors import AUTHED_ERRORS, error_responses
 from services.reports import queries
@@ -64,6 +64,7 @@ class ReportsController(Controller):
     path = "/payment/reports"
     tags = ["reports"]
     guards = [admin_only]
+    security = BEARER
 
     @get("/revenue", operation_id="revenueReport", responses=error_responses(*AUTHED_ERRORS))
     async def revenue(
