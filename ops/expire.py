@@ -21,6 +21,7 @@ from schemas.commands import (
     ReleaseCredits,
     ReleasePayload,
 )
+from services.kafka_security import kafka_client_options
 from services.promos.reservations import tidy_expired
 from services.settings import Settings
 
@@ -69,9 +70,7 @@ async def publish_expiries(
     commands = await due_commands(engine)
     if not commands:
         return 0
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
-    )
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = []

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ingress.stripe_provider import make_client
 from schemas.commands import ConfirmPurchase, ConfirmPurchasePayload
+from services.kafka_security import kafka_client_options
 from services.ledger.queries import command_status
 from services.settings import Settings
 
@@ -155,7 +156,7 @@ async def reconcile_stripe(
             fix.outcome = "would be confirmed"
         return fixes
     run = uuid.uuid4()  # correlates the commands of one run in logs and processed_commands
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
     await producer.start()
     try:
         for fix in fixes:
