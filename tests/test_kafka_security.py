@@ -30,6 +30,7 @@ login and the ACLs are the production cluster's (Strimzi, see k8s/base/kafka/).
 
 from __future__ import annotations
 
+import ast
 import ssl
 import subprocess
 import uuid
@@ -344,3 +345,38 @@ async def test_a_scram_login_with_a_wrong_password_is_refused(
     said = authenticating_broker.errors_since(before)
     assert NOT_AUTHENTICATED not in said, said
     assert "NoSharedMechanism" not in said, said
+
+
+# ------------------------------------------------------------------ no client left out
+PRODUCT_PACKAGES = ("ingress", "workers", "ops", "services")
+AIOKAFKA_CLIENTS = frozenset({"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"})
+
+
+def _kafka_client_calls() -> Iterator[tuple[str, ast.Call, str]]:
+    root = Path(__file__).resolve().parent.parent
+    for package in PRODUCT_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call):
+                    name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                    if name in AIOKAFKA_CLIENTS | {"KafkaBroker"}:
+                        yield str(path.relative_to(root)), node, name
+
+
+def test_every_kafka_client_of_the_product_takes_the_security_settings() -> None:
+    """A client added later without the login would be refused by the cluster, or would
+    connect to a listener the operator believed closed: every one goes through
+    services/kafka_security.py."""
+    calls = list(_kafka_client_calls())
+    assert len(calls) >= 10, "the scan found too few clients to be looking at the code"
+    for where, call, name in calls:
+        if name == "KafkaBroker":
+            assert where == "services/kafka_security.py", f"{where}: use kafka_broker()"
+            continue
+        spread = [
+            keyword.value for keyword in call.keywords
+            if keyword.arg is None and isinstance(keyword.value, ast.Call)
+        ]
+        assert any(getattr(value.func, "id", "") == "kafka_client_options" for value in spread), (
+            f"{where}:{call.lineno}: {name} without **kafka_client_options(settings)"
+        )
