@@ -62,14 +62,19 @@ def check_kafka_security(settings: Settings) -> None:
         )
     for variable, path in files.items():
         if not Path(path).is_file():
-            raise ConfigurationInvalid(
-                f"{variable}={path} is not a readable file", setting=variable
-            )
+            raise ConfigurationInvalid(f"{variable}={path} is not a file", setting=variable)
     if settings.kafka_ssl_keyfile and not settings.kafka_ssl_certfile:
         raise ConfigurationInvalid(
             "KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the certificate of that key)",
             setting="KAFKA_SSL_CERTFILE",
         )
+    try:  # a file that is there but holds no usable PEM fails now, not at connect time
+        kafka_ssl_context(settings)
+    except (ssl.SSLError, OSError) as error:
+        raise ConfigurationInvalid(
+            f"KAFKA_SSL_* files do not make a TLS context: {error}",
+            setting=next(iter(files), "KAFKA_SSL_CAFILE"),
+        ) from error
 
 
 def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:

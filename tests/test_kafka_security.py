@@ -224,8 +224,22 @@ def test_tls_files_need_a_tls_protocol_and_a_key_needs_its_certificate(pki: Pki)
         _settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_ssl_cafile=pki.cafile, **LOGIN)
     with pytest.raises(ConfigurationInvalid, match="KAFKA_SSL_KEYFILE needs"):
         _settings(kafka_security_protocol="SSL", kafka_ssl_keyfile=pki.keyfile)
-    with pytest.raises(ConfigurationInvalid, match="not a readable file"):
+    with pytest.raises(ConfigurationInvalid, match="is not a file"):
         _settings(kafka_security_protocol="SSL", kafka_ssl_certfile=str(Path(pki.cafile).parent))
+
+
+def test_a_certificate_file_that_holds_no_certificate_stops_the_process(
+    pki: Pki, tmp_path: Path
+) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("this is not a certificate\n")
+    with pytest.raises(ConfigurationInvalid, match="do not make a TLS context") as caught:
+        _settings(kafka_security_protocol="SSL", kafka_ssl_cafile=str(not_pem))
+    assert caught.value.details["setting"] == "KAFKA_SSL_CAFILE"
+    with pytest.raises(ConfigurationInvalid, match="do not make a TLS context"):
+        # a key that is not the certificate's
+        _settings(kafka_security_protocol="SSL", kafka_ssl_certfile=pki.certfile,
+                  kafka_ssl_keyfile=str(Path(pki.cafile).with_name("ca.key")))
 
 
 def test_the_settings_are_read_from_their_environment_variables(
