@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from services.kafka_security import kafka_client_options
 from services.settings import Settings
 
 log = logging.getLogger("pika.live")
@@ -74,7 +75,7 @@ class BalanceHub:
         while True:
             consumer = AIOKafkaConsumer(
                 self.settings.events_topic,
-                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                **kafka_client_options(self.settings),
                 group_id=None,
                 auto_offset_reset="latest",
                 enable_auto_commit=False,

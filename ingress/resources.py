@@ -13,6 +13,7 @@ from ingress.gateway import CommandGateway
 from ingress.live import BalanceHub
 from ingress.stripe_provider import StripeProvider
 from services.db import make_engine
+from services.kafka_security import kafka_client_options
 from services.settings import Settings
 
 log = logging.getLogger("pika.ingress")
@@ -35,7 +36,7 @@ class Resources:
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=False
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **kafka_client_options(settings),
             acks="all",
             linger_ms=1,
             metadata_max_age_ms=30_000,

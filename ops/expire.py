@@ -23,6 +23,7 @@ from schemas.commands import (
 )
 from services.evidence.trusted_publisher import publish_with_evidence
 from services.evidence.zones import Evidence
+from services.kafka_security import kafka_client_options
 from services.promos.reservations import tidy_expired
 from services.settings import Settings
 
@@ -72,9 +73,7 @@ async def publish_expiries(
     if not commands:
         return 0
     run = Evidence("operator_job", f"expire:{uuid.uuid4()}", "pika-payment expire")
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
-    )
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
         await publish_with_evidence(

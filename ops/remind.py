@@ -9,6 +9,7 @@ ids, which the notify worker dedupes; the other order could lose reminders.
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.kafka_security import kafka_client_options
 from services.notifications.reminders import due_reminders, record_reminded
 from services.settings import Settings
 
@@ -18,9 +19,7 @@ async def publish_reminders(engine: AsyncEngine, settings: Settings) -> tuple[in
     reminders = await due_reminders(engine, settings.expiry_reminder_days)
     if not reminders:
         return 0, 0
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
-    )
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = [

@@ -77,14 +77,18 @@ class Stack:
     stop_commands: list[list[str]] = field(default_factory=list)
 
     def start_tansu(
-        self, host: str, port: int, log_dir: Path | None = None
+        self, host: str, port: int, log_dir: Path | None = None, authentication: bool = False
     ) -> subprocess.Popen[bytes]:
+        """tansu with memory storage; `authentication` makes it refuse clients that do
+        not log in with SASL (tests of the Kafka security settings)."""
         directory = log_dir or RUN_DIR
         directory.mkdir(parents=True, exist_ok=True)
         url = f"tcp://{host}:{port}"
         log = open(directory / f"tansu-{port}.log", "ab")  # noqa: SIM115 - owned by the child
+        login = ["--authentication"] if authentication else []
         child = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [str(tansu_binary()), "broker", *login, "--listener-url", url,
+             "--advertised-listener-url", url],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

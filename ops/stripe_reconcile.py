@@ -36,6 +36,7 @@ from ingress.stripe_provider import make_client
 from schemas.commands import ConfirmPurchase, ConfirmPurchasePayload
 from services.evidence.trusted_publisher import publish_with_evidence
 from services.evidence.zones import Evidence
+from services.kafka_security import kafka_client_options
 from services.ledger.queries import command_status
 from services.settings import Settings
 
@@ -157,7 +158,7 @@ async def reconcile_stripe(
             fix.outcome = "would be confirmed"
         return fixes
     run = uuid.uuid4()  # correlates the commands of one run in logs and processed_commands
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
     await producer.start()
     try:
         for fix in fixes:

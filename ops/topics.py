@@ -5,6 +5,7 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from services.kafka_security import kafka_client_options
 from services.settings import Settings
 
 log = logging.getLogger("pika.topics")
@@ -22,7 +23,7 @@ def wanted_topics(settings: Settings) -> dict[str, int]:
 
 async def provision_topics(settings: Settings, attempts: int = 30) -> list[str]:
     """Create missing topics; returns the names created. Waits for the broker to answer."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     for attempt in range(attempts):
         try:
             await admin.start()

@@ -88,6 +88,14 @@ class TransactionLimitExceeded(PaymentError):
     code, status, title = "PAY016", 422, "Transaction limit exceeded"
 
 
+class ConfigurationInvalid(PaymentError):
+    """Raised while the settings load, so a process with a half-made configuration (a
+    Kafka login without its password, a certificate path that is not there) stops at
+    startup instead of failing, or running unauthenticated, at its first request."""
+
+    code, status, title = "PAY017", 500, "The service configuration is not valid"
+
+
 ALL_ERRORS: tuple[type[PaymentError], ...] = (
     InsufficientCredits,
     PaymentFailed,
@@ -105,5 +113,6 @@ ALL_ERRORS: tuple[type[PaymentError], ...] = (
     InvalidState,
     DependencyUnavailable,
     TransactionLimitExceeded,
+    ConfigurationInvalid,
     PaymentError,
 )

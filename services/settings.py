@@ -5,6 +5,7 @@ operator sets a variable once (ConfigMap) and every process agrees on it.
 """
 
 from functools import lru_cache
+from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Asymmetric algorithms are limited to the two the identity providers we expect sign with;
 # HS384/512, PS*, EdDSA would each need their own key handling and tests.
 JWT_ALGORITHMS = frozenset({"HS256", "RS256", "ES256"})
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"]
+KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
 class Settings(BaseSettings):
@@ -28,6 +31,20 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for idempotency keys.")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap list.")
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", description="How clients talk to Kafka: PLAINTEXT (dev only), "
+        "SASL_PLAINTEXT, SASL_SSL or SSL (mutual TLS).",
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (the KafkaUser).")
+    kafka_sasl_password: str | None = Field(None, description="SASL password (a secret).")
+    kafka_ssl_cafile: str | None = Field(
+        None, description="CA bundle that signs the brokers' certificates (SSL, SASL_SSL)."
+    )
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: str | None = Field(None, description="Key of the client certificate.")
     kafka_command_partitions: int = Field(
         6, description="Partitions of payment.commands and payment.commands.internal."
     )
@@ -190,6 +207,15 @@ class Settings(BaseSettings):
     @property
     def jwt_algorithms(self) -> tuple[str, ...]:
         return tuple(self.payment_jwt_algorithms.split(","))
+
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Self:
+        """A half-configured Kafka login fails here, at startup, not at the first send."""
+        from services.kafka_security import check_kafka_security
+
+        check_kafka_security(self)
+        return self
 
     @field_validator("default_currency")
     @classmethod

@@ -97,6 +97,7 @@ LOG_LEVELS = frozenset({"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"})
 # topic name -> partitions (contract)
 KAFKA_TOPICS = {
     "payment.commands": 12,
+    "payment.commands.internal": 12,
     "payment.events": 12,
     "payment.commands.dlq": 3,
     "payment.events.dlq": 3,
@@ -921,13 +922,17 @@ def test_strimzi_topics_match_the_contract() -> None:
 def test_app_config_points_at_the_strimzi_cluster() -> None:
     config = _configmap_data()
     kafka = _kafka_cluster()
-    plain_ports = {
-        listener["port"] for listener in kafka["spec"]["kafka"]["listeners"] if not listener["tls"]
+    # The listener's TLS must match the protocol the app speaks (SSL / SASL_SSL).
+    wants_tls = config.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT") in {"SSL", "SASL_SSL"}
+    matching_ports = {
+        listener["port"]
+        for listener in kafka["spec"]["kafka"]["listeners"]
+        if listener["tls"] == wants_tls
     }
     for server in config["KAFKA_BOOTSTRAP_SERVERS"].split(","):
         host, _, port = server.partition(":")
         assert host.split(".")[0] == f"{kafka['metadata']['name']}-kafka-bootstrap", server
-        assert int(port) in plain_ports, server
+        assert int(port) in matching_ports, server
     partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in _docs_of("KafkaTopic")}
     # migrate creates missing topics with these counts; they must agree with Strimzi.
     assert int(config["KAFKA_COMMAND_PARTITIONS"]) == partitions["payment.commands"]

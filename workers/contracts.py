@@ -14,11 +14,12 @@ from faststream.specification import AsyncAPI
 
 from schemas.commands import Command, PublicCommand
 from schemas.events import Event
+from services.kafka_security import kafka_broker
 from services.settings import Settings
 
 
 def contract_broker(settings: Settings) -> KafkaBroker:
-    broker = KafkaBroker(settings.kafka_bootstrap_servers)
+    broker = kafka_broker(settings)
 
     @broker.subscriber(
         settings.commands_topic,

@@ -4,10 +4,10 @@ import asyncio
 import logging
 import signal
 
-from faststream.kafka import KafkaBroker
 from prometheus_client import start_http_server
 
 from services.db import make_engine
+from services.kafka_security import kafka_broker
 from services.settings import Settings
 from workers.ledger import register_ledger_worker
 from workers.mailer import Mailer
@@ -34,7 +34,7 @@ async def run_ledger_worker(settings: Settings, stop: asyncio.Event | None = Non
     stop = stop or stop_on_signals()
     serve_metrics(settings)
     engine = make_engine(settings, pool_size=2, pre_ping=False)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log, log_level=logging.DEBUG)
+    broker = kafka_broker(settings, logger=log, log_level=logging.DEBUG)
     register_ledger_worker(broker, engine, settings)
     await broker.start()
     log.info("ledger worker consuming %s and %s", settings.commands_topic,
@@ -61,7 +61,7 @@ async def run_notify_worker(settings: Settings, stop: asyncio.Event | None = Non
     stop = stop or stop_on_signals()
     serve_metrics(settings)
     engine = make_engine(settings, pool_size=2)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log, log_level=logging.DEBUG)
+    broker = kafka_broker(settings, logger=log, log_level=logging.DEBUG)
     mailer = Mailer(broker, engine, settings)
     register_notify_consumer(broker, engine, settings, mailer.wake.set)
     await broker.start()

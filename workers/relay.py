@@ -19,6 +19,7 @@ import time
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from services.kafka_security import kafka_client_options
 from services.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
 from services.settings import Settings
 
@@ -45,7 +46,7 @@ CONNECTION_ERRORS = (
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_client_options(settings),
         acks="all",
         linger_ms=2,
         max_batch_size=1024 * 1024,

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer
 
+from services.kafka_security import kafka_client_options
 from services.settings import Settings
 
 
@@ -21,7 +22,7 @@ class EventWatch:
     def __init__(self, settings: Settings) -> None:
         self.consumer = AIOKafkaConsumer(
             settings.events_topic,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **kafka_client_options(settings),
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,

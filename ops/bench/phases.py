@@ -27,6 +27,7 @@ from ops.bench.worker_code import worker_code
 from ops.bench.workload import Charge, credits_needed, funding_rounds, plan_charges
 from ops.stack import RUN_DIR
 from services.db import make_engine
+from services.kafka_security import kafka_client_options
 from services.ledger.reconcile import reconcile
 from services.settings import Settings
 
@@ -142,7 +143,7 @@ async def end_to_end(
     watch = EventWatch(settings)
     await watch.start()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_client_options(settings),
         linger_ms=5,
         max_batch_size=512 * 1024,
         acks="all",

@@ -31,6 +31,7 @@ from ops.migrate import migrate
 from ops.stack import RUN_DIR, Stack, free_port, port_open
 from ops.topics import provision_topics
 from services.db import ensure_database
+from services.kafka_security import kafka_client_options
 from services.settings import Settings
 
 
@@ -81,7 +82,7 @@ async def run_suite(settings: Settings, plan: Plan, fleet: Fleet, rng: random.Ra
     say(f"topics created: {', '.join(created)}")
     fleet.start(settings, log_dir)
     say(f"started 2 workers and 2 relays (logs in {log_dir})")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all",
                                 linger_ms=5, max_batch_size=1024 * 1024)
     events = TopicReader(settings, settings.events_topic, settings.kafka_event_partitions)
     dlq = TopicReader(settings, settings.commands_dlq_topic, 1)

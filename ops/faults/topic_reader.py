@@ -8,6 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.kafka_security import kafka_client_options
 from services.settings import Settings
 
 
@@ -42,7 +43,7 @@ class TopicReader:
         self.topic = topic
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **kafka_client_options(settings),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
