@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ops.logs import configure_logging
+from services.errors import ConfigurationInvalid
 from services.secrets_check import placeholder_secrets, refusal_message
 from services.settings import Settings, get_settings
 
@@ -352,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         # Only the messages: pydantic's own text quotes the input, secrets included.
         for problem in error.errors():
             console.print(f"[red]configuration: {problem['msg']}[/red]")
+        return 2
+    except ConfigurationInvalid as error:
+        console.print(f"configuration: {error.message}", style="red", markup=False)
         return 2
     configure_logging(os.environ.get("LOG_LEVEL", settings.log_level))
     problems = [] if settings.payment_dev_mode else placeholder_secrets(settings)
