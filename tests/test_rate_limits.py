@@ -6,6 +6,7 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import auth, start_ingress
 
@@ -106,3 +107,26 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(b
         # A client writing its own X-Forwarded-For: the proxy appends the real address.
         spoofed_chains = [f"203.0.113.{n}, {real}" for n in range(1, 4)]
         assert await anonymous_reads(http, spoofed_chains) == [429, 429, 429]
+
+
+async def test_the_promo_abuse_source_is_the_same_client_address(behind_proxy, http, pack, engine):
+    """Promo reservations record the forwarded client behind a trusted proxy, the peer
+    otherwise: the promo-abuse rule counts accounts per this source."""
+    admin = auth("promo-admin", "admin")
+    code = f"edge{uuid.uuid4().hex[:8]}"
+    created = await http.post("/payment/promo-codes/", headers=admin,
+                              json={"code": code, "kind": "percentage", "percentOff": 10})
+    assert created.status_code == 201, created.text
+    forwarded = {"X-Forwarded-For": "203.0.113.77, 198.51.100.23"}
+    sources = []
+    for base in (behind_proxy.url, http.base_url):
+        user = f"u-src-{uuid.uuid4().hex[:8]}"
+        async with httpx.AsyncClient(base_url=str(base), timeout=20) as client:
+            applied = await client.post(
+                "/payment/promo-codes/apply", json={"code": code, "packId": pack["id"]},
+                headers={**auth(user), **forwarded, "Idempotency-Key": str(uuid.uuid4())})
+        assert applied.status_code == 200, applied.text
+        async with engine.connect() as conn:
+            sources.append(await conn.scalar(
+                text("SELECT source FROM promo_reservations WHERE user_id = :u"), {"u": user}))
+    assert sources == ["198.51.100.23", "127.0.0.1"]
