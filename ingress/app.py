@@ -1,4 +1,5 @@
-"""The Litestar ingress: HTTP API, docs and (later) the WebSocket, on PAYMENT_SERVICE_PORT."""
+"""The Litestar ingress: HTTP API, docs and the WebSocket on PAYMENT_SERVICE_PORT; metrics on
+INGRESS_METRICS_PORT (ingress.metrics_server)."""
 
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from ingress.controllers.promos import PromoCodesController
 from ingress.controllers.reports import ReportsController
 from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import EXCEPTION_HANDLERS
+from ingress.metrics_server import metrics_listener
 from ingress.openapi_schemas import FaithfulJsonRenderPlugin
 from ingress.rate_limits import RateLimits
 from ingress.resources import Resources
@@ -72,7 +74,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.resources = await Resources.open(settings)
         try:
-            yield
+            with metrics_listener(settings):
+                yield
         finally:
             await app.state.resources.close()
 

@@ -9,9 +9,10 @@ from typing import Any
 from litestar import MediaType, Request, Response
 
 from ingress.auth import Principal, principal_of
+from ingress.client_address import client_address_of
 from ingress.evidence import request_evidence
 from ingress.gateway import Reply
-from ingress.idempotency import idempotent
+from ingress.idempotency import idempotency_scope, idempotent
 from ingress.resources import Resources
 from schemas.commands import CommandEnvelope
 from services.errors import Forbidden
@@ -30,8 +31,8 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
 
 
 def client_address(request: Request[Any, Any, Any]) -> str | None:
-    """The address the ingress sees (behind a proxy: uvicorn's forwarded-allow-ips)."""
-    return request.client.host if request.client else None
+    """The client's address: the peer, or behind TRUSTED_PROXIES what they forwarded."""
+    return client_address_of(request.scope, resources_of(request).settings.trusted_proxy_networks)
 
 
 def correlation_id(request: Request[Any, Any, Any]) -> uuid.UUID:
@@ -90,13 +91,11 @@ async def reply_idempotently(
     action: Callable[[uuid.UUID], Awaitable[Reply]],
 ) -> Response[Any]:
     """Run `action` once per caller, route and Idempotency-Key; replay its reply."""
-    res = resources_of(request)
     reply = await idempotent(
-        res.redis,
+        resources_of(request).replies,
         key=request.headers.get("idempotency-key"),
-        scope=f"{principal.subject}:{request.method}:{request.url.path}",
+        scope=idempotency_scope(principal.subject, request.method, request.url.path),
         body=body,
-        ttl=res.settings.idempotency_ttl_seconds,
         action=action,
     )
     return to_response(reply)

@@ -1,11 +1,14 @@
 """Request rate limits per user and per client IP (Redis fixed windows of one minute).
 
-Groups: `read` (GET), `write` (POST/PATCH/DELETE); health, docs, metrics, the
-WebSocket upgrade and Stripe webhooks (signed, size-limited) are exempt. A request
-over a limit gets 429 PAY011 with Retry-After and changes nothing. When Redis is down
-the limits fail open: reads keep working, and a write that carries an
-Idempotency-Key still answers 503 from the idempotency layer, so nothing can apply
-twice.
+The client IP is `ingress.client_address`'s: the TCP peer, or behind TRUSTED_PROXIES
+the right-most forwarded address that is not one of them; never a header alone.
+
+Groups: `read` (GET), `write` (POST/PATCH/DELETE); health, docs, the WebSocket
+upgrade and Stripe webhooks (signed, size-limited) are exempt; /metrics is not on
+this port at all. A request over a limit gets 429 PAY011 with Retry-After and changes
+nothing. When Redis is down the limits fail open: reads keep working, and a write that
+carries an Idempotency-Key still answers 503 from the idempotency layer, so nothing can
+apply twice.
 """
 
 import contextlib
@@ -19,6 +22,7 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 from redis.exceptions import RedisError
 
 from ingress.auth import scope_principal
+from ingress.client_address import client_address_of
 from services.errors import DependencyUnavailable, RateLimited, Unauthorized
 
 log = logging.getLogger("pika.ingress")
@@ -32,7 +36,6 @@ EXEMPT_PREFIXES = (
     "/payment/schemas",
     "/payment/webhooks/",
     "/payment/ws",
-    "/metrics",
 )
 
 
@@ -83,7 +86,7 @@ class RateLimits(ASGIMiddleware):
         with contextlib.suppress(Unauthorized, DependencyUnavailable):
             authorization = headers.get(b"authorization", b"").decode("latin-1") or None
             user = (await scope_principal(scope, authorization, app.state.tokens)).subject
-        ip = (scope.get("client") or ("unknown", 0))[0]
+        ip = client_address_of(scope, settings.trusted_proxy_networks) or "unknown"
         try:
             if resources is not None:
                 await check(resources.redis, settings, group=group, user=user, ip=ip)

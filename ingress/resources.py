@@ -3,14 +3,17 @@
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ingress.gateway import CommandGateway
+from ingress.idempotency import ReplayStore, in_flight_seconds
 from ingress.live import BalanceHub
+from ingress.readiness import Readiness
+from ingress.reply_seal import ReplySeal
 from ingress.stripe_provider import StripeProvider
 from services.db import make_engine
 from services.kafka_security import kafka_client_options
@@ -28,6 +31,8 @@ class Resources:
     gateway: CommandGateway
     payments: StripeProvider
     hub: BalanceHub
+    replies: ReplayStore
+    readiness: Readiness = field(default_factory=Readiness)
 
     @classmethod
     async def open(cls, settings: Settings) -> "Resources":
@@ -52,7 +57,15 @@ class Resources:
         gateway = CommandGateway(producer, engine, redis, settings)
         hub = BalanceHub(settings)
         await hub.start()
-        return cls(settings, engine, redis, producer, gateway, StripeProvider(settings), hub)
+        replies = ReplayStore(
+            redis,
+            ReplySeal(settings.stripe_secret_key),
+            reply_ttl=settings.idempotency_ttl_seconds,
+            in_flight_ttl=in_flight_seconds(settings.payment_reply_timeout),
+        )
+        return cls(
+            settings, engine, redis, producer, gateway, StripeProvider(settings), hub, replies
+        )
 
     async def close(self) -> None:
         await self.hub.stop()

@@ -58,6 +58,9 @@ def cmd_ingress(settings: Settings, _: argparse.Namespace) -> int:
         port=settings.payment_service_port,
         log_config=None,
         access_log=False,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; the ingress
+        # decides who the client is itself, from TRUSTED_PROXIES (ingress.client_address).
+        proxy_headers=False,
     )
     return 0
 

@@ -35,3 +35,7 @@ NOTIFICATIONS = Counter(
     "Emails by template and outcome (sent, skipped, retried, failed, duplicate)",
     ["template", "outcome"],
 )
+READINESS_CHECKS = Counter(
+    "payment_readiness_checks_total",
+    "Backend checks run by /payment/ready (answers within a second reuse the last one)",
+)

@@ -4,6 +4,7 @@ One class for all processes: ingress, workers and CLI share the same names, so a
 operator sets a variable once (ConfigMap) and every process agrees on it.
 """
 
+import ipaddress
 from functools import lru_cache
 from typing import Literal, Self
 
@@ -15,6 +16,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 JWT_ALGORITHMS = frozenset({"HS256", "RS256", "ES256"})
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"]
 KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=8)
+def proxy_networks(spec: str) -> tuple[Network, ...]:
+    """TRUSTED_PROXIES parsed once per distinct value (asked on every request).
+
+    Raises ValueError on an entry that is not a CIDR or address, so a mistyped
+    setting fails at start instead of quietly trusting nobody or everybody.
+    """
+    entries = [entry.strip() for entry in spec.split(",") if entry.strip()]
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
 class Settings(BaseSettings):
@@ -110,6 +123,18 @@ class Settings(BaseSettings):
         1200, gt=0, description="Requests per client address a minute, per group."
     )
     payment_reply_timeout: float = Field(5.0, description="Seconds an HTTP write waits.")
+    trusted_proxies: str = Field(
+        "", description="Comma-separated CIDRs of the reverse proxies in front of the ingress "
+        "whose X-Forwarded-For is believed; empty = no proxy is trusted, the peer is the client.",
+    )
+    ingress_metrics_port: int = Field(
+        9100, ge=0, le=65535, description="Port of the ingress's own /metrics listener (kept off "
+        "the public API port); 0 = off.",
+    )
+    ingress_metrics_host: str = Field(
+        "127.0.0.1", description="Interface of the ingress metrics listener (0.0.0.0 in a pod, "
+        "so Prometheus reaches it while the Service exposes only the API port).",
+    )
     membership_renewal_grace_hours: int = Field(
         24, ge=0, le=24 * 30,
         description="Membership credits outlive their period by this much, so a renewal "
@@ -217,6 +242,12 @@ class Settings(BaseSettings):
         check_kafka_security(self)
         return self
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxy_networks(cls, value: str) -> str:
+        proxy_networks(value)  # a typo must stop the process, not silently trust nobody
+        return value
+
     @field_validator("default_currency")
     @classmethod
     def _lower_currency(cls, value: str) -> str:
@@ -235,6 +266,10 @@ class Settings(BaseSettings):
     def plain_database_url(self) -> str:
         """libpq form (asyncpg.connect, psql) of DATABASE_URL."""
         return "postgresql://" + self.async_database_url[len("postgresql+asyncpg://") :]
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return proxy_networks(self.trusted_proxies)
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

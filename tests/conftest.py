@@ -307,12 +307,14 @@ def relay(settings: Settings) -> Iterator[ChildProcess]:
 class Ingress:
     url: str
     process: ChildProcess
+    metrics_url: str = ""
 
 
 def start_ingress(settings: Settings, name: str = "ingress") -> Ingress:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     configured = settings.model_copy(
-        update={"payment_service_port": port, "payment_service_host": "127.0.0.1"}
+        update={"payment_service_port": port, "payment_service_host": "127.0.0.1",
+                "ingress_metrics_port": metrics_port, "ingress_metrics_host": "127.0.0.1"}
     )
     child = ChildProcess("ingress", configured, name=name).start()
     url = f"http://127.0.0.1:{port}"
@@ -320,7 +322,7 @@ def start_ingress(settings: Settings, name: str = "ingress") -> Ingress:
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/payment/health", timeout=1).status_code == 200:
-                return Ingress(url, child)
+                return Ingress(url, child, f"http://127.0.0.1:{metrics_port}/metrics")
         if child.process and child.process.poll() is not None:
             break
         time.sleep(0.2)

@@ -768,6 +768,25 @@ def test_ingress_probes_service_and_port() -> None:
     assert _resolve_port(container, port.get("targetPort", port["port"])) == SERVICE_PORT
 
 
+def test_ingress_metrics_are_scraped_on_a_port_the_service_does_not_expose() -> None:
+    from services.settings import Settings
+
+    dep = _deployment("ingress")
+    (container,) = _pod_spec(dep)["containers"]
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    scrape = dep["spec"]["template"]["metadata"]["annotations"]
+    port = int(env["INGRESS_METRICS_PORT"])
+    assert int(scrape["prometheus.io/port"]) == port and scrape["prometheus.io/path"] == "/metrics"
+    assert _resolve_port(container, "metrics") == port != SERVICE_PORT
+    assert env["INGRESS_METRICS_HOST"] == "0.0.0.0", "Prometheus scrapes the pod's IP"
+    (svc,) = _docs_of("Service")
+    exposed = {_resolve_port(container, p.get("targetPort", p["port"])) for p in svc["spec"]["ports"]}
+    assert port not in exposed, "the Service (and the cluster ingress) must not reach metrics"
+    config = _configmap_data()
+    assert "TRUSTED_PROXIES" in config, "the operator sees the setting and what empty means"
+    Settings(trusted_proxies=config["TRUSTED_PROXIES"])  # a valid value, or none
+
+
 def test_pod_disruption_budgets_cover_ingress_and_worker() -> None:
     covered = set()
     for pdb in _docs_of("PodDisruptionBudget"):

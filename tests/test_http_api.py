@@ -5,6 +5,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import jwt
 import pytest
 
@@ -358,7 +359,7 @@ async def test_commands_that_grant_from_stripe_cannot_be_published_over_http(
 # --- docs and health ----------------------------------------------------------------------------
 
 
-async def test_docs_schemas_asyncapi_health_and_metrics(http):
+async def test_docs_schemas_asyncapi_health_and_metrics(http, ingress):
     openapi = (await http.get("/payment/openapi.json")).json()
     assert "/payment/credits/balance" in openapi["paths"]
     grant = openapi["components"]["schemas"]["GrantRequest"]
@@ -381,7 +382,9 @@ async def test_docs_schemas_asyncapi_health_and_metrics(http):
     assert (await http.get("/payment/health")).json() == {"status": "ok"}
     ready = (await http.get("/payment/ready")).json()
     assert ready["checks"] == {"postgres": "ok", "redis": "ok", "kafka": "ok"}
-    metrics = (await http.get("/metrics")).text
+    assert (await http.get("/metrics")).status_code == 404, "metrics are not on the public port"
+    async with httpx.AsyncClient(timeout=5) as scraper:
+        metrics = (await scraper.get(ingress.metrics_url)).text
     assert "payment_http_requests_total" in metrics
 
 

@@ -8,6 +8,8 @@ which only a test may do.
 """
 
 import asyncio
+import csv
+import io
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -41,6 +43,7 @@ from services.ledger.reconcile import reconcile
 from services.promos import codes, reservations
 from services.promos.rules import Target
 from services.reports import queries
+from services.reports.csv_export import to_csv
 from services.settings import Settings
 from tests.conftest import Services, auth, make_settings
 
@@ -247,3 +250,35 @@ async def test_report_endpoints_answer_json_and_csv_for_admins_only(http):
                 "granularity=week", "currency=dollars", "format=xml"):
         refused = await http.get(f"/payment/reports/revenue?{bad}", headers=admin)
         assert refused.status_code in (400, 422) and refused.json()["code"] == "PAY007", bad
+
+
+FORMULA = "=cmd|' /C calc'!A0"
+
+
+async def test_csv_escapes_formula_text_and_keeps_negative_amounts_numbers(month):
+    """A pack named like a formula reaches the packs report; a refund day's net is < 0."""
+    engine, _ = month
+    async with engine.connect() as conn:
+        renamed = await conn.begin()  # rolled back: the month's figures stay as they are
+        await conn.execute(text("UPDATE credit_packs SET name = :n WHERE id = 'pack_r'"),
+                           {"n": FORMULA})
+        packs = await queries.packs(conn, NOVEMBER, "usd")
+        await renamed.rollback()
+    (row,) = csv.DictReader(io.StringIO(to_csv(packs)))
+    assert row["name"] == "'" + FORMULA, "shown as text, never run"
+    assert int(row["net"]) == 2250
+
+    revenue = await report(engine, queries.revenue, NOVEMBER, "usd")
+    refund_day = next(r for r in csv.DictReader(io.StringIO(to_csv(revenue)))
+                      if r["start"].startswith("2026-11-15"))
+    assert int(refund_day["net"]) == -900, "a negative amount is a number, not escaped"
+
+
+def test_every_formula_start_is_escaped_in_text_cells_only():
+    texts = ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "plain", "", "1-2"]
+    report = {"items": [{"code": t, "amount": -5} for t in texts]}
+    rows = list(csv.reader(io.StringIO(to_csv(report))))
+    assert rows[0] == ["code", "amount"]
+    assert [r[0] for r in rows[1:]] == [
+        "'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "'\rx", "plain", "", "1-2"]
+    assert [int(r[1]) for r in rows[1:]] == [-5] * len(texts), "int columns are never text"
