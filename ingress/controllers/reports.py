@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ingress.auth import BEARER, admin_only
 from ingress.deps import resources_of
 from ingress.errors import AUTHED_ERRORS, error_responses
+from services.errors import ValidationFailed
 from services.reports import queries
 from services.reports.csv_export import to_csv
 
@@ -35,8 +36,11 @@ def _camel(value: Any) -> Any:
 
 def _period(start: date | None, end: date | None, granularity: Gran) -> queries.Range:
     today = datetime.now(UTC).date()
-    end = end or today + timedelta(days=1)
-    start = start or end - timedelta(days=30)
+    try:
+        end = end or today + timedelta(days=1)
+        start = start or end - timedelta(days=30)
+    except OverflowError as error:  # `to` within 30 days of year 1: no default `from`
+        raise ValidationFailed("from/to are outside the calendar reports cover") from error
     return queries.Range(datetime.combine(start, time(), UTC), datetime.combine(end, time(), UTC),
                          granularity)
 
