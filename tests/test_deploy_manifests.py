@@ -773,7 +773,7 @@ def test_ingress_metrics_are_scraped_on_a_port_the_service_does_not_expose() -> 
 
     dep = _deployment("ingress")
     (container,) = _pod_spec(dep)["containers"]
-    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
     scrape = dep["spec"]["template"]["metadata"]["annotations"]
     port = int(env["INGRESS_METRICS_PORT"])
     assert int(scrape["prometheus.io/port"]) == port and scrape["prometheus.io/path"] == "/metrics"
