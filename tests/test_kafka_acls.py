@@ -267,7 +267,7 @@ def _policies_for(labels: dict[str, str]) -> Iterator[dict[str, Any]]:
             yield policy
 
 
-def test_payment_pods_accept_only_http_on_the_ingress_and_reach_only_their_dependencies() -> None:
+def test_payment_pods_accept_only_the_ingress_ports_and_reach_only_their_dependencies() -> None:
     kafka_ports = {listener["port"] for listener in _kafka()["spec"]["kafka"]["listeners"]}
     for workload in _workloads():
         labels = _pod_template_labels(workload)
@@ -275,12 +275,15 @@ def test_payment_pods_accept_only_http_on_the_ingress_and_reach_only_their_depen
         types = {t for p in policies for t in p["spec"]["policyTypes"]}
         assert types == {"Ingress", "Egress"}, f"{workload['metadata']['name']}: not isolated"
         ingress_ports = {
-            port["port"]
+            (port["port"], peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
             for p in policies
             for rule in p["spec"].get("ingress", [])
             for port in rule["ports"]
+            for peer in rule["from"]
         }
-        assert ingress_ports == ({5505} if _component(workload) == "ingress" else set())
+        # The API from the ingress controller, the metrics port from Prometheus only.
+        expected = {(5505, "ingress-nginx"), (9100, "monitoring")}
+        assert ingress_ports == (expected if _component(workload) == "ingress" else set())
         egress = [rule for p in policies for rule in p["spec"].get("egress", [])]
         to_kafka = [
             rule for rule in egress
