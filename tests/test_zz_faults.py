@@ -26,6 +26,8 @@ ROW = re.compile(r"^([abcd]): ")
 def faults_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    # A throw-away local stack with the development secrets, as `make faults` runs it.
+    env["PAYMENT_DEV_MODE"] = "true"
     return env
 
 
