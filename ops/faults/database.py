@@ -40,12 +40,12 @@ class ReconnectingDb:
         self.conn: asyncpg.Connection | None = None
         self.lock = asyncio.Lock()
 
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def fetch(self, sql: str, *args: Any, timeout: float = 30) -> list[asyncpg.Record]:
         async with self.lock:
             try:
                 if self.conn is None or self.conn.is_closed():
-                    self.conn = await asyncpg.connect(self.url, timeout=5)
-                rows: list[asyncpg.Record] = await self.conn.fetch(sql, *args, timeout=30)
+                    self.conn = await asyncpg.connect(self.url, timeout=min(5, timeout))
+                rows: list[asyncpg.Record] = await self.conn.fetch(sql, *args, timeout=timeout)
                 return rows
             except BaseException:
                 await self._drop()

@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from ops.faults.context import Context
-from ops.faults.database import DB_ERRORS
+from ops.faults.database import DB_ERRORS, ReconnectingDb
 from schemas.commands import (
     CaptureCredits,
     CapturePayload,
@@ -65,6 +65,7 @@ class Load:
         self.delayed: list[tuple[float, int, bytes, bytes, int | None]] = []
         self.seq = 0
         self.grants_left_out = 0
+        self.evidence_db = ReconnectingDb(ctx.db.url)
         self.tiebreak = itertools.count()
         self.handled_before = ctx.fleet.worker_counter("payment_commands_total")
         self.kinds, weights = zip(*self.WEIGHTS, strict=True)
@@ -160,12 +161,13 @@ class Load:
         rows = evidence_rows((c, FAULT_EVIDENCE) for c in commands)
         if not rows:
             return commands
+        columns = ([row[c] for row in rows] for c in RECORD_COLUMNS)
         try:
-            await asyncio.wait_for(
-                self.ctx.db.fetch(RECORD_ARRAYS, *([r[c] for r in rows] for c in RECORD_COLUMNS)),
-                timeout=1.0,
-            )
-        except (TimeoutError, *DB_ERRORS):
+            # Its own connection with asyncpg's own timeout: cancelling a query from
+            # outside (asyncio.wait_for) can leave a connection mid-protocol, and the
+            # shared one is busy with the checks' polls during a restart.
+            await self.evidence_db.fetch(RECORD_ARRAYS, *columns, timeout=1.0)
+        except Exception:  # any failure: no admin request could have recorded it either
             self.grants_left_out += len(rows)
             return [c for c in commands if not needs_evidence(c.type)]  # type: ignore[attr-defined]
         return commands
@@ -189,6 +191,7 @@ class Load:
             await asyncio.sleep(TICK)
         await asyncio.gather(*await self._send_delayed_due(math.inf))
         await self.ctx.producer.flush()
+        await self.evidence_db.close()
 
     async def poll_usage(self, stop: asyncio.Event) -> None:
         """Learn the CREDIT_USAGE transactions of applied charges/captures (for refunds)."""

@@ -55,6 +55,7 @@ async def warm_up(ctx: Context) -> None:
     load = Load(ctx, "warmup")
     grants = [load.queue.popleft() for _ in range(min(30, len(load.queue)))]
     futures = [await load.publish(command) for command in await load.with_evidence(grants)]
+    await load.evidence_db.close()
     await asyncio.gather(*(f for group in futures for f in group))
     ids = list(load.sent)
 
