@@ -10,7 +10,13 @@
 # ---------------------------------------------------------------------------
 # Stage 1: build the project wheel plus wheels for all of its dependencies.
 # ---------------------------------------------------------------------------
-FROM python:3.11-slim AS build
+# The base image: pin it by digest where images are built (CI, release), e.g.
+#   docker buildx build --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:<digest> .
+# with the digest `docker buildx imagetools inspect python:3.11-slim` prints; a tag
+# alone moves under you. Both stages use the same one.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -18,13 +24,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 # .dockerignore keeps tests, VCS data, caches and deploy files out of the context.
 COPY . .
+# Dependencies exactly as locked (every file's hash checked), then the project alone;
+# requirements/prod.lock has no test, benchmark or local-stack package.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --wheel-dir /wheels .
+    pip wheel --require-hashes --wheel-dir /wheels -r requirements/prod.lock \
+    && pip wheel --no-deps --wheel-dir /wheels .
 
 # ---------------------------------------------------------------------------
 # Stage 2: slim runtime, installs only the wheels (no compiler, no sources).
 # ---------------------------------------------------------------------------
-FROM python:3.11-slim AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

