@@ -34,6 +34,9 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
     migrate(settings)
     console.print("database migrated to head")
+    if not settings.kafka_create_topics:
+        console.print("topics: left to their operator (KAFKA_CREATE_TOPICS=false)")
+        return 0
     created = asyncio.run(provision_topics(settings))
     console.print(f"topics ready (created: {', '.join(created) or 'none'})")
     return 0
@@ -120,6 +123,31 @@ def cmd_expire(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.prune import Pruned, prune
+    from services.db import make_engine
+
+    def progress(table: str, rows: int) -> None:
+        console.print(f"prune: {table}: {rows} rows deleted so far")
+
+    async def go() -> list[Pruned]:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            return await prune(engine, settings, dry_run=args.dry_run, progress=progress)
+        finally:
+            await engine.dispose()
+
+    done = asyncio.run(go())
+    for table in done:
+        verb = "would delete" if args.dry_run else "deleted"
+        console.print(f"prune: {table.table}: {verb} {table.rows} rows older than "
+                      f"{table.cutoff:%Y-%m-%d %H:%M} UTC")
+    summary = ", ".join(f"{t.rows} {t.table}" for t in done)
+    console.print(f"prune: {'dry run, nothing deleted; would delete' if args.dry_run else 'deleted'} "
+                  f"{summary}")
+    return 0
+
+
 def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from services.db import make_engine
     from services.ledger.reconcile import reconcile
@@ -131,7 +159,10 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
             with bar:
                 return list(
                     await reconcile(
-                        engine, progress=update, require_events_sent=args.require_events_sent
+                        engine,
+                        progress=update,
+                        require_events_sent=args.require_events_sent,
+                        events_kept_days=settings.outbox_retention_days,
                     )
                 )
         finally:
@@ -290,6 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("expire", help="publish expiry commands for due batches and holds")
     sub.add_parser("notify", help="send email receipts and notices from payment.events")
     sub.add_parser("remind", help="publish reminders of credits expiring soon (daily)")
+    prune_parser = sub.add_parser(
+        "prune",
+        help="delete sent outbox rows, rejected command ids and Stripe webhook rows past "
+        "their retention",
+        description="Delete, in batches of PRUNE_BATCH_SIZE rows per transaction: outbox rows "
+        "sent more than OUTBOX_RETENTION_DAYS ago, rejected commands processed more than "
+        "COMMAND_ID_RETENTION_DAYS ago, Stripe webhook inbox rows older than "
+        "STRIPE_EVENT_RETENTION_DAYS. Applied commands and command evidence are never deleted.",
+    )
+    prune_parser.add_argument("--dry-run", action="store_true",
+                              help="print how many rows would go, delete nothing")
     rec = sub.add_parser(
         "reconcile",
         help="check the ledger invariants",
@@ -336,6 +378,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "expire": cmd_expire,
     "notify": cmd_notify,
     "remind": cmd_remind,
+    "prune": cmd_prune,
     "reconcile": cmd_reconcile,
     "stripe-sync": cmd_stripe_sync,
     "token": cmd_token,

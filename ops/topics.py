@@ -1,4 +1,9 @@
-"""Explicit topic provisioning: a broker may auto-create topics with one partition."""
+"""Explicit topic provisioning: a broker may auto-create topics with one partition.
+
+Only where nobody else owns the topics (a laptop, compose, the tests): in k8s the
+Strimzi KafkaTopic resources own them, and KAFKA_CREATE_TOPICS=false keeps
+`pika-payment migrate` from creating any (ops/cli.py).
+"""
 
 import asyncio
 import logging
@@ -21,6 +26,15 @@ def wanted_topics(settings: Settings) -> dict[str, int]:
     }
 
 
+def missing_topics(settings: Settings, existing: set[str]) -> list[NewTopic]:
+    """The wanted topics not in `existing`, with KAFKA_TOPIC_REPLICATION_FACTOR replicas."""
+    return [
+        NewTopic(name, partitions, settings.kafka_topic_replication_factor)
+        for name, partitions in wanted_topics(settings).items()
+        if name not in existing
+    ]
+
+
 async def provision_topics(settings: Settings, attempts: int = 30) -> list[str]:
     """Create missing topics; returns the names created. Waits for the broker to answer."""
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
@@ -33,12 +47,7 @@ async def provision_topics(settings: Settings, attempts: int = 30) -> list[str]:
                 raise
             await asyncio.sleep(0.5)
     try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, partitions, 1)
-            for name, partitions in wanted_topics(settings).items()
-            if name not in existing
-        ]
+        missing = missing_topics(settings, set(await admin.list_topics()))
         if missing:
             await admin.create_topics(missing)
             log.info("created topics %s", [t.name for t in missing])

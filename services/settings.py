@@ -62,6 +62,19 @@ class Settings(BaseSettings):
         6, description="Partitions of payment.commands and payment.commands.internal."
     )
     kafka_event_partitions: int = Field(6, description="Partitions of payment.events.")
+    kafka_create_topics: bool = Field(
+        True, description="`pika-payment migrate` creates missing topics. False where an "
+        "operator owns them (the Strimzi KafkaTopic resources in k8s): the Job then needs no "
+        "right to create topics and never makes one with the wrong partitions or replicas.",
+    )
+    kafka_topic_replication_factor: int = Field(
+        1, gt=0, description="Replicas of each topic `migrate` creates (1: one local broker).",
+    )
+    kafka_command_retention_days: int = Field(
+        7, gt=0, description="retention.ms of payment.commands and payment.commands.internal, "
+        "in days (kafka-topics.yaml): how long a command can be redelivered. Only checked "
+        "against COMMAND_ID_RETENTION_DAYS; the broker's topic config is what applies.",
+    )
     topic_prefix: str = Field("", description="Prefix of every topic name (tests isolate by it).")
     payment_dev_mode: bool = Field(
         False, description="Development machine: placeholder secrets are accepted and "
@@ -197,6 +210,21 @@ class Settings(BaseSettings):
         5.0, gt=0, description="First SMTP retry delay; doubles per try."
     )
     notify_retry_max_seconds: float = Field(300.0, gt=0, description="Cap of the retry delay.")
+    outbox_retention_days: int = Field(
+        7, gt=0, description="`prune` deletes outbox rows sent longer ago than this."
+    )
+    command_id_retention_days: int = Field(
+        30, gt=0, description="`prune` deletes rejected commands' ids processed longer ago "
+        "than this; must exceed KAFKA_COMMAND_RETENTION_DAYS by two weeks (see "
+        "services/retention/windows.py). Applied commands are kept for good.",
+    )
+    stripe_event_retention_days: int = Field(
+        30, ge=3, description="`prune` deletes Stripe webhook inbox rows older than this; at "
+        "least Stripe's 3 days of retries.",
+    )
+    prune_batch_size: int = Field(
+        5000, gt=0, description="Rows `prune` deletes per transaction (short locks, small WAL bursts)."
+    )
     log_level: str = Field("INFO")
 
     @field_validator("payment_jwt_algorithms")
@@ -240,6 +268,14 @@ class Settings(BaseSettings):
         from services.kafka_security import check_kafka_security
 
         check_kafka_security(self)
+        return self
+
+    @model_validator(mode="after")
+    def _command_ids_outlive_their_messages(self) -> Self:
+        """A command id pruned while Kafka may still redeliver its message is applied twice."""
+        from services.retention.windows import check_command_id_window
+
+        check_command_id_window(self.command_id_retention_days, self.kafka_command_retention_days)
         return self
 
     @field_validator("trusted_proxies")

@@ -44,7 +44,9 @@ RUNTIME_UID = 10001
 CLI_SUBCOMMANDS = frozenset(COMMANDS)
 LONG_RUNNING = ("ingress", "worker", "relay", "notify")
 # Subcommands that get a workload (compose service / Kubernetes object).
-DEPLOYED_SUBCOMMANDS = frozenset({*LONG_RUNNING, "migrate", "expire", "reconcile", "remind"})
+DEPLOYED_SUBCOMMANDS = frozenset(
+    {*LONG_RUNNING, "migrate", "expire", "reconcile", "remind", "prune"}
+)
 
 SECRET_VARS = frozenset(
     {
@@ -831,7 +833,7 @@ def _cron_fields(schedule: str) -> list[str]:
 
 def test_cronjobs_expire_every_five_minutes_and_reconcile_nightly() -> None:
     crons = {_component(c): c for c in _docs_of("CronJob")}
-    assert crons.keys() == {"expire", "reconcile", "remind"}
+    assert crons.keys() == {"expire", "reconcile", "remind", "prune"}
     assert crons["expire"]["spec"]["schedule"] == "*/5 * * * *"
     minute, hour, dom, month, dow = _cron_fields(crons["reconcile"]["spec"]["schedule"])
     assert minute.isdigit() and 0 <= int(minute) < 60
@@ -842,6 +844,43 @@ def test_cronjobs_expire_every_five_minutes_and_reconcile_nightly() -> None:
     for cron in crons.values():
         assert cron["spec"]["concurrencyPolicy"] == "Forbid"
         assert _pod_spec(cron)["restartPolicy"] in {"Never", "OnFailure"}
+
+
+def test_prune_runs_daily_on_postgres_alone() -> None:
+    (cron,) = [c for c in _docs_of("CronJob") if _component(c) == "prune"]
+    minute, hour, *every_day = _cron_fields(cron["spec"]["schedule"])
+    assert minute.isdigit() and hour.isdigit() and every_day == ["*", "*", "*"], "prune: daily"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert "pika-payment/kafka-client" not in _pod_template_labels(cron)
+    (container,) = _pod_spec(cron)["containers"]
+    assert container["args"] == ["prune"]
+    env = {e["name"]: e for e in container.get("env", [])}
+    assert "KAFKA_SASL_PASSWORD" not in env and "KAFKA_SASL_USERNAME" not in env
+    # The shared settings must still validate without a Kafka login.
+    assert env["KAFKA_SECURITY_PROTOCOL"]["value"] == "PLAINTEXT"
+    assert env["KAFKA_SSL_CAFILE"]["value"] == ""
+    assert not any(v.get("secret", {}).get("secretName", "").startswith("pika-kafka")
+                   for v in _pod_spec(cron).get("volumes", []))
+
+
+def test_prune_settings_in_the_configmap_are_accepted_and_tied_to_kafka() -> None:
+    from services.settings import Settings
+
+    config = _configmap_data()
+    topics = {t["spec"]["topicName"]: t["spec"] for t in _docs_of("KafkaTopic")}
+    kafka_days = int(config["KAFKA_COMMAND_RETENTION_DAYS"])
+    for name in ("payment.commands", "payment.commands.internal"):
+        spec_config = topics[name]["config"]
+        assert int(spec_config["retention.ms"]) == kafka_days * 86_400_000, name
+        # windows.py counts one default segment (7 days) past retention.ms.
+        assert int(spec_config.get("segment.ms", 7 * 86_400_000)) <= 7 * 86_400_000, name
+    keys = ("KAFKA_COMMAND_RETENTION_DAYS", "OUTBOX_RETENTION_DAYS",
+            "COMMAND_ID_RETENTION_DAYS", "STRIPE_EVENT_RETENTION_DAYS", "PRUNE_BATCH_SIZE")
+    settings = Settings(**{key.lower(): config[key] for key in keys})
+    assert settings.command_id_retention_days >= kafka_days + 14
+    assert settings.stripe_event_retention_days >= 3
+    assert config["KAFKA_CREATE_TOPICS"] == "false", "the KafkaTopics own the topics in k8s"
+    assert int(config["KAFKA_TOPIC_REPLICATION_FACTOR"]) == TOPIC_REPLICAS
 
 
 def test_configmap_and_secret_split_the_settings() -> None:

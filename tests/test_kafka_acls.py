@@ -57,6 +57,8 @@ USER_OF_COMPONENT = {
     "remind": "payment-remind",
     "migrate": "payment-migrate",
 }
+# Workloads that never talk to Kafka: no KafkaUser, no kafka-client label.
+NOT_KAFKA_CLIENTS = frozenset({"prune"})
 
 WRITE = frozenset({"Write", "Describe"})
 READ = frozenset({"Read", "Describe"})
@@ -203,6 +205,9 @@ def test_every_workload_logs_in_as_its_own_existing_user() -> None:
     for workload in _workloads():
         component = _component(workload)
         env = _env(_container(workload))
+        if component in NOT_KAFKA_CLIENTS:
+            assert "KAFKA_SASL_USERNAME" not in env and "KAFKA_SASL_PASSWORD" not in env
+            continue
         username = env["KAFKA_SASL_USERNAME"]["value"]
         assert username == USER_OF_COMPONENT[component], component
         assert username in users, f"{component}: no KafkaUser {username}"
@@ -232,6 +237,8 @@ def test_every_workload_mounts_the_cluster_ca_the_config_names() -> None:
     cluster_ca = f"{_kafka()['metadata']['name']}-cluster-ca-cert"
     for workload in _workloads():
         label = workload["metadata"]["name"]
+        if _component(workload) in NOT_KAFKA_CLIENTS:
+            continue
         mounts = {m["name"]: m for m in _container(workload)["volumeMounts"]}
         volumes = {v["name"]: v for v in _pod_spec(workload)["volumes"]}
         (name,) = [n for n, m in mounts.items() if cafile.parent == Path(m["mountPath"])]
@@ -257,7 +264,10 @@ def test_brokers_admit_only_labelled_client_pods() -> None:
                 assert peer["namespaceSelector"]["matchLabels"] == KAFKA_CLIENT_NAMESPACE_LABEL
     for workload in _workloads():
         labels = _pod_template_labels(workload)
-        assert KAFKA_CLIENT_LABEL.items() <= labels.items(), workload["metadata"]["name"]
+        admitted = KAFKA_CLIENT_LABEL.items() <= labels.items()
+        assert admitted == (_component(workload) not in NOT_KAFKA_CLIENTS), (
+            workload["metadata"]["name"]
+        )
 
 
 def _policies_for(labels: dict[str, str]) -> Iterator[dict[str, Any]]:

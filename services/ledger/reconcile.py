@@ -73,17 +73,27 @@ GLOBAL_CHECKS: dict[str, str] = {
           FROM ledger_transactions t
           LEFT JOIN processed_commands pc ON pc.command_id = t.command_id
          WHERE pc.status IS DISTINCT FROM 'applied' LIMIT 100""",
-    "processed command has events": """
-        SELECT pc.command_id::text, '>= 1 outbox row', '0'
-          FROM processed_commands pc
-         WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.command_id = pc.command_id)
-           AND NOT (pc.status = 'applied' AND (pc.result ? 'already' OR pc.result ? 'quiet'))
-           AND NOT (pc.status = 'applied' AND pc.type = 'credits.expire'
-                    AND (pc.result ->> 'credits')::bigint = 0)
-         LIMIT 100""",
     "all postings sum to zero": """
         SELECT 'ledger', '0', sum(amount)::text FROM postings HAVING sum(amount) <> 0""",
 }
+
+# Commands processed before the outbox's retention had their (sent) events pruned:
+# only younger ones must still have them. The command and its outbox rows are written
+# in one transaction, so `processed_at` equals the rows' `created_at`, and the prune
+# deletes only rows sent before its cutoff: never one this check still looks for.
+EVENTS_CHECK = "processed command has events"
+COMMANDS_WITHOUT_EVENTS = text(
+    """
+    SELECT pc.command_id::text, '>= 1 outbox row', '0'
+      FROM processed_commands pc
+     WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.command_id = pc.command_id)
+       AND NOT (pc.status = 'applied' AND (pc.result ? 'already' OR pc.result ? 'quiet'))
+       AND NOT (pc.status = 'applied' AND pc.type = 'credits.expire'
+                AND (pc.result ->> 'credits')::bigint = 0)
+       AND (CAST(:kept_days AS int) IS NULL
+            OR pc.processed_at >= now() - make_interval(days => CAST(:kept_days AS int)))
+     LIMIT 100"""
+)
 
 UNSENT_EVENTS = text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
 
@@ -93,8 +103,13 @@ async def reconcile(
     *,
     progress: Callable[[int, int], None] | None = None,
     require_events_sent: bool = False,
+    events_kept_days: int | None = None,
 ) -> list[Discrepancy]:
-    """Return every discrepancy found (empty: the ledger is consistent)."""
+    """Return every discrepancy found (empty: the ledger is consistent).
+
+    `events_kept_days`: OUTBOX_RETENTION_DAYS where `prune` runs; None checks the
+    events of every processed command.
+    """
     found: list[Discrepancy] = []
     async with engine.connect() as conn:
         await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
@@ -125,6 +140,9 @@ async def reconcile(
         for check, sql in GLOBAL_CHECKS.items():
             for subject, expected, actual in (await conn.execute(text(sql))).all():
                 found.append(Discrepancy(check, subject, expected, actual))
+        silent = await conn.execute(COMMANDS_WITHOUT_EVENTS, {"kept_days": events_kept_days})
+        for subject, expected, actual in silent.all():
+            found.append(Discrepancy(EVENTS_CHECK, subject, expected, actual))
         if require_events_sent:
             unsent = int(await conn.scalar(UNSENT_EVENTS) or 0)
             if unsent:

@@ -1,0 +1,1 @@
+"""Retention of the service's working tables (outbox, command ids, Stripe webhook inbox)."""

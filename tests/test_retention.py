@@ -1,0 +1,195 @@
+"""`pika-payment prune` on the real database (and worker): what goes, what stays.
+
+Rows are aged by rewriting their timestamps, the only way to have a month-old row in
+a test; every assertion names the rows of its own test, so other tests' rows (and
+other old rows in the session database) change nothing here.
+"""
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ops.prune import prune
+from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
+from services.ledger.reconcile import EVENTS_CHECK, reconcile
+from services.settings import Settings
+from tests.conftest import publish, wait_processed
+from tests.test_cli import cli
+
+OUTBOX_ROW = text(
+    "INSERT INTO outbox (event_id, command_id, topic, key, event_type, payload, created_at, "
+    "sent_at) VALUES (:event, :command, 't', 'k', 'x', '{}', now() - make_interval(days => :age), "
+    "CASE WHEN :sent THEN now() - make_interval(days => :age) END)"
+)
+COMMAND_ROW = text(
+    "INSERT INTO processed_commands (command_id, type, user_id, status, result, processed_at) "
+    "VALUES (:id, 'credits.charge', 'retention-test', :status, '{}', "
+    "now() - make_interval(days => :age))"
+)
+STRIPE_ROW = text(
+    "INSERT INTO stripe_events (event_id, type, received_at) "
+    "VALUES (:id, 'payment_intent.succeeded', now() - make_interval(days => :age))"
+)
+
+
+async def _insert(engine: AsyncEngine) -> dict[str, Any]:
+    """One row of each kind on each side of its window (defaults: 7, 30, 30 days)."""
+    rows: dict[str, Any] = {
+        "outbox_old_sent": uuid.uuid4(), "outbox_old_unsent": uuid.uuid4(),
+        "outbox_new_sent": uuid.uuid4(),
+        "command_old_rejected": uuid.uuid4(), "command_old_applied": uuid.uuid4(),
+        "command_new_rejected": uuid.uuid4(),
+        "stripe_old": f"evt_old_{uuid.uuid4().hex}", "stripe_new": f"evt_new_{uuid.uuid4().hex}",
+    }
+    async with engine.begin() as conn:
+        for key, age, sent in (("outbox_old_sent", 8, True), ("outbox_old_unsent", 60, False),
+                               ("outbox_new_sent", 6, True)):
+            await conn.execute(OUTBOX_ROW, {"event": rows[key], "command": None, "age": age,
+                                            "sent": sent})
+        for key, age, status in (("command_old_rejected", 31, "rejected"),
+                                 ("command_old_applied", 400, "applied"),
+                                 ("command_new_rejected", 29, "rejected")):
+            await conn.execute(COMMAND_ROW, {"id": rows[key], "age": age, "status": status})
+        for key, age in (("stripe_old", 31), ("stripe_new", 29)):
+            await conn.execute(STRIPE_ROW, {"id": rows[key], "age": age})
+    return rows
+
+
+async def _present(engine: AsyncEngine, rows: dict[str, Any]) -> set[str]:
+    async with engine.connect() as conn:
+        outbox = set((await conn.execute(
+            text("SELECT event_id FROM outbox WHERE event_id = ANY(:ids)"),
+            {"ids": [v for k, v in rows.items() if k.startswith("outbox")]})).scalars())
+        commands = set((await conn.execute(
+            text("SELECT command_id FROM processed_commands WHERE command_id = ANY(:ids)"),
+            {"ids": [v for k, v in rows.items() if k.startswith("command")]})).scalars())
+        stripe = set((await conn.execute(
+            text("SELECT event_id FROM stripe_events WHERE event_id = ANY(:ids)"),
+            {"ids": [v for k, v in rows.items() if k.startswith("stripe")]})).scalars())
+    return {key for key, value in rows.items() if value in outbox | commands | stripe}
+
+
+def _count(output: str, table: str, verb: str) -> int:
+    found = re.search(rf"prune: {table}: {verb} (\d+) rows", output)
+    assert found, output
+    return int(found[1])
+
+
+async def test_prune_removes_only_rows_past_their_window_in_batches(settings, engine):
+    rows = await _insert(engine)
+    env_settings = settings.model_copy(update={"prune_batch_size": 1})
+    done = await asyncio.to_thread(cli, env_settings, "prune")
+    assert done.returncode == 0, done.stderr
+    assert await _present(engine, rows) == {
+        "outbox_old_unsent",  # an event still owed to Kafka, however old
+        "outbox_new_sent",
+        "command_old_applied",  # applied commands are kept for good
+        "command_new_rejected",
+        "stripe_new",
+    }
+    # One row per transaction here: a progress line per row deleted, then the summary.
+    assert re.search(r"prune: outbox: 1 rows deleted so far", done.stderr), done.stderr
+    assert _count(done.stderr, "outbox", "deleted") >= 1
+    assert _count(done.stderr, "processed_commands", "deleted") >= 1
+    assert _count(done.stderr, "stripe_events", "deleted") >= 1
+    assert re.search(r"prune: deleted \d+ outbox, \d+ processed_commands, \d+ stripe_events",
+                     done.stderr), done.stderr
+
+
+async def test_dry_run_counts_and_deletes_nothing(settings, engine):
+    rows = await _insert(engine)
+    before = await _present(engine, rows)
+    dry = await asyncio.to_thread(cli, settings, "prune", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert await _present(engine, rows) == before == set(rows)
+    for table in ("outbox", "processed_commands", "stripe_events"):
+        assert _count(dry.stderr, table, "would delete") >= 1
+    assert "dry run, nothing deleted" in dry.stderr
+    assert "rows deleted so far" not in dry.stderr
+
+
+async def _age_command(engine: AsyncEngine, command_id: uuid.UUID, days: int) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE processed_commands SET processed_at = now() - make_interval(days => :d) "
+                 "WHERE command_id = :id"), {"d": days, "id": command_id})
+        await conn.execute(
+            text("UPDATE outbox SET created_at = now() - make_interval(days => :d), "
+                 "sent_at = coalesce(sent_at, now()) - make_interval(days => :d) "
+                 "WHERE command_id = :id"), {"d": days, "id": command_id})
+
+
+async def _rejected_then_funded(
+    settings: Settings, engine: AsyncEngine, producer: Any, user: str, age_days: int
+) -> ChargeCredits:
+    """A charge rejected for want of credits, aged `age_days`, then credits granted: a
+    fresh evaluation of the same charge would now apply it."""
+    charge = ChargeCredits(user_id=user, payload=ChargePayload(credits=5, reference="b-1"))
+    await publish(producer, settings, charge)
+    assert (await wait_processed(engine, [charge.id]))[charge.id]["status"] == "rejected"
+    await _age_command(engine, charge.id, age_days)
+    await prune(engine, settings)
+    grant = GrantCredits(user_id=user, payload=GrantPayload(credits=10, reason="funding"))
+    await publish(producer, settings, grant)
+    await wait_processed(engine, [grant.id])
+    return charge
+
+
+async def _redeliver(settings, engine, producer, user: str, charge: ChargeCredits) -> int:
+    """Publish the charge again, then a marker on the same partition; the balance after."""
+    marker = GrantCredits(user_id=user, payload=GrantPayload(credits=1, reason="marker"))
+    await publish(producer, settings, charge)
+    await publish(producer, settings, marker)
+    await wait_processed(engine, [marker.id])
+    async with engine.connect() as conn:
+        balance = await conn.scalar(
+            text("SELECT available FROM accounts WHERE user_id = :u"), {"u": user})
+    return int(balance or 0)
+
+
+async def test_redelivered_command_inside_the_window_is_still_deduplicated(
+    settings, engine, worker, producer, user_id
+):
+    inside = settings.command_id_retention_days - 1
+    charge = await _rejected_then_funded(settings, engine, producer, user_id, inside)
+    assert await _redeliver(settings, engine, producer, user_id, charge) == 11  # not charged
+    stored = await wait_processed(engine, [charge.id])
+    assert stored[charge.id]["status"] == "rejected"
+
+
+async def test_a_pruned_id_is_evaluated_anew_which_is_why_the_window_outlives_kafka(
+    settings, engine, worker, producer, user_id
+):
+    outside = settings.command_id_retention_days + 1
+    charge = await _rejected_then_funded(settings, engine, producer, user_id, outside)
+    assert await _redeliver(settings, engine, producer, user_id, charge) == 6  # charged now
+    with pytest.raises(ValidationError, match="COMMAND_ID_RETENTION_DAYS"):
+        Settings(command_id_retention_days=settings.kafka_command_retention_days + 13)
+    Settings(command_id_retention_days=settings.kafka_command_retention_days + 14)
+    with pytest.raises(ValidationError, match="redelivered"):
+        Settings(kafka_command_retention_days=30)  # the default 30 days no longer suffice
+
+
+async def test_reconcile_does_not_miss_events_prune_removed(
+    settings, engine, worker, producer, user_id
+):
+    grant = GrantCredits(user_id=user_id, payload=GrantPayload(credits=3, reason="old"))
+    await publish(producer, settings, grant)
+    await wait_processed(engine, [grant.id])
+    await _age_command(engine, grant.id, settings.outbox_retention_days + 1)
+    await prune(engine, settings)
+    async with engine.connect() as conn:
+        left = await conn.scalar(
+            text("SELECT count(*) FROM outbox WHERE command_id = :id"), {"id": grant.id})
+    assert left == 0
+    kept = await reconcile(engine, events_kept_days=settings.outbox_retention_days)
+    assert not [d for d in kept if d.check == EVENTS_CHECK and d.subject == str(grant.id)]
+    # Without the horizon the same ledger reads as a command that emitted nothing.
+    everything = await reconcile(engine)
+    assert [d for d in everything if d.check == EVENTS_CHECK and d.subject == str(grant.id)]
