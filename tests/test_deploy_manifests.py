@@ -866,6 +866,14 @@ def test_business_settings_match_between_compose_and_k8s() -> None:
 
 
 # ----------------------------------------------------------------- Strimzi (custom)
+# Strimzi 1.x serves only kafka.strimzi.io/v1. The Kafka versions it runs (its
+# kafka-versions.yaml, `supported: true`) and the KRaft metadata version of each.
+STRIMZI_API = "kafka.strimzi.io/v1"
+STRIMZI_KAFKA_VERSIONS = {
+    "4.2.0": "4.2-IV1", "4.2.1": "4.2-IV1", "4.3.0": "4.3-IV0", "4.3.1": "4.3-IV0",
+}
+
+
 def _kafka_cluster() -> dict[str, Any]:
     (kafka,) = _docs_of("Kafka")
     return kafka
@@ -873,13 +881,17 @@ def _kafka_cluster() -> dict[str, Any]:
 
 def test_strimzi_kafka_cluster_is_kraft_with_node_pools() -> None:
     kafka = _kafka_cluster()
-    assert kafka["apiVersion"] == "kafka.strimzi.io/v1beta2"
+    assert kafka["apiVersion"] == STRIMZI_API
     assert DNS1123_LABEL.match(kafka["metadata"]["name"])
+    # Strimzi 1.x is KRaft with node pools only: the annotations that switched them on
+    # in 0.x are gone, and so is ZooKeeper.
     annotations = kafka["metadata"].get("annotations", {})
-    assert annotations.get("strimzi.io/node-pools") == "enabled"
-    assert annotations.get("strimzi.io/kraft") == "enabled"
+    assert not {"strimzi.io/node-pools", "strimzi.io/kraft"} & annotations.keys()
     spec = kafka["spec"]
     assert "zookeeper" not in spec
+    version = spec["kafka"]["version"]
+    assert version in STRIMZI_KAFKA_VERSIONS, f"Kafka {version} is not run by Strimzi 1.x"
+    assert spec["kafka"]["metadataVersion"] == STRIMZI_KAFKA_VERSIONS[version]
     assert {"kafka", "entityOperator"} <= spec.keys()
     assert "topicOperator" in spec["entityOperator"], "KafkaTopic needs the Topic Operator"
     listeners = spec["kafka"]["listeners"]
@@ -903,7 +915,7 @@ def test_strimzi_node_pool_backs_the_cluster() -> None:
     assert pools
     brokers = controllers = 0
     for pool in pools:
-        assert pool["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert pool["apiVersion"] == STRIMZI_API
         assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
         spec = pool["spec"]
         replicas = spec["replicas"]
@@ -921,7 +933,7 @@ def test_strimzi_topics_match_the_contract() -> None:
     kafka_name = _kafka_cluster()["metadata"]["name"]
     topics = {}
     for topic in _docs_of("KafkaTopic"):
-        assert topic["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert topic["apiVersion"] == STRIMZI_API
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka_name
         spec = topic["spec"]
         name = spec.get("topicName", topic["metadata"]["name"])

@@ -11,8 +11,8 @@ Offline, like tests/test_deploy_manifests.py (whose loaders it reuses). Two part
 * The Strimzi resources against Strimzi's own CRD schemas (openAPIV3Schema of the
   served version, strict: an unknown field fails, as with `kubectl apply`'s strict
   field validation). The CRDs are not in this repository: set STRIMZI_CRD_DIR to a
-  directory holding Strimzi's `install/cluster-operator/04*-Crd-*.yaml` (a release
-  that serves kafka.strimzi.io/v1beta2: 0.49 to 0.51); without it those tests skip.
+  directory holding Strimzi's `install/cluster-operator/04*-Crd-*.yaml` (a 1.x
+  release: it serves kafka.strimzi.io/v1 only); without it those tests skip.
 """
 
 from __future__ import annotations
@@ -352,6 +352,16 @@ def _schema_errors(doc: dict[str, Any], directory: Path) -> list[str]:
         f"{'.'.join(str(p) for p in error.absolute_path)}: {error.message}"
         for error in validator.iter_errors(doc)
     ]
+
+
+def test_every_strimzi_resource_is_v1() -> None:
+    """Strimzi 1.x serves kafka.strimzi.io/v1 only: a v1beta2 resource is refused."""
+    versions = {
+        (doc["kind"], doc["metadata"]["name"]): doc["apiVersion"]
+        for _path, doc in _k8s_docs() if doc.get("kind") in STRIMZI_KINDS
+    }
+    assert {kind for kind, _name in versions} == set(STRIMZI_KINDS)
+    assert {v for v in versions.values()} == {"kafka.strimzi.io/v1"}, versions
 
 
 def test_strimzi_resources_validate_against_the_strimzi_crds() -> None:
