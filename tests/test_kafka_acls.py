@@ -34,6 +34,7 @@ from tests.test_deploy_manifests import (
     _configmap_data,
     _docs_of,
     _k8s_docs,
+    _label_selector_matches,
     _pod_spec,
     _pod_template_labels,
     _workloads,
@@ -262,8 +263,7 @@ def test_brokers_admit_only_labelled_client_pods() -> None:
 
 def _policies_for(labels: dict[str, str]) -> Iterator[dict[str, Any]]:
     for policy in _docs_of("NetworkPolicy"):
-        selector = policy["spec"]["podSelector"].get("matchLabels", {})
-        if selector.items() <= labels.items():
+        if _label_selector_matches(policy["spec"]["podSelector"], labels):
             yield policy
 
 
@@ -281,9 +281,16 @@ def test_payment_pods_accept_only_the_ingress_ports_and_reach_only_their_depende
             for port in rule["ports"]
             for peer in rule["from"]
         }
-        # The API from the ingress controller, the metrics port from Prometheus only.
-        expected = {(5505, "ingress-nginx"), (9100, "monitoring")}
-        assert ingress_ports == (expected if _component(workload) == "ingress" else set())
+        # The API from the ingress controller or the Gateway's data plane; the metrics
+        # (and, for the workers, probe) port of the long-running pods from Prometheus
+        # only; the jobs accept nothing.
+        expected = {
+            "ingress": {(5505, "ingress-nginx"), (5505, "gateway-system"), (9100, "monitoring")},
+            "worker": {(9100, "monitoring")},
+            "relay": {(9100, "monitoring")},
+            "notify": {(9100, "monitoring")},
+        }
+        assert ingress_ports == expected.get(_component(workload), set()), _component(workload)
         egress = [rule for p in policies for rule in p["spec"].get("egress", [])]
         to_kafka = [
             rule for rule in egress
