@@ -191,7 +191,14 @@ class Settings(BaseSettings):
     expire_interval_seconds: int = Field(60, gt=0, description="How often `run` expires.")
     kafka_session_timeout_ms: int = Field(10_000, description="Consumer session timeout.")
     kafka_heartbeat_interval_ms: int = Field(3_000, description="Consumer heartbeat.")
-    metrics_port: int = Field(0, ge=0, description="Worker/relay /metrics port; 0 = off.")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of the worker/relay/notify probes and metrics "
+        "(/health, /ready, /metrics); 0 = off."
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Interface of the worker/relay/notify probe listener "
+        "(0.0.0.0 in a pod, where the kubelet and Prometheus call it)."
+    )
 
     smtp_host: str = Field("127.0.0.1", description="SMTP relay of the notify worker.")
     smtp_port: int = Field(1025, gt=0, description="SMTP port (1025: mailpit / aiosmtpd).")

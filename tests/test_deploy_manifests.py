@@ -110,7 +110,10 @@ TOPIC_REPLICAS = 3
 STRIMZI_LISTENER_TYPES = frozenset(
     {"internal", "route", "loadbalancer", "nodeport", "ingress", "cluster-ip"}
 )
-CUSTOM_API_GROUPS = frozenset({"kustomize.config.k8s.io", "kafka.strimzi.io"})
+CUSTOM_API_GROUPS = frozenset({
+    "kustomize.config.k8s.io", "kafka.strimzi.io", "monitoring.coreos.com", "keda.sh",
+    "gateway.networking.k8s.io",
+})
 K8S_VERSION = kubernetes_validate.latest_version()
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -192,6 +195,38 @@ def _workloads() -> list[dict[str, Any]]:
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes LabelSelector (matchLabels and matchExpressions) against labels."""
+    if not _selects(selector.get("matchLabels", {}), labels):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _replicas(deployment: dict[str, Any]) -> int:
+    """What runs: the Deployment's replicas, or its autoscaler's minimum when an
+    autoscaler owns the count (the Deployment then leaves spec.replicas out)."""
+    name = deployment["metadata"]["name"]
+    for hpa in _docs_of("HorizontalPodAutoscaler"):
+        if hpa["spec"]["scaleTargetRef"]["name"] == name:
+            assert "replicas" not in deployment["spec"], f"{name}: the HPA owns replicas"
+            return int(hpa["spec"]["minReplicas"])
+    for scaled in _docs_of("ScaledObject"):
+        if scaled["spec"]["scaleTargetRef"]["name"] == name:
+            assert "replicas" not in deployment["spec"], f"{name}: KEDA owns replicas"
+            return int(scaled["spec"]["minReplicaCount"])
+    return int(deployment["spec"]["replicas"])
 
 
 @cache
@@ -733,7 +768,7 @@ def test_deployments_replicas_and_selectors() -> None:
     assert sorted(_component(d) for d in deployments) == sorted(expected)
     for dep in deployments:
         component = _component(dep)
-        assert dep["spec"]["replicas"] == expected[component], component
+        assert _replicas(dep) == expected[component], component
         selector = dep["spec"]["selector"]["matchLabels"]
         assert _selects(selector, _pod_template_labels(dep)), f"{component}: selector mismatch"
         others = [d for d in deployments if d is not dep]
@@ -741,7 +776,7 @@ def test_deployments_replicas_and_selectors() -> None:
             f"{component}: selector overlaps another Deployment"
         )
     partitions = KAFKA_TOPICS["payment.commands"]
-    assert _deployment("worker")["spec"]["replicas"] <= partitions
+    assert _replicas(_deployment("worker")) <= partitions
 
 
 def _resolve_port(container: dict[str, Any], port: int | str) -> int:
@@ -781,9 +816,7 @@ def test_ingress_metrics_are_scraped_on_a_port_the_service_does_not_expose() -> 
     dep = _deployment("ingress")
     (container,) = _pod_spec(dep)["containers"]
     env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
-    scrape = dep["spec"]["template"]["metadata"]["annotations"]
     port = int(env["INGRESS_METRICS_PORT"])
-    assert int(scrape["prometheus.io/port"]) == port and scrape["prometheus.io/path"] == "/metrics"
     assert _resolve_port(container, "metrics") == port != SERVICE_PORT
     assert env["INGRESS_METRICS_HOST"] == "0.0.0.0", "Prometheus scrapes the pod's IP"
     (svc,) = _docs_of("Service")
@@ -794,7 +827,7 @@ def test_ingress_metrics_are_scraped_on_a_port_the_service_does_not_expose() -> 
     Settings(trusted_proxies=config["TRUSTED_PROXIES"])  # a valid value, or none
 
 
-def test_pod_disruption_budgets_cover_ingress_and_worker() -> None:
+def test_pod_disruption_budgets_cover_ingress_worker_and_relay() -> None:
     covered = set()
     for pdb in _docs_of("PodDisruptionBudget"):
         selector = pdb["spec"]["selector"]["matchLabels"]
@@ -802,13 +835,13 @@ def test_pod_disruption_budgets_cover_ingress_and_worker() -> None:
         matches = [d for d in deployments if _selects(selector, _pod_template_labels(d))]
         assert len(matches) == 1, f"{pdb['metadata']['name']} selects {len(matches)} Deployments"
         dep = matches[0]
-        replicas = dep["spec"]["replicas"]
+        replicas = _replicas(dep)
         if "minAvailable" in pdb["spec"]:
             assert pdb["spec"]["minAvailable"] < replicas, "PDB would block every eviction"
         else:
             assert pdb["spec"]["maxUnavailable"] >= 1
         covered.add(_component(dep))
-    assert {"ingress", "worker"} <= covered
+    assert {"ingress", "worker", "relay"} <= covered
 
 
 def test_migrate_job_is_one_shot_and_documents_ordering() -> None:
@@ -910,6 +943,14 @@ def test_business_settings_match_between_compose_and_k8s() -> None:
 
 
 # ----------------------------------------------------------------- Strimzi (custom)
+# Strimzi 1.x serves only kafka.strimzi.io/v1. The Kafka versions it runs (its
+# kafka-versions.yaml, `supported: true`) and the KRaft metadata version of each.
+STRIMZI_API = "kafka.strimzi.io/v1"
+STRIMZI_KAFKA_VERSIONS = {
+    "4.2.0": "4.2-IV1", "4.2.1": "4.2-IV1", "4.3.0": "4.3-IV0", "4.3.1": "4.3-IV0",
+}
+
+
 def _kafka_cluster() -> dict[str, Any]:
     (kafka,) = _docs_of("Kafka")
     return kafka
@@ -917,13 +958,17 @@ def _kafka_cluster() -> dict[str, Any]:
 
 def test_strimzi_kafka_cluster_is_kraft_with_node_pools() -> None:
     kafka = _kafka_cluster()
-    assert kafka["apiVersion"] == "kafka.strimzi.io/v1beta2"
+    assert kafka["apiVersion"] == STRIMZI_API
     assert DNS1123_LABEL.match(kafka["metadata"]["name"])
+    # Strimzi 1.x is KRaft with node pools only: the annotations that switched them on
+    # in 0.x are gone, and so is ZooKeeper.
     annotations = kafka["metadata"].get("annotations", {})
-    assert annotations.get("strimzi.io/node-pools") == "enabled"
-    assert annotations.get("strimzi.io/kraft") == "enabled"
+    assert not {"strimzi.io/node-pools", "strimzi.io/kraft"} & annotations.keys()
     spec = kafka["spec"]
     assert "zookeeper" not in spec
+    version = spec["kafka"]["version"]
+    assert version in STRIMZI_KAFKA_VERSIONS, f"Kafka {version} is not run by Strimzi 1.x"
+    assert spec["kafka"]["metadataVersion"] == STRIMZI_KAFKA_VERSIONS[version]
     assert {"kafka", "entityOperator"} <= spec.keys()
     assert "topicOperator" in spec["entityOperator"], "KafkaTopic needs the Topic Operator"
     listeners = spec["kafka"]["listeners"]
@@ -947,7 +992,7 @@ def test_strimzi_node_pool_backs_the_cluster() -> None:
     assert pools
     brokers = controllers = 0
     for pool in pools:
-        assert pool["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert pool["apiVersion"] == STRIMZI_API
         assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
         spec = pool["spec"]
         replicas = spec["replicas"]
@@ -965,7 +1010,7 @@ def test_strimzi_topics_match_the_contract() -> None:
     kafka_name = _kafka_cluster()["metadata"]["name"]
     topics = {}
     for topic in _docs_of("KafkaTopic"):
-        assert topic["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert topic["apiVersion"] == STRIMZI_API
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka_name
         spec = topic["spec"]
         name = spec.get("topicName", topic["metadata"]["name"])
@@ -1030,3 +1075,150 @@ def test_kustomize_build_renders_every_resource_into_the_namespace() -> None:
             assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
         if not _is_custom(doc):
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+# ------------------------------------------------- probes, scraping, autoscaling, routes
+LONG_RUNNING = ("ingress", "worker", "relay", "notify")
+# The app's KAFKA_SASL_MECHANISM -> the same mechanism in KEDA's kafka scaler.
+KEDA_SASL = {"SCRAM-SHA-512": "scram_sha512", "SCRAM-SHA-256": "scram_sha256", "PLAIN": "plaintext"}
+WORKER_PROBES = {"startupProbe": "/health", "readinessProbe": "/ready", "livenessProbe": "/health"}
+
+
+def _env_values(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def test_every_long_running_workload_is_probed() -> None:
+    """Worker, relay and notify on their probe listener (workers.probes, METRICS_PORT
+    bound to the pod's interfaces); the ingress on its API port."""
+    from services.settings import Settings
+
+    assert {_component(d) for d in _docs_of("Deployment")} == set(LONG_RUNNING)
+    for dep in _docs_of("Deployment"):
+        (container,) = _pod_spec(dep)["containers"]
+        for probe in WORKER_PROBES:
+            assert "httpGet" in container.get(probe, {}), f"{_component(dep)}: no {probe}"
+        if _component(dep) == "ingress":
+            continue
+        env = _env_values(container)
+        settings = Settings(metrics_port=int(env["METRICS_PORT"]), metrics_host=env["METRICS_HOST"])
+        assert settings.metrics_host == "0.0.0.0", "the kubelet and Prometheus call the pod IP"
+        for probe, path in WORKER_PROBES.items():
+            get = container[probe]["httpGet"]
+            assert get["path"] == path, (_component(dep), probe)
+            assert _resolve_port(container, get["port"]) == settings.metrics_port
+        assert _resolve_port(container, "metrics") == settings.metrics_port
+
+
+def test_the_pod_monitor_scrapes_every_pod_with_a_metrics_port() -> None:
+    (monitor,) = _docs_of("PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    assert monitor["spec"].get("namespaceSelector") is None, "this namespace only"
+    for workload in _workloads():
+        containers = _pod_spec(workload)["containers"]
+        has_metrics = any(p.get("name") == endpoint["port"]
+                          for c in containers for p in c.get("ports", []))
+        selected = _label_selector_matches(monitor["spec"]["selector"],
+                                           _pod_template_labels(workload))
+        assert selected == has_metrics, f"{workload['metadata']['name']}: scraped={selected}"
+        assert has_metrics == (_component(workload) in LONG_RUNNING)
+        annotations = workload["spec"].get("template", {}).get("metadata", {}).get("annotations", {})
+        assert not any(k.startswith("prometheus.io/") for k in annotations), "one way to scrape"
+
+
+def test_the_ingress_autoscaler_targets_the_ingress_deployment() -> None:
+    (hpa,) = _docs_of("HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    ingress = _deployment("ingress")
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        "apps/v1", "Deployment", ingress["metadata"]["name"])
+    (pdb,) = [p for p in _docs_of("PodDisruptionBudget") if _component(p) == "ingress"]
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert any(m["type"] == "Resource" for m in hpa["spec"]["metrics"])
+
+
+def test_keda_scales_the_worker_on_both_command_topics_within_their_partitions() -> None:
+    from workers.ledger import GROUP_ID
+
+    (scaled,) = _docs_of("ScaledObject")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    worker = _deployment("worker")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+    triggers = scaled["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"kafka"}
+    topics = {t["metadata"]["topic"] for t in triggers}
+    assert topics == {"payment.commands", "payment.commands.internal"}
+    partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in _docs_of("KafkaTopic")}
+    assert scaled["spec"]["maxReplicaCount"] <= min(partitions[topic] for topic in topics)
+    assert scaled["spec"]["maxReplicaCount"] <= int(_configmap_data()["KAFKA_COMMAND_PARTITIONS"])
+    assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
+    config = _configmap_data()
+    (container,) = _pod_spec(worker)["containers"]
+    password_ref = next(e["valueFrom"]["secretKeyRef"] for e in container["env"]
+                        if e["name"] == "KAFKA_SASL_PASSWORD")
+    ca_secret = next(v["secret"]["secretName"] for v in _pod_spec(worker)["volumes"]
+                     if v["name"] == "kafka-ca")
+    for trigger in triggers:
+        meta = trigger["metadata"]
+        assert meta["consumerGroup"] == GROUP_ID
+        assert meta["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"]
+        assert meta["sasl"] == KEDA_SASL[config["KAFKA_SASL_MECHANISM"]]
+        assert meta["tls"] == "enable"
+        auth = _one("TriggerAuthentication", trigger["authenticationRef"]["name"])
+        assert auth["apiVersion"] == "keda.sh/v1alpha1"
+        secrets = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+        assert secrets["password"] == (password_ref["name"], password_ref["key"])
+        assert secrets["ca"][0] == ca_secret
+        (username,) = auth["spec"]["env"]
+        assert (username["parameter"], username["name"], username["containerName"]) == (
+            "username", "KAFKA_SASL_USERNAME", container["name"])
+
+
+def _route_for(route: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
+    """The rule a Gateway picks: an Exact match before the longest PathPrefix."""
+    candidates = []
+    for rule in route["spec"]["rules"]:
+        for match in rule["matches"]:
+            kind, value = match["path"]["type"], match["path"]["value"]
+            if match.get("method", method) != method:
+                continue
+            if kind == "Exact" and path == value:
+                candidates.append(((1, len(value)), rule))
+            elif kind == "PathPrefix" and (path == value or path.startswith(value.rstrip("/") + "/")):
+                candidates.append(((0, len(value)), rule))
+    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
+def test_the_http_route_sends_the_api_and_the_stripe_webhook_to_the_ingress() -> None:
+    from ingress.controllers.webhooks import StripeWebhookController
+
+    (route,) = _docs_of("HTTPRoute")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    (parent,) = route["spec"]["parentRefs"]
+    assert parent.get("kind", "Gateway") == "Gateway" and parent["name"]
+    (svc,) = _docs_of("Service")
+    service_ports = {p["port"] for p in svc["spec"]["ports"]}
+    webhook = StripeWebhookController.path + next(iter(StripeWebhookController.stripe_event.paths))
+    for method, path in (("POST", webhook), ("GET", "/payment/credits/balance"),
+                         ("GET", "/payment/ready"), ("POST", "/payment/commands")):
+        rule = _route_for(route, method, path)
+        assert rule is not None, f"{method} {path} is not routed"
+        (backend,) = rule["backendRefs"]
+        assert backend["name"] == svc["metadata"]["name"] and backend["port"] in service_ports
+    assert _route_for(route, "GET", "/paymentx") is None
+    assert _route_for(route, "GET", "/other") is None
+    assert any(m["path"] == {"type": "Exact", "value": webhook}
+               for rule in route["spec"]["rules"] for m in rule["matches"]), "webhook rule"
+
+
+def test_the_ingress_drains_before_it_stops() -> None:
+    """Endpoints are removed asynchronously: the pod sleeps before SIGTERM so the
+    Service, ingress controller and Gateway stop sending it requests first."""
+    pod = _pod_spec(_deployment("ingress"))
+    (container,) = pod["containers"]
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep >= 5
+    assert pod["terminationGracePeriodSeconds"] >= sleep + 20, "time left to finish requests"

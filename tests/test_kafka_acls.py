@@ -11,8 +11,8 @@ Offline, like tests/test_deploy_manifests.py (whose loaders it reuses). Two part
 * The Strimzi resources against Strimzi's own CRD schemas (openAPIV3Schema of the
   served version, strict: an unknown field fails, as with `kubectl apply`'s strict
   field validation). The CRDs are not in this repository: set STRIMZI_CRD_DIR to a
-  directory holding Strimzi's `install/cluster-operator/04*-Crd-*.yaml` (a release
-  that serves kafka.strimzi.io/v1beta2: 0.49 to 0.51); without it those tests skip.
+  directory holding Strimzi's `install/cluster-operator/04*-Crd-*.yaml` (a 1.x
+  release: it serves kafka.strimzi.io/v1 only); without it those tests skip.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from tests.test_deploy_manifests import (
     _configmap_data,
     _docs_of,
     _k8s_docs,
+    _label_selector_matches,
     _pod_spec,
     _pod_template_labels,
     _workloads,
@@ -272,8 +273,7 @@ def test_brokers_admit_only_labelled_client_pods() -> None:
 
 def _policies_for(labels: dict[str, str]) -> Iterator[dict[str, Any]]:
     for policy in _docs_of("NetworkPolicy"):
-        selector = policy["spec"]["podSelector"].get("matchLabels", {})
-        if selector.items() <= labels.items():
+        if _label_selector_matches(policy["spec"]["podSelector"], labels):
             yield policy
 
 
@@ -291,9 +291,16 @@ def test_payment_pods_accept_only_the_ingress_ports_and_reach_only_their_depende
             for port in rule["ports"]
             for peer in rule["from"]
         }
-        # The API from the ingress controller, the metrics port from Prometheus only.
-        expected = {(5505, "ingress-nginx"), (9100, "monitoring")}
-        assert ingress_ports == (expected if _component(workload) == "ingress" else set())
+        # The API from the ingress controller or the Gateway's data plane; the metrics
+        # (and, for the workers, probe) port of the long-running pods from Prometheus
+        # only; the jobs accept nothing.
+        expected = {
+            "ingress": {(5505, "ingress-nginx"), (5505, "gateway-system"), (9100, "monitoring")},
+            "worker": {(9100, "monitoring")},
+            "relay": {(9100, "monitoring")},
+            "notify": {(9100, "monitoring")},
+        }
+        assert ingress_ports == expected.get(_component(workload), set()), _component(workload)
         egress = [rule for p in policies for rule in p["spec"].get("egress", [])]
         to_kafka = [
             rule for rule in egress
@@ -362,6 +369,16 @@ def _schema_errors(doc: dict[str, Any], directory: Path) -> list[str]:
         f"{'.'.join(str(p) for p in error.absolute_path)}: {error.message}"
         for error in validator.iter_errors(doc)
     ]
+
+
+def test_every_strimzi_resource_is_v1() -> None:
+    """Strimzi 1.x serves kafka.strimzi.io/v1 only: a v1beta2 resource is refused."""
+    versions = {
+        (doc["kind"], doc["metadata"]["name"]): doc["apiVersion"]
+        for _path, doc in _k8s_docs() if doc.get("kind") in STRIMZI_KINDS
+    }
+    assert {kind for kind, _name in versions} == set(STRIMZI_KINDS)
+    assert {v for v in versions.values()} == {"kafka.strimzi.io/v1"}, versions
 
 
 def test_strimzi_resources_validate_against_the_strimzi_crds() -> None:

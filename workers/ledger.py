@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -71,8 +72,14 @@ async def _keep_raw(msg: Any) -> None:
 
 
 def register_ledger_worker(
-    broker: KafkaBroker, engine: AsyncEngine, settings: Settings, group_id: str = GROUP_ID
+    broker: KafkaBroker,
+    engine: AsyncEngine,
+    settings: Settings,
+    group_id: str = GROUP_ID,
+    listener: ConsumerRebalanceListener | None = None,
 ) -> None:
+    """`listener` hears the group's assignments (the process's readiness uses it)."""
+
     @broker.subscriber(
         settings.commands_topic,
         settings.internal_commands_topic,
@@ -87,6 +94,7 @@ def register_ledger_worker(
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         max_poll_interval_ms=10 * 60 * 1000,
+        listener=listener,
         include_in_schema=False,
     )
     async def apply_command_batch(msg: KafkaMessage, consumer: Consumer) -> None:

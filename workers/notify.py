@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -100,8 +101,14 @@ async def queue_batch(
 
 
 def register_notify_consumer(
-    broker: KafkaBroker, engine: AsyncEngine, settings: Settings, wake: Callable[[], None]
+    broker: KafkaBroker,
+    engine: AsyncEngine,
+    settings: Settings,
+    wake: Callable[[], None],
+    listener: ConsumerRebalanceListener | None = None,
 ) -> None:
+    """`listener` hears the group's assignments (the process's readiness uses it)."""
+
     @broker.subscriber(
         settings.events_topic,
         group_id=GROUP_ID,
@@ -114,6 +121,7 @@ def register_notify_consumer(
         auto_offset_reset="earliest",
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        listener=listener,
         include_in_schema=False,
     )
     async def queue_notifications(msg: KafkaMessage) -> None:
