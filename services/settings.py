@@ -75,7 +75,9 @@ class Settings(BaseSettings):
         "in days (kafka-topics.yaml): how long a command can be redelivered. Only checked "
         "against COMMAND_ID_RETENTION_DAYS; the broker's topic config is what applies.",
     )
-    topic_prefix: str = Field("", description="Prefix of every topic name (tests isolate by it).")
+    topic_prefix: str = Field(
+        "", description="Prefix of every topic and consumer group name (tests isolate by it)."
+    )
     payment_dev_mode: bool = Field(
         False, description="Development machine: placeholder secrets are accepted and "
         "`pika-payment token` mints tokens. Off everywhere else, so a deployment that forgot "

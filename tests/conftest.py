@@ -467,7 +467,7 @@ async def publish(producer: AIOKafkaProducer, settings: Settings, *commands: Com
 
 
 async def dead_letters(
-    settings: Settings, wanted: Callable[[bytes], bool], count: int, timeout: float = 20
+    settings: Settings, wanted: Callable[[bytes], bool], count: int, timeout: float = 60
 ) -> dict[bytes, str]:
     """Messages on the commands DLQ that `wanted` picks (original bytes -> x-dlq-reason),
     read from the topic's start until `count` are found or `timeout` passes."""

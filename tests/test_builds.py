@@ -2,6 +2,7 @@
 development package (offline checks, plus one real wheel build)."""
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -71,9 +72,14 @@ def test_production_installs_no_development_package():
 
 
 def test_the_built_wheel_requires_no_development_package(tmp_path):
+    # Built from a copy: setuptools leaves a build/ directory in the tree it builds.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".run", "build", "test-artifacts", "*.egg-info", "__pycache__",
+        ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-         str(tmp_path), str(ROOT)],
+         str(tmp_path), str(source)],
         check=True, capture_output=True, timeout=300,
     )
     (wheel,) = tmp_path.glob("pika_payment-*.whl")

@@ -75,15 +75,19 @@ def register_ledger_worker(
     broker: KafkaBroker,
     engine: AsyncEngine,
     settings: Settings,
-    group_id: str = GROUP_ID,
+    group_id: str | None = None,
     listener: ConsumerRebalanceListener | None = None,
 ) -> None:
-    """`listener` hears the group's assignments (the process's readiness uses it)."""
+    """`listener` hears the group's assignments (the process's readiness uses it).
+
+    The group is `payment-ledger` under TOPIC_PREFIX, like the topics: workers of
+    another prefix (tests, benchmarks) must not join, and so pause, this group.
+    """
 
     @broker.subscriber(
         settings.commands_topic,
         settings.internal_commands_topic,
-        group_id=group_id,
+        group_id=group_id or settings.topic(GROUP_ID),
         batch=True,
         max_records=settings.worker_batch_size,
         batch_timeout_ms=50,

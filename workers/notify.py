@@ -111,7 +111,7 @@ def register_notify_consumer(
 
     @broker.subscriber(
         settings.events_topic,
-        group_id=GROUP_ID,
+        group_id=settings.topic(GROUP_ID),  # under TOPIC_PREFIX, as the ledger's group
         batch=True,
         max_records=100,
         batch_timeout_ms=50,
