@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.kafka_security import kafka_client_options
+from services.kafka_start import start_kafka_client
 from services.notifications.reminders import due_reminders, record_reminded
 from services.settings import Settings
 
@@ -20,7 +21,7 @@ async def publish_reminders(engine: AsyncEngine, settings: Settings) -> tuple[in
     if not reminders:
         return 0, 0
     producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5)
-    await producer.start()
+    await start_kafka_client(producer, "remind", settings)
     try:
         futures = [
             await producer.send(

@@ -1,11 +1,11 @@
 """Explicit topic provisioning: a broker may auto-create topics with one partition."""
 
-import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.kafka_security import kafka_client_options
+from services.kafka_start import start_kafka_client
 from services.settings import Settings
 
 log = logging.getLogger("pika.topics")
@@ -21,17 +21,11 @@ def wanted_topics(settings: Settings) -> dict[str, int]:
     }
 
 
-async def provision_topics(settings: Settings, attempts: int = 30) -> list[str]:
-    """Create missing topics; returns the names created. Waits for the broker to answer."""
+async def provision_topics(settings: Settings) -> list[str]:
+    """Create missing topics; returns the names created. Waits for the broker to answer
+    (at most KAFKA_STARTUP_TIMEOUT_SECONDS: `migrate` may run while the broker starts)."""
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    for attempt in range(attempts):
-        try:
-            await admin.start()
-            break
-        except Exception:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.5)
+    await start_kafka_client(admin, "topic admin", settings)
     try:
         existing = set(await admin.list_topics())
         missing = [
