@@ -6,6 +6,7 @@ the behaviour the library replaced: bounded, counted, logged, transient errors o
 
 import contextlib
 import subprocess
+import sys
 import time
 
 import httpx
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from ops.stack import free_port
 from services.ledger.apply import is_transient
 from services.metrics import BATCH_RETRIES
-from tests.conftest import ChildProcess
+from tests.conftest import ROOT, ChildProcess, settings_env
 from workers import ledger
 
 
@@ -73,3 +74,18 @@ async def test_a_batch_that_applies_first_time_is_not_retried(settings, engine):
     assert report.applied == 0
     assert BATCH_RETRIES._value.get() == before
 
+
+def test_migrate_with_no_kafka_exits_1_naming_the_servers_within_the_bound(settings):
+    servers = f"127.0.0.1:{free_port()}"
+    own = settings.model_copy(
+        update={"kafka_bootstrap_servers": servers, "kafka_startup_timeout_seconds": 2.0}
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "migrate"], env=settings_env(own), cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"topic admin: no Kafka broker at {servers} answered within 2 s" in result.stderr
+    assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr
+    assert time.monotonic() - started < 30
