@@ -306,11 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         console.print(refusal_message(problems), style="red", markup=False, highlight=False)
         return 2
+    report = JobReport(args.command)  # its clock starts with the command
     try:
         return COMMANDS[args.command](settings, args)
     except DependencyUnavailable as error:  # e.g. no Kafka broker within the start-up bound
         if getattr(args, "json", False):
-            JobReport(args.command, outcome=FAILED, problems=[error.message]).print_json()
+            report.outcome, report.problems = FAILED, [error.message]
+            report.print_json()
         else:
             console.print(f"{args.command}: {error.message}", style="red", markup=False)
         return 1
