@@ -1,6 +1,5 @@
 """The ingress's long-lived clients, built once at start-up and kept on app state."""
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from ingress.reply_seal import ReplySeal
 from ingress.stripe_provider import StripeProvider
 from services.db import make_engine
 from services.kafka_security import kafka_client_options
+from services.kafka_start import KafkaUnreachable, start_kafka_client
 from services.settings import Settings
 
 log = logging.getLogger("pika.ingress")
@@ -47,13 +47,14 @@ class Resources:
             metadata_max_age_ms=30_000,
             request_timeout_ms=10_000,
         )
-        for attempt in range(20):
-            try:
-                await producer.start()
-                break
-            except Exception as error:  # the broker may start after us
-                log.warning("kafka not reachable yet (%s), attempt %d", type(error).__name__, attempt)
-                await asyncio.sleep(0.5)
+        try:
+            # The broker may start after us; a producer that never started must not serve.
+            await start_kafka_client(producer, "ingress producer", settings)
+        except KafkaUnreachable as error:
+            log.error("%s", error.message)
+            await redis.aclose()
+            await engine.dispose()
+            raise
         gateway = CommandGateway(producer, engine, redis, settings)
         hub = BalanceHub(settings)
         await hub.start()

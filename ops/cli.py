@@ -8,24 +8,31 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from ops.job_report import FAILED, JobReport, progress_bar
 from ops.logs import configure_logging
-from services.errors import ConfigurationInvalid
+from services.errors import ConfigurationInvalid, DependencyUnavailable
 from services.secrets_check import placeholder_secrets, refusal_message
 from services.settings import Settings, get_settings
 
 console = Console(stderr=True, soft_wrap=True)
 
 
-def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int | None], None]]:
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console)
-    task = bar.add_task(label, total=None)
+def version_text() -> str:
+    """The installed distribution's version and the command schema version it speaks.
 
-    def update(done: int, total: int | None) -> None:
-        bar.update(task, completed=done, total=total)
+    The schema version is what a producer must match (schemas/commands.py), so an
+    operator comparing two deployments needs both.
+    """
+    from importlib.metadata import PackageNotFoundError, version
 
-    return bar, update
+    from schemas.commands import SCHEMA_VERSION
+
+    try:
+        installed = version("pika-payment")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        installed = "unknown"
+    return f"pika-payment {installed} (command schema {SCHEMA_VERSION})"
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
@@ -45,7 +52,9 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 def cmd_seed(settings: Settings, _: argparse.Namespace) -> int:
     from ops.seed import seed
 
-    applied, present = asyncio.run(seed(settings))
+    bar, update = progress_bar(console, "seeding")
+    with bar:
+        applied, present = asyncio.run(seed(settings, update))
     console.print(f"seed: {applied} commands applied, {present} already present")
     return 0
 
@@ -89,38 +98,16 @@ def cmd_notify(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_remind(settings: Settings, _: argparse.Namespace) -> int:
-    from ops.remind import publish_reminders
-    from services.db import make_engine
+def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.job_commands import run_remind
 
-    async def go() -> tuple[int, int]:
-        engine = make_engine(settings, pool_size=1)
-        try:
-            return await publish_reminders(engine, settings)
-        finally:
-            await engine.dispose()
-
-    users, batches = asyncio.run(go())
-    console.print(f"remind: {users} reminders published covering {batches} expiring batches")
-    return 0
+    return run_remind(settings, args, console)
 
 
-def cmd_expire(settings: Settings, _: argparse.Namespace) -> int:
-    from ops.expire import publish_expiries
-    from services.db import make_engine
+def cmd_expire(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.job_commands import run_expire
 
-    async def go() -> int:
-        engine = make_engine(settings, pool_size=1)
-        bar, update = _progress_bar("publishing expiry commands")
-        try:
-            with bar:
-                return await publish_expiries(engine, settings, update)
-        finally:
-            await engine.dispose()
-
-    count = asyncio.run(go())
-    console.print(f"expire: {count} commands published")
-    return 0
+    return run_expire(settings, args, console)
 
 
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
@@ -149,85 +136,9 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from services.db import make_engine
-    from services.ledger.reconcile import reconcile
+    from ops.job_commands import run_reconcile
 
-    async def go() -> list[object]:
-        engine = make_engine(settings, pool_size=1)
-        bar, update = _progress_bar("checking accounts")
-        try:
-            with bar:
-                return list(
-                    await reconcile(
-                        engine,
-                        progress=update,
-                        require_events_sent=args.require_events_sent,
-                        events_kept_days=settings.outbox_retention_days,
-                    )
-                )
-        finally:
-            await engine.dispose()
-
-    if args.stripe:
-        fixed = _reconcile_stripe(settings, args.since, args.dry_run)
-        if fixed:
-            return fixed
-    found = asyncio.run(go())
-    for discrepancy in found:
-        console.print(f"[red]DISCREPANCY[/red] {discrepancy}")
-    if found:
-        console.print(f"reconcile: {len(found)} discrepancies")
-        return 1
-    console.print("reconcile: ledger consistent (0 discrepancies)")
-    return 0
-
-
-def _reconcile_stripe(settings: Settings, since: str | None, dry_run: bool) -> int:
-    """Grant purchases whose webhook was lost; non-zero if a fix did not apply."""
-    from datetime import UTC, datetime, timedelta
-
-    from ops.stripe_reconcile import Fix, reconcile_stripe
-    from services.db import make_engine
-
-    start = (
-        datetime.fromisoformat(since).replace(tzinfo=UTC)
-        if since
-        else datetime.now(UTC) - timedelta(days=3)
-    )
-
-    async def go() -> list[Fix]:
-        engine = make_engine(settings, pool_size=1)
-        bar, update = _progress_bar("listing Stripe payments")
-        try:
-            with bar:
-                return await reconcile_stripe(
-                    engine, settings, start, dry_run=dry_run, progress=lambda n: update(n, None)
-                )
-        finally:
-            await engine.dispose()
-
-    fixes = asyncio.run(go())
-    for fix in fixes:
-        console.print(
-            f"stripe: purchase {fix.purchase_id} of {fix.user_id} ({fix.status}; "
-            f"{fix.payment_intent_id}, {fix.amount_received} {fix.currency}) was missing: "
-            f"{fix.outcome}"
-        )
-        for other in fix.also_paid_by:
-            console.print(
-                f"[yellow]stripe: purchase {fix.purchase_id} was also paid by {other}: "
-                "a second payment, refund it in Stripe[/yellow]"
-            )
-    if dry_run:
-        console.print(
-            f"stripe: {len(fixes)} paid purchases since {start:%Y-%m-%d} would be confirmed "
-            "(dry run: nothing published)"
-        )
-        return 0
-    console.print(
-        f"stripe: {len(fixes)} paid purchases were missing from the ledger since {start:%Y-%m-%d}"
-    )
-    return 0 if all(f.outcome in ("applied", "already granted") for f in fixes) else 1
+    return run_reconcile(settings, args, console)
 
 
 def cmd_stripe_sync(settings: Settings, _: argparse.Namespace) -> int:
@@ -240,7 +151,12 @@ def cmd_stripe_sync(settings: Settings, _: argparse.Namespace) -> int:
         engine = make_engine(settings, pool_size=1)
         try:
             provider = StripeProvider(settings)
-            return await sync_products(engine, provider), await sync_plans(engine, provider)
+            packs_bar, packs_done = progress_bar(console, "packs")
+            with packs_bar:
+                packs = await sync_products(engine, provider, packs_done)
+            plans_bar, plans_done = progress_bar(console, "plans")
+            with plans_bar:
+                return packs, await sync_plans(engine, provider, plans_done)
         finally:
             await engine.dispose()
 
@@ -307,39 +223,55 @@ def cmd_faults(settings: Settings, args: argparse.Namespace) -> int:
     return faults_main(settings, args)
 
 
+JSON_HELP = "print one JSON object on stdout (counts, outcome, problems, duration); no progress bar"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and flag carries `help=` (tests/test_cli.py checks it)."""
     parser = argparse.ArgumentParser(prog="pika-payment", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the whole stack locally").add_argument(
-        "--no-seed", action="store_true"
-    )
-    sub.add_parser("ingress", help="serve the HTTP API")
-    sub.add_parser("worker", help="apply commands to the ledger")
-    sub.add_parser("relay", help="publish outbox events")
-    sub.add_parser("migrate", help="migrate the database and create topics")
-    sub.add_parser("seed", help="demo accounts and credits")
-    sub.add_parser("expire", help="publish expiry commands for due batches and holds")
-    sub.add_parser("notify", help="send email receipts and notices from payment.events")
-    sub.add_parser("remind", help="publish reminders of credits expiring soon (daily)")
-    prune_parser = sub.add_parser(
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the installed version and the command schema version")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to run; `pika-payment COMMAND --help` for its flags")
+
+    def command(name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
+        """A subcommand whose own --help starts with its one-line summary."""
+        return sub.add_parser(
+            name, help=text, description=description or text[:1].upper() + text[1:] + "."
+        )
+
+    run = command("run", "start the whole stack locally")
+    run.add_argument("--no-seed", action="store_true", help="skip the demo seed after migrating")
+    command("ingress", "serve the HTTP API")
+    command("worker", "apply commands to the ledger")
+    command("relay", "publish outbox events")
+    command("migrate", "migrate the database and create topics")
+    command("seed", "demo accounts and credits")
+    expire = command("expire", "publish expiry commands for due batches and holds")
+    expire.add_argument("--json", action="store_true", help=JSON_HELP)
+    command("notify", "send email receipts and notices from payment.events")
+    prune = command(
         "prune",
-        help="delete sent outbox rows, rejected command ids and Stripe webhook rows past "
-        "their retention",
+        "delete sent outbox rows, rejected command ids and Stripe webhook rows past their "
+        "retention",
         description="Delete, in batches of PRUNE_BATCH_SIZE rows per transaction: outbox rows "
         "sent more than OUTBOX_RETENTION_DAYS ago, rejected commands processed more than "
         "COMMAND_ID_RETENTION_DAYS ago, Stripe webhook inbox rows older than "
         "STRIPE_EVENT_RETENTION_DAYS. Applied commands and command evidence are never deleted.",
     )
-    prune_parser.add_argument("--dry-run", action="store_true",
-                              help="print how many rows would go, delete nothing")
-    rec = sub.add_parser(
+    prune.add_argument("--dry-run", action="store_true",
+                       help="print how many rows would go, delete nothing")
+    remind = command("remind", "publish reminders of credits expiring soon (daily)")
+    remind.add_argument("--json", action="store_true", help=JSON_HELP)
+    rec = command(
         "reconcile",
-        help="check the ledger invariants",
+        "check the ledger invariants",
         description="Check the ledger invariants (exit 1 naming each discrepancy). With "
         "--stripe, first grant the purchases Stripe says were paid but the ledger missed "
         "(a lost webhook): succeeded PaymentIntents since --since are matched to our "
         "pending or failed purchases by the purchaseId in their metadata and confirmed "
-        "through the ledger worker, which grants each purchase at most once.",
+        "through the ledger worker, which grants each purchase at most once. Exit 0: "
+        "consistent; 1: a discrepancy, or a Stripe fix that did not apply; 2: configuration.",
     )
     rec.add_argument("--require-events-sent", action="store_true",
                      help="also fail when outbox rows are unsent")
@@ -349,22 +281,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --stripe: payments created since this day, UTC (default: 3 days ago)")
     rec.add_argument("--dry-run", action="store_true",
                      help="with --stripe: list the purchases that would be confirmed, publish nothing")
-    sub.add_parser("stripe-sync", help="create or update the Stripe Products and Prices of the packs")
-    tok = sub.add_parser("token", help="print a development JWT (PAYMENT_DEV_MODE only)")
-    tok.add_argument("--sub", required=True)
-    tok.add_argument("--roles", default="user")
-    tok.add_argument("--ttl", type=int, default=3600)
-    bench = sub.add_parser("bench", help="end-to-end charge benchmark with baselines")
-    bench.add_argument("--charges", type=int, default=20_000)
-    bench.add_argument("--users", type=int, default=2_000)
-    reports = sub.add_parser(
-        "bench-reports", help="the five reports over a seeded year of ledger, timed (target < 1 s)"
+    rec.add_argument("--json", action="store_true", help=JSON_HELP)
+    command("stripe-sync", "create or update the Stripe Products and Prices of the packs")
+    tok = command("token", "print a development JWT (PAYMENT_DEV_MODE only)")
+    tok.add_argument("--sub", required=True, help="the subject (user id) of the token")
+    tok.add_argument("--roles", default="user", help="comma-separated roles (default: user)")
+    tok.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default: 3600)")
+    bench = command("bench", "end-to-end charge benchmark with baselines")
+    bench.add_argument("--charges", type=int, default=20_000,
+                       help="charges to send (default: 20000)")
+    bench.add_argument("--users", type=int, default=2_000,
+                       help="distinct users the charges spread over (default: 2000)")
+    reports = command(
+        "bench-reports", "the five reports over a seeded year of ledger, timed (target < 1 s)"
     )
-    reports.add_argument("--transactions", type=int, default=1_000_000)
-    reports.add_argument("--users", type=int, default=20_000)
+    reports.add_argument("--transactions", type=int, default=1_000_000,
+                         help="ledger transactions to load (default: 1000000)")
+    reports.add_argument("--users", type=int, default=20_000,
+                         help="users the transactions spread over (default: 20000)")
     reports.add_argument("--keep", action="store_true", help="keep the database at the end")
-    faults = sub.add_parser("faults", help="fault-injection suite")
-    faults.add_argument("--short", action="store_true")
+    faults = command("faults", "fault-injection suite")
+    faults.add_argument("--short", action="store_true",
+                        help="the short scenario set (the one make test runs)")
     return parser
 
 
@@ -408,7 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         console.print(refusal_message(problems), style="red", markup=False, highlight=False)
         return 2
-    return COMMANDS[args.command](settings, args)
+    report = JobReport(args.command)  # its clock starts with the command
+    try:
+        return COMMANDS[args.command](settings, args)
+    except DependencyUnavailable as error:  # e.g. no Kafka broker within the start-up bound
+        if getattr(args, "json", False):
+            report.outcome, report.problems = FAILED, [error.message]
+            report.print_json()
+        else:
+            console.print(f"{args.command}: {error.message}", style="red", markup=False)
+        return 1
 
 
 if __name__ == "__main__":

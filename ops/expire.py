@@ -24,6 +24,7 @@ from schemas.commands import (
 from services.evidence.trusted_publisher import publish_with_evidence
 from services.evidence.zones import Evidence
 from services.kafka_security import kafka_client_options
+from services.kafka_start import start_kafka_client
 from services.promos.reservations import tidy_expired
 from services.settings import Settings
 
@@ -74,7 +75,7 @@ async def publish_expiries(
         return 0
     run = Evidence("operator_job", f"expire:{uuid.uuid4()}", "pika-payment expire")
     producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5)
-    await producer.start()
+    await start_kafka_client(producer, "expire", settings)
     try:
         await publish_with_evidence(
             engine, producer, settings, [(command, run) for command in commands], progress

@@ -9,7 +9,9 @@ ids, which the notify worker dedupes; the other order could lose reminders.
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.db import make_engine
 from services.kafka_security import kafka_client_options
+from services.kafka_start import start_kafka_client
 from services.notifications.reminders import due_reminders, record_reminded
 from services.settings import Settings
 
@@ -20,7 +22,7 @@ async def publish_reminders(engine: AsyncEngine, settings: Settings) -> tuple[in
     if not reminders:
         return 0, 0
     producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5)
-    await producer.start()
+    await start_kafka_client(producer, "remind", settings)
     try:
         futures = [
             await producer.send(
@@ -37,3 +39,12 @@ async def publish_reminders(engine: AsyncEngine, settings: Settings) -> tuple[in
         await producer.stop()
     await record_reminded(engine, reminders)
     return len(reminders), sum(len(r.payload.batches) for r in reminders)
+
+
+async def remind_once(settings: Settings) -> tuple[int, int]:
+    """One run of the job on its own small engine (the CLI and `run`'s daily round)."""
+    engine = make_engine(settings, pool_size=1)
+    try:
+        return await publish_reminders(engine, settings)
+    finally:
+        await engine.dispose()

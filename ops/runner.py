@@ -127,18 +127,10 @@ def _expire(settings: Settings, env: dict[str, str]) -> None:
 
 def _remind(settings: Settings) -> None:
     """The daily `remind` job; reminding twice is harmless (batches are recorded)."""
-    from ops.remind import publish_reminders
-    from services.db import make_engine
-
-    async def go() -> tuple[int, int]:
-        engine = make_engine(settings, pool_size=1)
-        try:
-            return await publish_reminders(engine, settings)
-        finally:
-            await engine.dispose()
+    from ops.remind import remind_once
 
     try:
-        users, _ = asyncio.run(go())
+        users, _ = asyncio.run(remind_once(settings))
     except Exception as error:  # tomorrow's round retries; never take the stack down
         console.print(f"[yellow]remind failed: {type(error).__name__}[/yellow]")
         return

@@ -4,6 +4,7 @@ accounts with credits applied through the ledger itself.
 Command ids, pack, plan and code ids are fixed, so seeding twice changes nothing.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
@@ -69,8 +70,13 @@ SEED_PACKS = text(
 )
 
 
-async def seed(settings: Settings) -> tuple[int, int]:
-    """Returns (applied, already present)."""
+SEED_STEPS = 2  # the catalogue, then the demo accounts through the ledger
+
+
+async def seed(
+    settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> tuple[int, int]:
+    """Returns (applied, already present); `progress(done, SEED_STEPS)` after each step."""
     commands: list[CommandEnvelope] = []
     for index, user in enumerate(DEMO_USERS):
         commands.append(
@@ -117,7 +123,11 @@ async def seed(settings: Settings) -> tuple[int, int]:
                     "id": command_id_for("seed", "promo", code), "code": code, "kind": kind,
                     "pct": pct, "bonus": bonus, "trial": trial, "new": new,
                 })
+        if progress:
+            progress(1, SEED_STEPS)
         report = await apply_commands(engine, settings, commands)
+        if progress:
+            progress(2, SEED_STEPS)
     finally:
         await engine.dispose()
     return report.applied, report.duplicates

@@ -37,6 +37,7 @@ from schemas.commands import ConfirmPurchase, ConfirmPurchasePayload
 from services.evidence.trusted_publisher import publish_with_evidence
 from services.evidence.zones import Evidence
 from services.kafka_security import kafka_client_options
+from services.kafka_start import start_kafka_client
 from services.ledger.queries import command_status
 from services.settings import Settings
 
@@ -159,7 +160,7 @@ async def reconcile_stripe(
         return fixes
     run = uuid.uuid4()  # correlates the commands of one run in logs and processed_commands
     producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
-    await producer.start()
+    await start_kafka_client(producer, "reconcile --stripe", settings)
     try:
         for fix in fixes:
             command = ConfirmPurchase(

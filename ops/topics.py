@@ -5,12 +5,12 @@ Strimzi KafkaTopic resources own them, and KAFKA_CREATE_TOPICS=false keeps
 `pika-payment migrate` from creating any (ops/cli.py).
 """
 
-import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.kafka_security import kafka_client_options
+from services.kafka_start import start_kafka_client
 from services.settings import Settings
 
 log = logging.getLogger("pika.topics")
@@ -35,17 +35,11 @@ def missing_topics(settings: Settings, existing: set[str]) -> list[NewTopic]:
     ]
 
 
-async def provision_topics(settings: Settings, attempts: int = 30) -> list[str]:
-    """Create missing topics; returns the names created. Waits for the broker to answer."""
+async def provision_topics(settings: Settings) -> list[str]:
+    """Create missing topics; returns the names created. Waits for the broker to answer
+    (at most KAFKA_STARTUP_TIMEOUT_SECONDS: `migrate` may run while the broker starts)."""
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    for attempt in range(attempts):
-        try:
-            await admin.start()
-            break
-        except Exception:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.5)
+    await start_kafka_client(admin, "topic admin", settings)
     try:
         missing = missing_topics(settings, set(await admin.list_topics()))
         if missing:

@@ -193,6 +193,11 @@ class Settings(BaseSettings):
     expire_interval_seconds: int = Field(60, gt=0, description="How often `run` expires.")
     kafka_session_timeout_ms: int = Field(10_000, description="Consumer session timeout.")
     kafka_heartbeat_interval_ms: int = Field(3_000, description="Consumer heartbeat.")
+    kafka_startup_timeout_seconds: float = Field(
+        30.0, gt=0,
+        description="How long the ingress and `migrate` retry reaching Kafka at start "
+        "before they exit non-zero (the ingress never serves with a dead producer).",
+    )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of the worker/relay/notify probes and metrics "
         "(/health, /ready, /metrics); 0 = off."

@@ -1,6 +1,8 @@
 """The operator's command line: migrate, reconcile, expire and the whole `run`."""
 
+import argparse
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -8,14 +10,25 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import jwt
 import pytest
 from sqlalchemy import text
 
+from ops.cli import build_parser
+from ops.migrate import migrate
 from ops.stack import free_port
-from schemas.commands import GrantCredits, GrantPayload, HoldCredits, HoldPayload
-from tests.conftest import ROOT, auth, publish, settings_env, wait_processed
+from schemas.commands import (
+    SCHEMA_VERSION,
+    GrantCredits,
+    GrantPayload,
+    HoldCredits,
+    HoldPayload,
+)
+from tests.conftest import ROOT, _drop_database, auth, publish, settings_env, wait_processed
+
+JOB_REPORT_KEYS = {"command", "outcome", "counts", "problems", "duration_seconds"}
 
 
 def cli(settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -77,9 +90,12 @@ async def test_expire_publishes_expiry_for_due_batches_and_stale_holds(
     done = await wait_processed(engine, [short.id, long.id, hold.id])
     assert done[hold.id]["status"] == "applied"
     await asyncio.sleep(1.5)
-    result = await asyncio.to_thread(cli, settings, "expire")
+    result = await asyncio.to_thread(cli, settings, "expire", "--json")
     assert result.returncode == 0, result.stderr
-    assert "commands published" in result.stderr
+    report = json.loads(result.stdout)
+    assert (report["command"], report["outcome"], report["problems"]) == ("expire", "ok", [])
+    # At least this test's short batch and stale hold (others' may be due as well).
+    assert report["counts"]["published"] >= 2
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         async with engine.connect() as conn:
@@ -117,6 +133,7 @@ async def test_expire_publishes_expiry_for_due_batches_and_stale_holds(
     assert sorted(sources) == [("PROMOTIONAL", 6), ("REFUNDED", 2)]
     again = await asyncio.to_thread(cli, settings, "expire")
     assert again.returncode == 0
+    assert "commands published" in again.stderr and again.stdout == ""
 
 
 @pytest.mark.timeout(180)
@@ -191,3 +208,112 @@ def test_token_mints_only_in_dev_mode_and_its_token_is_accepted(settings, ingres
     response = httpx.get(f"{ingress.url}/payment/credits/balance?userId=demo-x",
                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert response.status_code == 200, response.text
+
+
+def test_version_names_the_installed_distribution_and_the_command_schema(settings):
+    from importlib.metadata import version
+
+    shown = cli(settings, "--version", timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == (
+        f"pika-payment {version('pika-payment')} (command schema {SCHEMA_VERSION})"
+    )
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    [choices] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(choices.choices)
+
+
+def test_every_command_and_flag_has_help_text():
+    parser = build_parser()
+    lacking = [a.dest for a in parser._actions if not a.help]
+    for name, command in _subcommands().items():
+        lacking += [f"{name} {a.option_strings or a.dest}" for a in command._actions if not a.help]
+        assert command.description, f"{name} has no description"
+    assert lacking == []
+    assert {"expire", "reconcile", "remind"} <= {
+        name for name, command in _subcommands().items()
+        if any("--json" in a.option_strings for a in command._actions)
+    }
+
+
+def test_help_of_each_command_runs_and_describes_its_flags(settings):
+    for name, command in _subcommands().items():
+        shown = cli(settings, name, "--help", timeout=30)
+        assert shown.returncode == 0, (name, shown.stderr)
+        assert shown.stdout.startswith(f"usage: pika-payment {name}")
+        for action in command._actions:
+            for flag in action.option_strings:
+                assert flag in shown.stdout, (name, flag)
+
+
+@pytest.fixture
+def own_database(services, settings):
+    """A migrated database of this test's own: its discrepancy is seen by nobody else."""
+    name = f"{services.database_name}_cli_{uuid.uuid4().hex[:6]}"
+    own = settings.model_copy(
+        update={"database_url": f"{services.database_admin_url.rsplit('/', 1)[0]}/{name}"}
+    )
+    migrate(own)
+    yield own
+    asyncio.run(_drop_database(services.database_admin_url, name))
+
+
+def _sql(settings, statement: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(settings.plain_database_url)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def _json_report(result: subprocess.CompletedProcess[str]) -> dict:
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, f"one JSON object on stdout, not: {result.stdout!r}"
+    report = json.loads(lines[0])
+    assert set(report) >= JOB_REPORT_KEYS, report
+    return report
+
+
+def test_reconcile_json_reports_and_exits_non_zero_on_a_seeded_discrepancy(own_database):
+    clean = cli(own_database, "reconcile", "--json")
+    assert clean.returncode == 0, clean.stderr
+    report = _json_report(clean)
+    assert (report["outcome"], report["counts"], report["problems"]) == (
+        "ok", {"discrepancies": 0}, []
+    )
+    assert report["duration_seconds"] >= 0
+    _sql(own_database, "INSERT INTO accounts (user_id, held) VALUES ('cli-broken', 1)")
+    broken = cli(own_database, "reconcile", "--json")
+    assert broken.returncode == 1, broken.stderr
+    report = _json_report(broken)
+    assert report["outcome"] == "discrepancies"
+    assert report["counts"]["discrepancies"] == len(report["problems"]) >= 1
+    assert any("user cli-broken" in p and "held" in p for p in report["problems"])
+    human = cli(own_database, "reconcile")
+    assert human.returncode == 1 and human.stdout == ""
+    assert "user cli-broken" in human.stderr
+
+
+def test_reconcile_stripe_dry_run_json_lists_stripe_and_still_checks_the_ledger(own_database):
+    result = cli(own_database, "reconcile", "--stripe", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    report = _json_report(result)
+    # This database has no purchases, so no Stripe payment is ours to confirm.
+    assert report["stripe"] == [] and report["counts"]["stripe_missing"] == 0
+    assert report["counts"]["discrepancies"] == 0
+
+
+def test_remind_and_expire_json_on_an_empty_ledger(own_database):
+    remind = cli(own_database, "remind", "--json")
+    assert remind.returncode == 0, remind.stderr
+    report = _json_report(remind)
+    assert (report["command"], report["counts"]) == ("remind", {"reminders": 0, "batches": 0})
+    expire = cli(own_database, "expire", "--json")
+    assert expire.returncode == 0, expire.stderr
+    assert _json_report(expire)["counts"] == {"published": 0}

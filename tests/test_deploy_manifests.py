@@ -26,7 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ops.cli import COMMANDS
+from ops.cli import COMMANDS, build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -862,6 +862,16 @@ def _cron_fields(schedule: str) -> list[str]:
     fields = schedule.split()
     assert len(fields) == 5, f"bad cron schedule {schedule!r}"
     return fields
+
+
+def test_every_container_runs_flags_the_cli_accepts_and_cronjobs_report_json() -> None:
+    parser = build_parser()
+    for workload in _workloads():
+        for container in _pod_spec(workload)["containers"]:
+            parser.parse_args(container["args"])  # an unknown flag exits 2 here
+    for cron in _docs_of("CronJob"):
+        # One JSON object on stdout per run: what a log pipeline indexes and alerts on.
+        assert "--json" in _pod_spec(cron)["containers"][0]["args"], _component(cron)
 
 
 def test_cronjobs_expire_every_five_minutes_and_reconcile_nightly() -> None:

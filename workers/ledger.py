@@ -19,6 +19,14 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import Consumer, KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_chain,
+    wait_fixed,
+)
 
 from schemas.commands import CommandEnvelope
 from services.ledger.apply import BatchReport, apply_commands, is_transient
@@ -44,22 +52,49 @@ GROUP_ID = "payment-ledger"
 FETCH_MAX_WAIT_MS = 20
 
 
+def _count_and_log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    BATCH_RETRIES.inc()
+    log.warning(
+        "batch retry in %.2fs after %s: %s",
+        delay, type(error).__name__, str(error).split("\n", 1)[0][:200],
+    )
+
+
+def _batch_retrying() -> AsyncRetrying:
+    """Transient database failures only (services.ledger.apply.is_transient), waiting
+    RETRY_DELAYS in turn; after the last the error goes up and the batch is redelivered."""
+    return AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_chain(*(wait_fixed(delay) for delay in RETRY_DELAYS)),
+        stop=stop_after_attempt(len(RETRY_DELAYS) + 1),
+        before_sleep=_count_and_log_retry,
+        reraise=True,
+    )
+
+
 async def apply_with_retries(
     engine: AsyncEngine, settings: Settings, commands: list[CommandEnvelope]
 ) -> BatchReport:
-    for delay in (*RETRY_DELAYS, None):
-        try:
-            return await apply_commands(engine, settings, commands)
-        except Exception as error:
-            if delay is None or not is_transient(error):
-                raise
-            BATCH_RETRIES.inc()
-            log.warning(
-                "batch retry in %.2fs after %s: %s",
-                delay, type(error).__name__, str(error).split("\n", 1)[0][:200],
-            )
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
+    """Apply a batch, retrying transient failures.
+
+    This runs for every batch and a tenacity retry object costs ~0.1 ms to make and
+    run, so the first try goes without one: only a batch that failed transiently pays.
+    """
+    try:
+        return await apply_commands(engine, settings, commands)
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        replay: list[Exception] = [error]
+
+    async def attempt() -> BatchReport:
+        if replay:  # tenacity's attempt 1 is the failed try above: its wait, count and log
+            raise replay.pop()
+        return await apply_commands(engine, settings, commands)
+
+    return await _batch_retrying()(attempt)
 
 
 async def _keep_raw(msg: Any) -> None:

@@ -20,6 +20,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.kafka_security import kafka_client_options
+from services.kafka_start import start_kafka_client
 from services.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
 from services.settings import Settings
 
@@ -85,7 +86,7 @@ async def relay_once(
 async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
     """Relay until `stop` is set; survives database and broker outages by reconnecting."""
     producer = make_producer(settings)
-    await producer.start()
+    await start_kafka_client(producer, "relay", settings)
     try:
         while not stop.is_set():
             try:

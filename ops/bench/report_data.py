@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ops.bench.console import console
 from ops.bench.invariants import switch_invariant_triggers
@@ -394,12 +395,14 @@ COUNTS = {
 async def _chunks(
     conn: asyncpg.Connection, label: str, total: int, statement: str
 ) -> None:
-    started = time.perf_counter()
-    for first in range(1, total + 1, CHUNK):
-        last = min(total, first + CHUNK - 1)
-        async with conn.transaction():
-            await conn.execute(statement, first, last)
-        console.print(f"  {label}: {last:,}/{total:,} slots ({time.perf_counter() - started:.1f}s)")
+    columns = (TextColumn(f"  {label} slots"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(label, total=total)
+        for first in range(1, total + 1, CHUNK):
+            last = min(total, first + CHUNK - 1)
+            async with conn.transaction():
+                await conn.execute(statement, first, last)
+            bar.update(task, completed=last)
 
 
 async def _step(label: str, work: Callable[[], Awaitable[object]]) -> None:

@@ -6,6 +6,7 @@ A changed price or interval makes a new Stripe plan (Stripe plans never change);
 running subscriptions keep theirs until they change plan.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -46,13 +47,20 @@ async def ensure_stripe_plan(engine: AsyncEngine, provider: SubscriptionProvider
     return str((await _sync(engine, provider, row))["stripe_plan_id"])
 
 
-async def sync_plans(engine: AsyncEngine, provider: SubscriptionProvider) -> list[dict[str, Any]]:
+async def sync_plans(
+    engine: AsyncEngine,
+    provider: SubscriptionProvider,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One line per plan; `progress(done, total)` after each (a few Stripe calls each)."""
     async with engine.connect() as conn:
         ids = [r[0] for r in await conn.execute(text("SELECT id FROM membership_plans ORDER BY id"))]
     report = []
-    for plan_id in ids:
+    for done, plan_id in enumerate(ids, start=1):
         async with engine.connect() as conn:
             row = await plan_row(conn, plan_id)
         if row is not None:
             report.append(await _sync(engine, provider, row))
+        if progress:
+            progress(done, len(ids))
     return report

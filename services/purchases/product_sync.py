@@ -6,6 +6,7 @@ Product (name, active flag, metadata packId) and a Price for its current terms; 
 changed price makes a new Price, since Stripe prices never change.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -23,8 +24,15 @@ SAVE_IDS = text(
 )
 
 
-async def sync_products(engine: AsyncEngine, provider: PaymentProvider) -> list[dict[str, Any]]:
-    """Returns one line per pack: its ids and whether a new price was made."""
+async def sync_products(
+    engine: AsyncEngine,
+    provider: PaymentProvider,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Returns one line per pack: its ids and whether a new price was made.
+
+    `progress(done, total)` after each pack: every pack is a few Stripe calls.
+    """
     async with engine.connect() as conn:
         packs = (await conn.execute(ALL_PACKS)).mappings().all()
     report = []
@@ -52,4 +60,6 @@ async def sync_products(engine: AsyncEngine, provider: PaymentProvider) -> list[
         report.append(
             {"pack_id": pack["id"], "product_id": product, "price_id": price, "new_price": new_price}
         )
+        if progress:
+            progress(len(report), len(packs))
     return report
