@@ -1,6 +1,7 @@
 """The HTTP contract a client is generated from: Idempotency-Key on every POST, the 202
 pending reply, `hasMore` on paged lists and the public config, against the real ingress."""
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -70,6 +71,19 @@ async def test_a_create_replayed_with_its_key_answers_the_same_and_creates_once(
     unkeyed = await http.post(path, json=body(suffix, 0), headers=ADMIN)
     assert unkeyed.status_code == 409, "without a key a second create is a conflict, not a replay"
     assert await _count(engine, count_sql, name(suffix)) == 1
+
+
+async def test_concurrent_creates_with_one_key_make_one_pack_and_the_rest_wait_409(http, engine):
+    suffix = uuid.uuid4().hex[:8]
+    headers = {**ADMIN, "Idempotency-Key": str(uuid.uuid4())}
+    replies = await asyncio.gather(*(
+        http.post("/payment/credit-packs/", json=_pack(suffix), headers=headers) for _ in range(5)
+    ))
+    statuses = sorted(r.status_code for r in replies)
+    assert statuses.count(201) >= 1 and set(statuses) <= {201, 409}, statuses
+    assert all(r.json()["code"] == "PAY013" for r in replies if r.status_code == 409)
+    assert await _count(engine, "SELECT count(*) FROM credit_packs WHERE id = :name",
+                        f"pack_{suffix}") == 1
 
 
 async def test_product_sync_replayed_with_its_key_answers_the_same(http):
