@@ -17,6 +17,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ingress.auth import BEARER_SCHEME
 from ingress.controllers.commands import CommandsController
+from ingress.controllers.config import ConfigController
 from ingress.controllers.credits import CreditsController
 from ingress.controllers.dashboard import DashboardController
 from ingress.controllers.docs import DocsController
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             CreditsController,
             CommandsController,
+            ConfigController,
             CreditPacksController,
             ProductsController,
             MembershipsController,

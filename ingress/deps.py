@@ -4,9 +4,11 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import MediaType, Request, Response
+from litestar.params import HeaderParameter
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ingress.auth import Principal, principal_of
 from ingress.client_address import client_address_of
@@ -14,10 +16,24 @@ from ingress.evidence import request_evidence
 from ingress.gateway import Reply
 from ingress.idempotency import idempotency_scope, idempotent
 from ingress.resources import Resources
+from schemas.base import WireModel
 from schemas.commands import CommandEnvelope
 from services.errors import Forbidden
 
 log = logging.getLogger("pika.ingress")
+# Every POST takes it (README, "Idempotency"): declared on each handler so the OpenAPI
+# document tells client generators, and passed on explicitly so the documented header
+# is the one honoured. Its length is checked by ingress.idempotency (422 PAY007).
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        description="Retry-safe key (1 to 255 characters, yours per route, kept for "
+        "IDEMPOTENCY_TTL): a retry with the same body replays the first reply; another "
+        "body is 422 PAY012; a retry while the first runs is 409 PAY013.",
+    ),
+]
 CommandBuilder = Callable[[uuid.UUID], CommandEnvelope | Awaitable[CommandEnvelope]]
 
 
@@ -67,6 +83,8 @@ async def submit_idempotently(
     principal: Principal,
     body: Any,
     build: CommandBuilder,
+    *,
+    key: str | None,
 ) -> Response[Any]:
     """Idempotency-Key handling + publish + wait, shared by every write endpoint."""
     res = resources_of(request)
@@ -81,7 +99,7 @@ async def submit_idempotently(
         )
         return await res.gateway.submit(command, request_evidence(request, principal, command))
 
-    return await reply_idempotently(request, principal, body, action)
+    return await reply_idempotently(request, principal, body, action, key=key)
 
 
 async def reply_idempotently(
@@ -89,13 +107,35 @@ async def reply_idempotently(
     principal: Principal,
     body: Any,
     action: Callable[[uuid.UUID], Awaitable[Reply]],
+    *,
+    key: str | None,
 ) -> Response[Any]:
-    """Run `action` once per caller, route and Idempotency-Key; replay its reply."""
+    """Run `action` once per caller, route and Idempotency-Key (`key`); replay its reply."""
     reply = await idempotent(
         resources_of(request).replies,
-        key=request.headers.get("idempotency-key"),
+        key=key,
         scope=idempotency_scope(principal.subject, request.method, request.url.path),
         body=body,
         action=action,
     )
     return to_response(reply)
+
+
+async def create_idempotently(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    data: WireModel,
+    create: Callable[[AsyncConnection, dict[str, Any]], Awaitable[dict[str, Any]]],
+    read: type[WireModel],
+    *,
+    key: str | None,
+) -> Response[Any]:
+    """An admin's create (pack, plan, promo code) in one transaction, 201 with `read`;
+    a retry with the key gets the same 201 instead of 409 "already exists"."""
+
+    async def action(_: uuid.UUID) -> Reply:
+        async with resources_of(request).engine.begin() as conn:
+            created = await create(conn, data.model_dump(by_alias=False))
+        return Reply(201, read.model_validate(created).model_dump(mode="json"), {})
+
+    return await reply_idempotently(request, principal, data.model_dump(mode="json"), action, key=key)

@@ -32,7 +32,7 @@ PENDING_TTL = 86_400
 @dataclass
 class Reply:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | list[Any]  # a list for the few routes that answer with one
     headers: dict[str, str]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from ingress.replies import LOCATION_HEADER
 from schemas.base import WireModel
 
 REF = "#/components/schemas/{model}"
@@ -47,7 +48,17 @@ def faithful(document: dict[str, Any]) -> dict[str, Any]:
         for def_name, definition in schema.pop("$defs", {}).items():
             components.setdefault(def_name, definition)
         components[name] = schema
+    _declare_pending_location(fixed)
     return fixed
+
+
+def _declare_pending_location(document: dict[str, Any]) -> None:
+    """Every 202 (ingress.replies) carries `Location`; Litestar's ResponseSpec cannot say so."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            accepted = operation.get("responses", {}).get("202") if isinstance(operation, dict) else None
+            if isinstance(accepted, dict):
+                accepted.setdefault("headers", {})["Location"] = LOCATION_HEADER
 
 
 class FaithfulJsonRenderPlugin(JsonRenderPlugin):

@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationInvalid as error:
         console.print(f"configuration: {error.message}", style="red", markup=False)
         return 2
-    configure_logging(os.environ.get("LOG_LEVEL", settings.log_level))
+    configure_logging(os.environ.get("LOG_LEVEL", settings.log_level), settings.payment_service_name)
     problems = [] if settings.payment_dev_mode else placeholder_secrets(settings)
     if problems:
         console.print(refusal_message(problems), style="red", markup=False, highlight=False)

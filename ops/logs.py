@@ -20,10 +20,18 @@ def redact(text: str) -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. `service` (PAYMENT_SERVICE_NAME) is on every line: the
+    platform's log store mixes services, and a query must find this one's lines."""
+
+    def __init__(self, service: str = "payment") -> None:
+        super().__init__()
+        self.service = service
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
+            "service": self.service,
             "logger": record.name,
             "msg": redact(record.getMessage()),
         }
@@ -38,9 +46,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", service: str = "payment") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

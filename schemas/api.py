@@ -5,9 +5,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
-from schemas.base import EXACTLY_INT, StrictBool, StrictInt, WireModel
+from schemas.base import EXACTLY_INT, StrictBool, StrictInt, WireModel, examples
 from schemas.commands import Credits, Metadata, Reason, UserId
 
 MinorUnits = Annotated[
@@ -48,6 +48,23 @@ class BatchRead(WireModel):
 
 
 class BalanceRead(WireModel):
+    model_config = examples({
+        "userId": "u-123",
+        "available": 25,
+        "held": 5,
+        "total": 30,
+        "batches": [
+            {
+                "id": "6b1d1f2e-8a43-4f57-b2a5-3c51a8a4e0d2",
+                "source": "PURCHASED",
+                "amount": 30,
+                "remaining": 30,
+                "acquiredAt": "2026-11-01T10:00:00Z",
+                "expiresAt": "2027-11-01T10:00:00Z"
+            }
+        ]
+    })
+
     user_id: str
     available: StrictInt = Field(description="Spendable now.")
     held: StrictInt = Field(description="Reserved by open holds.")
@@ -78,6 +95,41 @@ class TransactionRead(WireModel):
 class HistoryPage(WireModel):
     items: list[TransactionRead]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+    has_more: StrictBool = Field(
+        description="True iff a further page exists (then `nextCursor` fetches it).",
+    )
+
+
+class CommandAppliedRead(WireModel):
+    """A command the ledger applied: its id and what its type returns (a grant: the
+    transaction, batch, credits, expiry and balance after; a charge: the transaction and
+    balance...); the same body `GET /payment/commands/{id}` gives as `result`."""
+
+    model_config = examples({
+        "commandId": "0f8b7e7c-2f5e-4c59-9a4f-1d0f6c1f2a11",
+        "transactionId": "6b1d1f2e-8a43-4f57-b2a5-3c51a8a4e0d2",
+        "batchId": "9d2c4e61-0c4b-4ad9-8c10-2f5e7b1b6a33",
+        "credits": 25,
+        "expiresAt": "2027-12-01T00:00:00+00:00",
+        "balance": {"available": 25, "held": 0, "total": 25},
+    }) | ConfigDict(extra="allow")
+
+    command_id: uuid.UUID
+
+
+class CommandPendingRead(WireModel):
+    """202: the ledger had not answered within PAYMENT_REPLY_TIMEOUT; the command is
+    published and will be applied once. Poll `statusUrl` (also the `Location` header)."""
+
+    model_config = examples({
+        "commandId": "0f8b7e7c-2f5e-4c59-9a4f-1d0f6c1f2a11",
+        "status": "pending",
+        "statusUrl": "/payment/commands/0f8b7e7c-2f5e-4c59-9a4f-1d0f6c1f2a11",
+    })
+
+    command_id: uuid.UUID
+    status: Literal["pending"]
+    status_url: str
 
 
 class CommandStatusRead(WireModel):
@@ -89,6 +141,12 @@ class CommandStatusRead(WireModel):
 
 
 class GrantRequest(WireModel):
+    model_config = examples({
+        "userId": "u-123",
+        "credits": 25,
+        "reason": "goodwill: booking #812 was cancelled"
+    })
+
     user_id: UserId
     credits: Credits
     reason: Reason
@@ -100,6 +158,13 @@ class RefundRequest(WireModel):
     """A CREDIT_USAGE refund (credits back), or a CREDIT_PURCHASE refund (money back in
     Stripe, and the purchase's credits in proportion taken back)."""
 
+    model_config = examples({
+        "userId": "u-123",
+        "transactionId": "6b1d1f2e-8a43-4f57-b2a5-3c51a8a4e0d2",
+        "credits": 5,
+        "reason": "class cancelled by the studio"
+    })
+
     user_id: UserId
     transaction_id: uuid.UUID
     credits: Credits | None = Field(None, description="Usage refunds: default all left.")
@@ -110,6 +175,13 @@ class RefundRequest(WireModel):
 
 
 class TransferRequest(WireModel):
+    model_config = examples({
+        "fromUserId": "u-123",
+        "toUserId": "u-456",
+        "credits": 10,
+        "reason": "family account merge"
+    })
+
     from_user_id: UserId
     to_user_id: UserId
     credits: Credits
@@ -136,6 +208,15 @@ class PackRead(WireModel):
 
 
 class PackCreate(WireModel):
+    model_config = examples({
+        "id": "pack_50",
+        "name": "50 credits + 5",
+        "credits": 50,
+        "bonusCredits": 5,
+        "price": 4500,
+        "currency": "usd"
+    })
+
     id: PackId
     name: Annotated[str, Field(min_length=1, max_length=200)]
     credits: Credits
@@ -154,6 +235,8 @@ class PackUpdate(WireModel):
 
 
 class PurchaseRequest(WireModel):
+    model_config = examples({"mode": "payment_intent", "promoCode": "WELCOME10"})
+
     mode: Literal["payment_intent", "checkout"] = Field(
         "payment_intent", description="checkout: a hosted Stripe Checkout page instead."
     )
@@ -215,6 +298,16 @@ class PlanRead(WireModel):
 
 
 class PlanCreate(WireModel):
+    model_config = examples({
+        "id": "plan_basic",
+        "name": "Basic",
+        "price": 2900,
+        "currency": "usd",
+        "interval": "month",
+        "creditsPerPeriod": 30,
+        "rollover": "none"
+    })
+
     id: PlanId
     name: Annotated[str, Field(min_length=1, max_length=200)]
     price: MinorUnits
@@ -275,4 +368,29 @@ class MembershipRead(WireModel):
     credits_this_period: StrictInt = Field(description="Credits granted for the current period.")
     client_secret: str | None = Field(
         None, description="Subscribe only: confirm the first invoice's PaymentIntent with it."
+    )
+
+
+class CreditPriceRead(WireModel):
+    amount: StrictInt = Field(description="Minor units of `currency` one credit is worth.")
+    currency: str
+
+
+class PublicConfigRead(WireModel):
+    """What a frontend needs before its first call: Stripe.js's key, what is sold in
+    which currencies, and what one credit is worth (for "1 credit = $1.00" displays;
+    each pack's own `pricePerCredit` is what a purchase actually costs)."""
+
+    model_config = examples({
+        "stripePublishableKey": "pk_test_51ExampleOnly",
+        "currencies": ["eur", "usd"],
+        "creditPrice": {"amount": 100, "currency": "usd"},
+    })
+
+    stripe_publishable_key: str = Field(description="STRIPE_PUBLISHABLE_KEY, for Stripe.js.")
+    currencies: list[str] = Field(
+        description="Currencies of the active credit packs and membership plans, sorted."
+    )
+    credit_price: CreditPriceRead = Field(
+        description="DEFAULT_CREDIT_PRICE in DEFAULT_CURRENCY: the reference price of a credit."
     )

@@ -56,3 +56,10 @@ class WireModel(BaseModel):
         extra="forbid",
         frozen=True,
     )
+
+
+def examples(*bodies: dict[str, Any]) -> ConfigDict:
+    """`model_config` of a wire model with example bodies (JSON, camelCase) for the
+    OpenAPI document: generated clients and Swagger show them. A test validates each
+    against its model, so an example cannot drift from the contract."""
+    return ConfigDict(json_schema_extra={"examples": list(bodies)})

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schemas.base import StrictInt, WireModel
+from schemas.base import StrictBool, StrictInt, WireModel, examples
 from schemas.commands import Reason
 
 
@@ -27,9 +27,15 @@ class FraudFlagRead(WireModel):
 
 class FraudFlagPage(WireModel):
     items: list[FraudFlagRead]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+    has_more: StrictBool = Field(
+        description="True iff a further page exists (then `nextCursor` fetches it).",
+    )
 
 
 class ResolveRequest(WireModel):
+    model_config = examples({"resolution": "cleared", "note": "card holder confirmed by phone"})
+
     resolution: Literal["cleared", "confirmed"] = Field(
         description="cleared: frozen credits are released; confirmed: they are taken back."
     )

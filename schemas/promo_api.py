@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, model_validator
 
 from schemas.api import Currency, MinorUnits, PackId, PlanId
-from schemas.base import EXACTLY_INT, StrictBool, StrictInt, WireModel
+from schemas.base import EXACTLY_INT, StrictBool, StrictInt, WireModel, examples
 from schemas.commands import UserId
 
 PromoKind = Literal["percentage", "fixed_amount", "bonus_credits", "free_trial"]
@@ -43,6 +43,14 @@ class PromoLimits(WireModel):
 
 
 class PromoCodeCreate(PromoLimits):
+    model_config = examples({
+        "code": "WELCOME10",
+        "kind": "percentage",
+        "percentOff": 10,
+        "usageLimit": 1000,
+        "perUserLimit": 1
+    })
+
     code: CodeText
     kind: PromoKind
     percent_off: Annotated[int, Field(ge=10, le=50), EXACTLY_INT] | None = Field(
@@ -110,6 +118,8 @@ class PromoCodeRead(WireModel):
 
 
 class PromoTarget(WireModel):
+    model_config = examples({"code": "WELCOME10", "packId": "pack_50"})
+
     code: Annotated[str, Field(min_length=1, max_length=64)]
     pack_id: PackId | None = None
     plan_id: PlanId | None = None

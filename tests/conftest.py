@@ -190,6 +190,8 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
     a deployment must (services/secrets_check.py)."""
     values: dict[str, Any] = {
         "payment_dev_mode": False,
+        # Not the default, so the log test sees the configured name, not a constant.
+        "payment_service_name": "payment-under-test",
         "database_url": services.database_url,
         "redis_url": services.redis_url,
         "kafka_bootstrap_servers": services.kafka,

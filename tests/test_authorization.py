@@ -26,6 +26,7 @@ ROUTES: dict[str, tuple[str, str, str, dict | None]] = {
     "listMembershipPlans": ("public", "GET", "/payment/memberships/", None),
     "getMembershipPlan": ("public", "GET", "/payment/memberships/plans/plan_basic", None),
     "getAdminDashboard": ("public", "GET", "/payment/admin", None),
+    "getPublicConfig": ("public", "GET", "/payment/config", None),
     "stripeWebhook": ("stripe", "POST", "/payment/webhooks/stripe", {}),
     "getBalance": ("user", "GET", "/payment/credits/balance", None),
     "getHistory": ("user", "GET", "/payment/credits/history", None),

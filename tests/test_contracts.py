@@ -46,13 +46,75 @@ def test_every_error_code_is_documented_in_the_readme():
 
 def test_asyncapi_documents_both_topics_with_their_messages():
     document = asyncapi_document(Settings())
-    assert {"payment.commands", "payment.commands.internal", "payment.events",
-            "payment.commands.dlq"} <= set(document["channels"])
+    assert set(document["channels"]) == {"payment.commands", "payment.commands.internal",
+                                         "payment.events", "payment.commands.dlq",
+                                         "payment.events.dlq"}
     names = set(document["components"]["schemas"])
     assert {m.__name__ for m in COMMAND_MODELS} <= names
     assert {m.__name__ for m in EVENT_MODELS} <= names
     charge = document["components"]["schemas"]["ChargeCredits"]
     assert "userId" in charge["properties"]
+
+
+def test_asyncapi_names_every_provisioned_topic_with_its_key_and_dlq_headers():
+    from ops.topics import wanted_topics
+
+    settings = Settings(topic_prefix="t-")
+    document = asyncapi_document(settings)
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    assert addresses == set(wanted_topics(settings)), "every topic the service provisions"
+    messages = document["components"]["messages"]
+    for name, message in messages.items():
+        assert message["bindings"]["kafka"]["key"]["type"] == "string", name
+
+    def headers_of(channel: str) -> dict:
+        [found] = [m["headers"] for n, m in messages.items() if n.startswith(f"{channel}:")]
+        return found
+
+    commands_dlq, events_dlq = headers_of("payment.commands.dlq"), headers_of("payment.events.dlq")
+    position = {"x-dlq-reason", "x-original-topic", "x-original-partition", "x-original-offset"}
+    assert set(commands_dlq["properties"]) == position
+    assert set(commands_dlq["required"]) == position
+    assert set(events_dlq["properties"]) == position | {"x-notification-template", "x-attempts"}
+    assert set(events_dlq["required"]) == {"x-dlq-reason", "x-original-topic"}
+    assert all("headers" not in m for n, m in messages.items() if ".dlq:" not in n)
+
+
+def test_asyncapi_dlq_headers_are_the_ones_the_workers_write():
+    """The documented names are the constants the DLQ writers use (not copies of them)."""
+    import inspect
+
+    from workers import dead_letters, mailer
+
+    document = asyncapi_document(Settings())
+    documented = set()
+    for message in document["components"]["messages"].values():
+        documented |= set(message.get("headers", {}).get("properties", {}))
+    written = {value for key, value in vars(dead_letters).items()
+               if key.isupper() and isinstance(value, str) and value.startswith("x-")}
+    assert documented == written
+    for source in (inspect.getsource(dead_letters.send_to_dlq), inspect.getsource(mailer)):
+        assert '"x-' not in source, "header names come from workers.dead_letters"
+
+
+def test_every_example_body_in_the_openapi_document_is_valid_for_its_model():
+    import schemas.api
+    import schemas.fraud_api
+    import schemas.promo_api
+    from schemas.base import WireModel
+
+    checked = set()
+    for module in (schemas.api, schemas.fraud_api, schemas.promo_api):
+        for model in vars(module).values():
+            if not (isinstance(model, type) and issubclass(model, WireModel)):
+                continue
+            extra = model.model_config.get("json_schema_extra")
+            for example in extra.get("examples", []) if isinstance(extra, dict) else []:
+                model.model_validate_json(json.dumps(example))  # as a client would send it
+                checked.add(model.__name__)
+    assert {"GrantRequest", "RefundRequest", "TransferRequest", "PackCreate", "PlanCreate",
+            "PromoCodeCreate", "PromoTarget", "ResolveRequest", "PurchaseRequest", "BalanceRead",
+            "CommandAppliedRead", "CommandPendingRead", "PublicConfigRead"} <= checked
 
 
 def test_unknown_fields_and_versions_are_refused():

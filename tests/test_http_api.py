@@ -388,7 +388,7 @@ async def test_docs_schemas_asyncapi_health_and_metrics(http, ingress):
     assert "payment_http_requests_total" in metrics
 
 
-async def test_logs_are_json_lines_without_tokens_or_secrets(http, ingress, worker, user_id):
+async def test_logs_are_json_lines_without_tokens_or_secrets(http, ingress, worker, settings, user_id):
     import json
 
     bearer = auth("ops-admin", "admin")
@@ -410,5 +410,6 @@ async def test_logs_are_json_lines_without_tokens_or_secrets(http, ingress, work
         lines = [line for line in text.splitlines() if line.strip()]
         assert lines, process.name
         for line in lines:
-            json.loads(line)  # one JSON object per line
+            entry = json.loads(line)  # one JSON object per line
+            assert entry["service"] == settings.payment_service_name == "payment-under-test", line
     assert correlation in ingress.process.log(), "the request's correlation id is logged"

@@ -16,6 +16,7 @@ from schemas.commands import Command, PublicCommand
 from schemas.events import Event
 from services.kafka_security import kafka_broker
 from services.settings import Settings
+from workers import dead_letters
 
 
 def contract_broker(settings: Settings) -> KafkaBroker:
@@ -61,10 +62,60 @@ def contract_broker(settings: Settings) -> KafkaBroker:
         settings.commands_dlq_topic,
         title="payment.commands.dlq",
         schema=bytes,
-        description="Original bytes of commands that could not be parsed or applied; "
-        "header x-dlq-reason says why.",
+        description="Original bytes of commands that could not be parsed or applied, with "
+        "the original key; the headers say why and where from.",
+    )
+    broker.publisher(
+        settings.events_dlq_topic,
+        title="payment.events.dlq",
+        schema=bytes,
+        description="Original bytes of events a notifier could not read, or whose email "
+        "failed for good (permanent SMTP error or NOTIFY_MAX_ATTEMPTS); the headers say why.",
     )
     return broker
+
+
+def _string(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+USER_KEY = _string("The userId: one user's messages share a partition, so they keep their order.")
+_REASON = {dead_letters.REASON: _string("Why it was dead-lettered (up to 1000 characters)."),
+           dead_letters.ORIGINAL_TOPIC: _string("The topic it was read from (or was meant for).")}
+_POSITION = {
+    dead_letters.ORIGINAL_PARTITION: _string("Partition it was read from (decimal)."),
+    dead_letters.ORIGINAL_OFFSET: _string("Offset it was read at (decimal)."),
+}
+# Headers per channel title. FastStream's document has no Kafka key or headers of a
+# message, and consumers of a dead-letter topic need exactly those, so they are added.
+DLQ_HEADERS: dict[str, dict[str, Any]] = {
+    "payment.commands.dlq": {
+        "type": "object",
+        "properties": {**_REASON, **_POSITION},
+        "required": sorted({**_REASON, **_POSITION}),
+    },
+    "payment.events.dlq": {
+        "type": "object",
+        "description": "A notifier that could not read the event sets the partition and "
+        "offset; the mailer, after its last attempt, sets the template and attempts.",
+        "properties": {
+            **_REASON,
+            **_POSITION,
+            dead_letters.NOTIFICATION_TEMPLATE: _string("The email that failed."),
+            dead_letters.ATTEMPTS: _string("Delivery attempts made (decimal)."),
+        },
+        "required": sorted(_REASON),
+    },
+}
+
+
+def _declare_keys_and_headers(document: dict[str, Any]) -> None:
+    """Every message is keyed by userId; dead letters carry the DLQ headers."""
+    for name, message in document["components"]["messages"].items():
+        channel = name.split(":", 1)[0]
+        message.setdefault("bindings", {})["kafka"] = {"key": USER_KEY, "bindingVersion": "0.4.0"}
+        if channel in DLQ_HEADERS:
+            message["headers"] = DLQ_HEADERS[channel]
 
 
 def asyncapi_document(settings: Settings) -> dict[str, Any]:
@@ -76,4 +127,5 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         schema_version="3.0.0",
     )
     document: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    _declare_keys_and_headers(document)
     return document

@@ -5,6 +5,14 @@ from faststream.kafka import KafkaBroker
 
 from services.metrics import DEAD_LETTERS
 
+# The headers a dead letter carries (workers.contracts documents them in AsyncAPI).
+REASON = "x-dlq-reason"
+ORIGINAL_TOPIC = "x-original-topic"
+ORIGINAL_PARTITION = "x-original-partition"
+ORIGINAL_OFFSET = "x-original-offset"
+NOTIFICATION_TEMPLATE = "x-notification-template"  # events DLQ, from the mailer
+ATTEMPTS = "x-attempts"  # events DLQ, from the mailer
+
 
 async def send_to_dlq(
     broker: KafkaBroker, topic: str, record: ConsumerRecord, reason: str
@@ -15,10 +23,10 @@ async def send_to_dlq(
         topic=topic,
         key=record.key,
         headers={
-            "x-dlq-reason": reason[:1000],
-            "x-original-topic": record.topic,
-            "x-original-partition": str(record.partition),
-            "x-original-offset": str(record.offset),
+            REASON: reason[:1000],
+            ORIGINAL_TOPIC: record.topic,
+            ORIGINAL_PARTITION: str(record.partition),
+            ORIGINAL_OFFSET: str(record.offset),
         },
     )
     DEAD_LETTERS.labels(topic=topic).inc()

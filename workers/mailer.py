@@ -23,6 +23,7 @@ from services.notifications import smtp, store
 from services.notifications.compose import notification_for
 from services.notifications.render import build_message
 from services.settings import Settings
+from workers import dead_letters
 
 log = logging.getLogger("pika.mailer")
 TAKE = 20
@@ -120,10 +121,10 @@ class Mailer:
             topic=topic,
             key=due.user_id.encode(),
             headers={
-                "x-dlq-reason": reason[:1000],
-                "x-original-topic": self.settings.events_topic,
-                "x-notification-template": due.template,
-                "x-attempts": str(attempts),
+                dead_letters.REASON: reason[:1000],
+                dead_letters.ORIGINAL_TOPIC: self.settings.events_topic,
+                dead_letters.NOTIFICATION_TEMPLATE: due.template,
+                dead_letters.ATTEMPTS: str(attempts),
             },
         )
         DEAD_LETTERS.labels(topic=topic).inc()

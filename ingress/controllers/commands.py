@@ -7,9 +7,10 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 
 from ingress.auth import BEARER, Principal, authenticated, privileged
-from ingress.deps import provide_principal, resources_of, submit_idempotently
+from ingress.deps import IdempotencyKey, provide_principal, resources_of, submit_idempotently
 from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
-from schemas.api import CommandStatusRead, ErrorBody
+from ingress.replies import pending_response
+from schemas.api import CommandAppliedRead, CommandStatusRead, ErrorBody
 from schemas.commands import CommandRequest
 from services.errors import Forbidden, NotFound
 from services.evidence.zones import PUBLIC_COMMANDS
@@ -54,10 +55,14 @@ class CommandsController(Controller):
         return CommandStatusRead(command_id=command_id, status="pending")
 
     @post("/", guards=[privileged], security=BEARER, operation_id="publishCommand", status_code=200,
-          responses=error_responses(*WRITE_ERRORS, 402, 404))
+          responses=error_responses(*WRITE_ERRORS, 402, 404) | pending_response())
     async def publish(
-        self, request: Request[Any, Any, Any], principal: Principal, data: CommandRequest
-    ) -> Response[Any]:
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: CommandRequest,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandAppliedRead]:
         """Publish any ledger command (service token); the body's `id` is its idempotency key."""
         command = data.root
         allowed = ADMIN_COMMANDS if "admin" in principal.roles else SERVICE_COMMANDS
@@ -67,5 +72,6 @@ class CommandsController(Controller):
                 type=command.type,
             )
         return await submit_idempotently(
-            request, principal, command.model_dump(mode="json"), lambda _derived: command
+            request, principal, command.model_dump(mode="json"), lambda _derived: command,
+            key=idempotency_key,
         )

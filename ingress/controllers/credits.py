@@ -9,17 +9,20 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from ingress.auth import BEARER, Principal, admin_only, authenticated, privileged
-from ingress.deps import correlation_id as correlation_of
 from ingress.deps import (
+    IdempotencyKey,
     provide_principal,
     resources_of,
     source_of,
     submit_idempotently,
     target_user,
 )
+from ingress.deps import correlation_id as correlation_of
 from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
+from ingress.replies import pending_response
 from schemas.api import (
     BalanceRead,
+    CommandAppliedRead,
     GrantRequest,
     HistoryPage,
     RefundRequest,
@@ -70,7 +73,7 @@ class CreditsController(Controller):
         until: Annotated[datetime | None, Parameter(query="to")] = None,
         user_id: Annotated[str | None, Parameter(query="userId", max_length=128)] = None,
     ) -> HistoryPage:
-        """Ledger transactions, newest first; pass `nextCursor` back as `cursor` for more."""
+        """Ledger transactions, newest first; pass `nextCursor` back as `cursor` while `hasMore`."""
         who = target_user(principal, user_id)
         async with resources_of(request).engine.connect() as conn:
             items, next_cursor = await queries.history(
@@ -82,14 +85,20 @@ class CreditsController(Controller):
                 since=since,
                 until=until,
             )
-        return HistoryPage.model_validate({"items": items, "next_cursor": next_cursor})
+        return HistoryPage.model_validate(
+            {"items": items, "next_cursor": next_cursor, "has_more": next_cursor is not None}
+        )
 
     @post("/grant", guards=[admin_only], security=BEARER, operation_id="grantCredits",
           status_code=200,
-          responses=error_responses(*WRITE_ERRORS))
+          responses=error_responses(*WRITE_ERRORS) | pending_response())
     async def grant(
-        self, request: Request[Any, Any, Any], principal: Principal, data: GrantRequest
-    ) -> Response[Any]:
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: GrantRequest,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandAppliedRead]:
         """Goodwill or adjustment credits as a PROMOTIONAL batch (admin only: a grant
         creates credits nobody paid for, so it rests on an admin's request)."""
 
@@ -107,13 +116,18 @@ class CreditsController(Controller):
                 ),
             )
 
-        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
+        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build,
+                                         key=idempotency_key)
 
     @post("/refund", guards=[privileged], security=BEARER, operation_id="refundCredits", status_code=200,
-          responses=error_responses(*WRITE_ERRORS, 402, 404))
+          responses=error_responses(*WRITE_ERRORS, 402, 404) | pending_response())
     async def refund(
-        self, request: Request[Any, Any, Any], principal: Principal, data: RefundRequest
-    ) -> Response[Any]:
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: RefundRequest,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandAppliedRead]:
         """Refund a CREDIT_USAGE transaction (credits back to their original batches), or a
         CREDIT_PURCHASE (money back through Stripe, the credits' share taken back)."""
         res = resources_of(request)
@@ -142,13 +156,18 @@ class CreditsController(Controller):
                 ),
             )
 
-        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
+        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build,
+                                         key=idempotency_key)
 
     @post("/transfer", guards=[admin_only], security=BEARER, operation_id="transferCredits", status_code=200,
-          responses=error_responses(*WRITE_ERRORS, 402))
+          responses=error_responses(*WRITE_ERRORS, 402) | pending_response())
     async def transfer(
-        self, request: Request[Any, Any, Any], principal: Principal, data: TransferRequest
-    ) -> Response[Any]:
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: TransferRequest,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandAppliedRead]:
         """Move credits between users (admin only: credits are not transferable by users)."""
 
         def build(command_id: uuid.UUID) -> TransferCredits:
@@ -162,4 +181,5 @@ class CreditsController(Controller):
                 ),
             )
 
-        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
+        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build,
+                                         key=idempotency_key)

@@ -8,8 +8,17 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from ingress.auth import BEARER, Principal, admin_only
-from ingress.deps import correlation_id, provide_principal, resources_of, source_of, submit_idempotently
+from ingress.deps import (
+    IdempotencyKey,
+    correlation_id,
+    provide_principal,
+    resources_of,
+    source_of,
+    submit_idempotently,
+)
 from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
+from ingress.replies import pending_response
+from schemas.api import CommandAppliedRead
 from schemas.commands import ResolveFraudFlag, ResolvePayload
 from schemas.fraud_api import FraudFlagPage, FraudFlagRead, ResolveRequest
 from services.fraud import queries
@@ -29,21 +38,27 @@ class FraudFlagsController(Controller):
         status: Literal["open", "cleared", "confirmed"] | None = None,
         user_id: Annotated[str | None, Parameter(query="userId", max_length=128)] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
     ) -> FraudFlagPage:
-        """Newest first; `status=open` is the review queue."""
+        """Newest first; `status=open` is the review queue; pass `nextCursor` back as
+        `cursor` while `hasMore`."""
         async with resources_of(request).engine.connect() as conn:
-            rows = await queries.list_flags(conn, status=status, user_id=user_id, limit=limit)
-        return FraudFlagPage(items=[FraudFlagRead.model_validate(r) for r in rows])
+            rows, next_cursor = await queries.list_flags(
+                conn, status=status, user_id=user_id, limit=limit, cursor=cursor
+            )
+        return FraudFlagPage(items=[FraudFlagRead.model_validate(r) for r in rows],
+                             next_cursor=next_cursor, has_more=next_cursor is not None)
 
     @post("/{flag_id:uuid}/resolve", operation_id="resolveFraudFlag", status_code=200,
-          responses=error_responses(*WRITE_ERRORS, 404))
+          responses=error_responses(*WRITE_ERRORS, 404) | pending_response())
     async def resolve(
         self,
         request: Request[Any, Any, Any],
         principal: Principal,
         flag_id: uuid.UUID,
         data: ResolveRequest,
-    ) -> Response[Any]:
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandAppliedRead]:
         """cleared releases the credits the flag froze; confirmed takes them back."""
         async with resources_of(request).engine.connect() as conn:
             flag = await queries.get_flag(conn, flag_id)
@@ -58,4 +73,5 @@ class FraudFlagsController(Controller):
                                        resolved_by=principal.subject),
             )
 
-        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build)
+        return await submit_idempotently(request, principal, data.model_dump(mode="json"), build,
+                                         key=idempotency_key)

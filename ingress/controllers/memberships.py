@@ -8,7 +8,15 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from ingress.auth import BEARER, Principal, admin_only, authenticated
-from ingress.deps import client_address, provide_principal, reply_idempotently, resources_of, target_user
+from ingress.deps import (
+    IdempotencyKey,
+    client_address,
+    create_idempotently,
+    provide_principal,
+    reply_idempotently,
+    resources_of,
+    target_user,
+)
 from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
 from schemas.api import CancelRequest, MembershipRead, PlanCreate, PlanRead, PlanUpdate, SubscribeRequest
@@ -64,11 +72,16 @@ class MembershipsController(Controller):
             return PlanRead.model_validate(await plans.get_plan(conn, plan_id))
 
     @post("/plans", guards=[admin_only], operation_id="createMembershipPlan", status_code=201,
-          security=BEARER, responses=error_responses(*AUTHED_ERRORS, 409))
-    async def create_plan(self, request: Request[Any, Any, Any], data: PlanCreate) -> PlanRead:
-        async with resources_of(request).engine.begin() as conn:
-            created = await plans.create_plan(conn, data.model_dump(by_alias=False))
-        return PlanRead.model_validate(created)
+          security=BEARER, responses=error_responses(*WRITE_ERRORS))
+    async def create_plan(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: PlanCreate,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PlanRead]:
+        return await create_idempotently(request, principal, data, plans.create_plan, PlanRead,
+                                         key=idempotency_key)
 
     @patch("/plans/{plan_id:str}", guards=[admin_only], security=BEARER, operation_id="updateMembershipPlan",
            responses=error_responses(*AUTHED_ERRORS, 404))
@@ -95,7 +108,8 @@ class MembershipsController(Controller):
         principal: Principal,
         plan_id: PlanPath,
         data: SubscribeRequest | None = None,
-    ) -> Response[Any]:
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[MembershipRead]:
         """Start a membership (or switch plan with `change`). Credits arrive with Stripe's
         signed paid-invoice event, never from this call; an active membership → PAY004."""
         res = resources_of(request)
@@ -112,13 +126,18 @@ class MembershipsController(Controller):
             await _settle(request, sync)
             return Reply(200, _read(view), {})
 
-        return await reply_idempotently(request, principal, body.model_dump(mode="json"), action)
+        return await reply_idempotently(request, principal, body.model_dump(mode="json"), action,
+                                        key=idempotency_key)
 
     @post("/cancel", guards=[authenticated], operation_id="cancelMembership", status_code=200,
           security=BEARER, responses=error_responses(*WRITE_ERRORS, 404))
     async def cancel(
-        self, request: Request[Any, Any, Any], principal: Principal, data: CancelRequest | None = None
-    ) -> Response[Any]:
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: CancelRequest | None = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[MembershipRead]:
         """Cancel at the end of the paid period, or now with `immediately`; credits already
         granted stay until they expire."""
         res = resources_of(request)
@@ -132,4 +151,5 @@ class MembershipsController(Controller):
             await _settle(request, sync)
             return Reply(200, _read(view), {})
 
-        return await reply_idempotently(request, principal, body.model_dump(mode="json"), action)
+        return await reply_idempotently(request, principal, body.model_dump(mode="json"), action,
+                                        key=idempotency_key)

@@ -8,7 +8,14 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from ingress.auth import BEARER, Principal, admin_only, authenticated
-from ingress.deps import client_address, provide_principal, reply_idempotently, resources_of
+from ingress.deps import (
+    IdempotencyKey,
+    client_address,
+    create_idempotently,
+    provide_principal,
+    reply_idempotently,
+    resources_of,
+)
 from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
 from schemas.api import PackCreate, PackRead, PackUpdate, PurchaseRead, PurchaseRequest
@@ -23,15 +30,26 @@ PackPath = Annotated[str, Parameter(pattern=r"^[a-z0-9_-]{1,64}$")]
 class ProductsController(Controller):
     path = "/payment/products"
     tags = ["credit packs"]
+    dependencies = {"principal": Provide(provide_principal)}
 
     @post("/sync", guards=[admin_only], security=BEARER, operation_id="syncStripeProducts", status_code=200,
-          responses=error_responses(401, 403, 429, 503))
-    async def sync(self, request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+          responses=error_responses(*WRITE_ERRORS))
+    async def sync(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[list[dict[str, Any]]]:
         """Create or update the Stripe Product and Price of every pack, and the Product and
         Stripe plan of every membership plan; returns their ids."""
         res = resources_of(request)
-        packs = await sync_products(res.engine, res.payments)
-        return packs + await sync_plans(res.engine, res.payments)
+
+        async def action(_: uuid.UUID) -> Reply:
+            packs = await sync_products(res.engine, res.payments)
+            synced = packs + await sync_plans(res.engine, res.payments)
+            return Reply(200, synced, {})
+
+        return await reply_idempotently(request, principal, {}, action, key=idempotency_key)
 
 
 class CreditPacksController(Controller):
@@ -51,10 +69,16 @@ class CreditPacksController(Controller):
             return PackRead.model_validate(await catalogue.get_pack(conn, pack_id))
 
     @post("/", guards=[admin_only], security=BEARER, operation_id="createCreditPack", status_code=201,
-          responses=error_responses(*AUTHED_ERRORS, 409))
-    async def create(self, request: Request[Any, Any, Any], data: PackCreate) -> PackRead:
-        async with resources_of(request).engine.begin() as conn:
-            return PackRead.model_validate(await catalogue.create_pack(conn, data.model_dump(by_alias=False)))
+          responses=error_responses(*WRITE_ERRORS))
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: PackCreate,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PackRead]:
+        return await create_idempotently(request, principal, data, catalogue.create_pack, PackRead,
+                                         key=idempotency_key)
 
     @patch("/{pack_id:str}", guards=[admin_only], security=BEARER, operation_id="updateCreditPack",
            responses=error_responses(*AUTHED_ERRORS, 404))
@@ -82,7 +106,8 @@ class CreditPacksController(Controller):
         principal: Principal,
         pack_id: PackPath,
         data: PurchaseRequest | None = None,
-    ) -> Response[Any]:
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PurchaseRead]:
         """Start a purchase: returns the PaymentIntent's client secret for the frontend.
 
         Credits arrive when Stripe's signed `payment_intent.succeeded` reaches the
@@ -108,4 +133,5 @@ class CreditPacksController(Controller):
             )
             return Reply(200, PurchaseRead.model_validate(started).model_dump(mode="json"), {})
 
-        return await reply_idempotently(request, principal, body.model_dump(mode="json"), action)
+        return await reply_idempotently(request, principal, body.model_dump(mode="json"), action,
+                                        key=idempotency_key)

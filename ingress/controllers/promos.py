@@ -8,7 +8,14 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import Provide
 
 from ingress.auth import BEARER, Principal, admin_only, authenticated
-from ingress.deps import client_address, provide_principal, reply_idempotently, resources_of
+from ingress.deps import (
+    IdempotencyKey,
+    client_address,
+    create_idempotently,
+    provide_principal,
+    reply_idempotently,
+    resources_of,
+)
 from ingress.errors import AUTHED_ERRORS, WRITE_ERRORS, error_responses
 from ingress.gateway import Reply
 from schemas.promo_api import (
@@ -43,23 +50,38 @@ class PromoCodesController(Controller):
     dependencies = {"principal": Provide(provide_principal)}
 
     @post("/validate", guards=[authenticated], operation_id="validatePromoCode", status_code=200,
-          security=BEARER, responses=error_responses(*AUTHED_ERRORS, 400, 404))
+          security=BEARER, responses=error_responses(*WRITE_ERRORS, 404))
     async def validate(
-        self, request: Request[Any, Any, Any], principal: Principal, data: PromoTarget
-    ) -> PromoPreviewRead:
-        """The discount the code would give; PAY003 with `details.reason` if none. Reads only."""
-        target = await target_of(request, data)
-        async with resources_of(request).engine.connect() as conn:
-            preview = await reservations.validate(conn, data.code, target, principal.subject,
-                                                  datetime.now(UTC))
-        return PromoPreviewRead.model_validate({**preview.as_dict(),
-                                                "code": codes.normalize(data.code)})
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: PromoTarget,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PromoPreviewRead]:
+        """The discount the code would give; PAY003 with `details.reason` if none. Reads only
+        (with a key, a retry sees the first answer even if the code changed since)."""
+
+        async def action(_: uuid.UUID) -> Reply:
+            target = await target_of(request, data)
+            async with resources_of(request).engine.connect() as conn:
+                preview = await reservations.validate(conn, data.code, target, principal.subject,
+                                                      datetime.now(UTC))
+            read = PromoPreviewRead.model_validate({**preview.as_dict(),
+                                                    "code": codes.normalize(data.code)})
+            return Reply(200, read.model_dump(mode="json"), {})
+
+        return await reply_idempotently(request, principal, data.model_dump(mode="json"), action,
+                                        key=idempotency_key)
 
     @post("/apply", guards=[authenticated], security=BEARER, operation_id="applyPromoCode", status_code=200,
           responses=error_responses(*WRITE_ERRORS, 404))
     async def apply(
-        self, request: Request[Any, Any, Any], principal: Principal, data: PromoTarget
-    ) -> Response[Any]:
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: PromoTarget,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PromoApplyRead]:
         """Reserve one use for the caller; pass `redemptionId` to purchase or subscribe.
         Released if the payment fails, or PROMO_RESERVATION_TTL_SECONDS after this."""
         res = resources_of(request)
@@ -77,14 +99,20 @@ class PromoCodesController(Controller):
                     "expires_at": row["expires_at"]}
             return Reply(200, PromoApplyRead.model_validate(body).model_dump(mode="json"), {})
 
-        return await reply_idempotently(request, principal, data.model_dump(mode="json"), action)
+        return await reply_idempotently(request, principal, data.model_dump(mode="json"), action,
+                                        key=idempotency_key)
 
     @post("/", guards=[admin_only], security=BEARER, operation_id="createPromoCode", status_code=201,
           responses=error_responses(*WRITE_ERRORS))
-    async def create(self, request: Request[Any, Any, Any], data: PromoCodeCreate) -> PromoCodeRead:
-        async with resources_of(request).engine.begin() as conn:
-            created = await codes.create_code(conn, data.model_dump(by_alias=False))
-        return PromoCodeRead.model_validate(created)
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: PromoCodeCreate,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PromoCodeRead]:
+        return await create_idempotently(request, principal, data, codes.create_code, PromoCodeRead,
+                                         key=idempotency_key)
 
     @get("/", guards=[admin_only], security=BEARER, operation_id="listPromoCodes",
          responses=error_responses(*AUTHED_ERRORS))
