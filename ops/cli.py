@@ -111,28 +111,9 @@ def cmd_expire(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
-    from ops.prune import Pruned, prune
-    from services.db import make_engine
+    from ops.job_commands import run_prune
 
-    def progress(table: str, rows: int) -> None:
-        console.print(f"prune: {table}: {rows} rows deleted so far")
-
-    async def go() -> list[Pruned]:
-        engine = make_engine(settings, pool_size=1)
-        try:
-            return await prune(engine, settings, dry_run=args.dry_run, progress=progress)
-        finally:
-            await engine.dispose()
-
-    done = asyncio.run(go())
-    for table in done:
-        verb = "would delete" if args.dry_run else "deleted"
-        console.print(f"prune: {table.table}: {verb} {table.rows} rows older than "
-                      f"{table.cutoff:%Y-%m-%d %H:%M} UTC")
-    summary = ", ".join(f"{t.rows} {t.table}" for t in done)
-    console.print(f"prune: {'dry run, nothing deleted; would delete' if args.dry_run else 'deleted'} "
-                  f"{summary}")
-    return 0
+    return run_prune(settings, args, console)
 
 
 def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
@@ -261,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true",
                        help="print how many rows would go, delete nothing")
+    prune.add_argument("--json", action="store_true", help=JSON_HELP)
     remind = command("remind", "publish reminders of credits expiring soon (daily)")
     remind.add_argument("--json", action="store_true", help=JSON_HELP)
     rec = command(

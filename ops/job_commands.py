@@ -52,6 +52,34 @@ def run_expire(settings: Settings, args: argparse.Namespace, console: Console) -
     return _finish(report, console, args.json, [f"expire: {count} commands published"])
 
 
+def run_prune(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    from ops.prune import Pruned, prune
+    from services.db import make_engine
+
+    report = JobReport("prune", details={"dry_run": args.dry_run})
+
+    def progress(table: str, rows: int) -> None:
+        if not args.json:
+            console.print(f"prune: {table}: {rows} rows deleted so far")
+
+    async def go() -> list[Pruned]:
+        engine = make_engine(settings, pool_size=1)
+        try:
+            return await prune(engine, settings, dry_run=args.dry_run, progress=progress)
+        finally:
+            await engine.dispose()
+
+    done = asyncio.run(go())
+    verb = "would delete" if args.dry_run else "deleted"
+    lines = [f"prune: {t.table}: {verb} {t.rows} rows older than {t.cutoff:%Y-%m-%d %H:%M} UTC"
+             for t in done]
+    summary = ", ".join(f"{t.rows} {t.table}" for t in done)
+    lines.append(f"prune: {'dry run, nothing deleted; would delete' if args.dry_run else 'deleted'} "
+                 f"{summary}")
+    report.counts.update({t.table: t.rows for t in done})
+    return _finish(report, console, args.json, lines)
+
+
 def run_remind(settings: Settings, args: argparse.Namespace, console: Console) -> int:
     from ops.remind import remind_once
 

@@ -896,7 +896,7 @@ def test_prune_runs_daily_on_postgres_alone() -> None:
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert "pika-payment/kafka-client" not in _pod_template_labels(cron)
     (container,) = _pod_spec(cron)["containers"]
-    assert container["args"] == ["prune"]
+    assert container["args"] == ["prune", "--json"]
     env = {e["name"]: e for e in container.get("env", [])}
     assert "KAFKA_SASL_PASSWORD" not in env and "KAFKA_SASL_USERNAME" not in env
     # The shared settings must still validate without a Kafka login.

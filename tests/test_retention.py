@@ -6,8 +6,10 @@ other old rows in the session database) change nothing here.
 """
 
 import asyncio
+import json
 import re
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -15,11 +17,13 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ops.migrate import migrate
 from ops.prune import prune
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
+from services.db import make_engine
 from services.ledger.reconcile import EVENTS_CHECK, reconcile
 from services.settings import Settings
-from tests.conftest import publish, wait_processed
+from tests.conftest import ChildProcess, _drop_database, publish, wait_processed
 from tests.test_cli import cli
 
 OUTBOX_ROW = text(
@@ -81,12 +85,41 @@ def _count(output: str, table: str, verb: str) -> int:
     return int(found[1])
 
 
-async def test_prune_removes_only_rows_past_their_window_in_batches(settings, engine):
-    rows = await _insert(engine)
-    env_settings = settings.model_copy(update={"prune_batch_size": 1})
+@pytest.fixture(scope="module")
+def own(services, settings) -> Iterator[Settings]:
+    """This module's own database, topics and consumer group: its aged rows, pruned
+    outbox rows and commands without events are discrepancies on purpose, which the
+    tests that check the session ledger with `reconcile` must never see."""
+    name = f"{services.database_name}_prune_{uuid.uuid4().hex[:6]}"
+    isolated = settings.model_copy(update={
+        "database_url": f"{services.database_admin_url.rsplit('/', 1)[0]}/{name}",
+        "topic_prefix": f"prune-{uuid.uuid4().hex[:6]}-",
+    })
+    migrate(isolated)
+    yield isolated
+    asyncio.run(_drop_database(services.database_admin_url, name))
+
+
+@pytest.fixture(scope="module")
+async def own_engine(own: Settings) -> AsyncIterator[AsyncEngine]:
+    created = make_engine(own, pool_size=2)
+    yield created
+    await created.dispose()
+
+
+@pytest.fixture(scope="module")
+def own_worker(own: Settings) -> Iterator[ChildProcess]:
+    child = ChildProcess("worker", own, name="worker-prune").start()
+    yield child
+    child.stop()
+
+
+async def test_prune_removes_only_rows_past_their_window_in_batches(own, own_engine):
+    rows = await _insert(own_engine)
+    env_settings = own.model_copy(update={"prune_batch_size": 1})
     done = await asyncio.to_thread(cli, env_settings, "prune")
     assert done.returncode == 0, done.stderr
-    assert await _present(engine, rows) == {
+    assert await _present(own_engine, rows) == {
         "outbox_old_unsent",  # an event still owed to Kafka, however old
         "outbox_new_sent",
         "command_old_applied",  # applied commands are kept for good
@@ -102,12 +135,23 @@ async def test_prune_removes_only_rows_past_their_window_in_batches(settings, en
                      done.stderr), done.stderr
 
 
-async def test_dry_run_counts_and_deletes_nothing(settings, engine):
-    rows = await _insert(engine)
-    before = await _present(engine, rows)
-    dry = await asyncio.to_thread(cli, settings, "prune", "--dry-run")
+async def test_prune_json_reports_one_object_for_a_cronjob(own, own_engine):
+    rows = await _insert(own_engine)
+    done = await asyncio.to_thread(cli, own, "prune", "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    report = json.loads(line)
+    assert (report["command"], report["outcome"], report["dry_run"]) == ("prune", "ok", True)
+    assert report["counts"]["outbox"] >= 1 and report["counts"]["stripe_events"] >= 1
+    assert await _present(own_engine, rows) == set(rows), "a dry run deletes nothing"
+
+
+async def test_dry_run_counts_and_deletes_nothing(own, own_engine):
+    rows = await _insert(own_engine)
+    before = await _present(own_engine, rows)
+    dry = await asyncio.to_thread(cli, own, "prune", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert await _present(engine, rows) == before == set(rows)
+    assert await _present(own_engine, rows) == before == set(rows)
     for table in ("outbox", "processed_commands", "stripe_events"):
         assert _count(dry.stderr, table, "would delete") >= 1
     assert "dry run, nothing deleted" in dry.stderr
@@ -154,42 +198,42 @@ async def _redeliver(settings, engine, producer, user: str, charge: ChargeCredit
 
 
 async def test_redelivered_command_inside_the_window_is_still_deduplicated(
-    settings, engine, worker, producer, user_id
+    own, own_engine, own_worker, producer, user_id
 ):
-    inside = settings.command_id_retention_days - 1
-    charge = await _rejected_then_funded(settings, engine, producer, user_id, inside)
-    assert await _redeliver(settings, engine, producer, user_id, charge) == 11  # not charged
-    stored = await wait_processed(engine, [charge.id])
+    inside = own.command_id_retention_days - 1
+    charge = await _rejected_then_funded(own, own_engine, producer, user_id, inside)
+    assert await _redeliver(own, own_engine, producer, user_id, charge) == 11  # not charged
+    stored = await wait_processed(own_engine, [charge.id])
     assert stored[charge.id]["status"] == "rejected"
 
 
 async def test_a_pruned_id_is_evaluated_anew_which_is_why_the_window_outlives_kafka(
-    settings, engine, worker, producer, user_id
+    own, own_engine, own_worker, producer, user_id
 ):
-    outside = settings.command_id_retention_days + 1
-    charge = await _rejected_then_funded(settings, engine, producer, user_id, outside)
-    assert await _redeliver(settings, engine, producer, user_id, charge) == 6  # charged now
+    outside = own.command_id_retention_days + 1
+    charge = await _rejected_then_funded(own, own_engine, producer, user_id, outside)
+    assert await _redeliver(own, own_engine, producer, user_id, charge) == 6  # charged now
     with pytest.raises(ValidationError, match="COMMAND_ID_RETENTION_DAYS"):
-        Settings(command_id_retention_days=settings.kafka_command_retention_days + 13)
-    Settings(command_id_retention_days=settings.kafka_command_retention_days + 14)
+        Settings(command_id_retention_days=own.kafka_command_retention_days + 13)
+    Settings(command_id_retention_days=own.kafka_command_retention_days + 14)
     with pytest.raises(ValidationError, match="redelivered"):
         Settings(kafka_command_retention_days=30)  # the default 30 days no longer suffice
 
 
 async def test_reconcile_does_not_miss_events_prune_removed(
-    settings, engine, worker, producer, user_id
+    own, own_engine, own_worker, producer, user_id
 ):
     grant = GrantCredits(user_id=user_id, payload=GrantPayload(credits=3, reason="old"))
-    await publish(producer, settings, grant)
-    await wait_processed(engine, [grant.id])
-    await _age_command(engine, grant.id, settings.outbox_retention_days + 1)
-    await prune(engine, settings)
-    async with engine.connect() as conn:
+    await publish(producer, own, grant)
+    await wait_processed(own_engine, [grant.id])
+    await _age_command(own_engine, grant.id, own.outbox_retention_days + 1)
+    await prune(own_engine, own)
+    async with own_engine.connect() as conn:
         left = await conn.scalar(
             text("SELECT count(*) FROM outbox WHERE command_id = :id"), {"id": grant.id})
     assert left == 0
-    kept = await reconcile(engine, events_kept_days=settings.outbox_retention_days)
+    kept = await reconcile(own_engine, events_kept_days=own.outbox_retention_days)
     assert not [d for d in kept if d.check == EVENTS_CHECK and d.subject == str(grant.id)]
     # Without the horizon the same ledger reads as a command that emitted nothing.
-    everything = await reconcile(engine)
+    everything = await reconcile(own_engine)
     assert [d for d in everything if d.check == EVENTS_CHECK and d.subject == str(grant.id)]
