@@ -62,8 +62,10 @@ class ProbeServer:
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
             )
             await writer.drain()
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass  # a slow, broken or oversized request gets no answer
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError) as error:
+            # A slow, broken or oversized request gets no answer: the kubelet and Prometheus
+            # retry, and nothing else is meant to call this port.
+            log.debug("probe request dropped: %s", type(error).__name__)
         finally:
             writer.close()
             with contextlib.suppress(Exception):
