@@ -1,4 +1,5 @@
-"""The wire contracts other teams code against: README examples, schemas, AsyncAPI."""
+"""The wire contracts other teams code against: the documented examples and error codes
+(docs/kafka.md, docs/api.md), schemas, AsyncAPI."""
 
 import json
 import re
@@ -10,17 +11,19 @@ from services.errors import ALL_ERRORS
 from services.settings import Settings
 from workers.contracts import asyncapi_document
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+KAFKA_DOC = DOCS / "kafka.md"  # one complete example of each command, for platform teams
+API_DOC = DOCS / "api.md"  # the errors table, for HTTP clients
 
 
-def readme_command_examples() -> dict[str, dict]:
-    text = README.read_text()
+def documented_command_examples() -> dict[str, dict]:
+    text = KAFKA_DOC.read_text()
     found = re.findall(r"#### `([a-z_]+\.[a-z_]+)`.*?```json\n(.*?)\n```", text, re.S)
     return {name: json.loads(body) for name, body in found}
 
 
-def test_readme_has_one_valid_example_of_every_command():
-    examples = readme_command_examples()
+def test_kafka_doc_has_one_valid_example_of_every_command():
+    examples = documented_command_examples()
     kinds = {m.model_fields["type"].default for m in COMMAND_MODELS}
     assert set(examples) == kinds
     for name, example in examples.items():
@@ -30,7 +33,7 @@ def test_readme_has_one_valid_example_of_every_command():
 
 
 def test_wire_json_is_camel_case_and_round_trips():
-    for name, example in readme_command_examples().items():
+    for name, example in documented_command_examples().items():
         dumped = json.loads(command_adapter.validate_python(example).model_dump_json())
         assert "userId" in dumped and "user_id" not in dumped, name
         assert command_adapter.validate_json(json.dumps(dumped)) == command_adapter.validate_python(
@@ -38,8 +41,8 @@ def test_wire_json_is_camel_case_and_round_trips():
         )
 
 
-def test_every_error_code_is_documented_in_the_readme():
-    text = README.read_text()
+def test_every_error_code_is_documented_in_the_api_doc():
+    text = API_DOC.read_text()
     for error in ALL_ERRORS:
         assert f"| {error.code} | {error.status} |" in text, error.code
 
@@ -118,7 +121,7 @@ def test_every_example_body_in_the_openapi_document_is_valid_for_its_model():
 
 
 def test_unknown_fields_and_versions_are_refused():
-    example = readme_command_examples()["credits.charge"]
+    example = documented_command_examples()["credits.charge"]
     for broken in (
         {**example, "surprise": 1},
         {**example, "schemaVersion": 2},
