@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="pika-payment",
             version="1.0.0",
             description="Payment and credits service of the Pika platform. Errors are "
-            '`{"code": "PAY0xx", "message": ..., "details": ...}`; see the README for codes.',
+            '`{"code": "PAY0xx", "message": ..., "details": ...}`; see docs/api.md for codes.',
             path="/payment",
             # Declared once here; each guarded route names it (ingress.auth.BEARER).
             components=Components(security_schemes={

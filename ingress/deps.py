@@ -21,9 +21,9 @@ from schemas.commands import CommandEnvelope
 from services.errors import Forbidden
 
 log = logging.getLogger("pika.ingress")
-# Every POST takes it (README, "Idempotency"): declared on each handler so the OpenAPI
-# document tells client generators, and passed on explicitly so the documented header
-# is the one honoured. Its length is checked by ingress.idempotency (422 PAY007).
+# Every POST takes it (docs/api.md, "Writes: 200, 202 and idempotency"): declared on each
+# handler so the OpenAPI document tells client generators, and passed on explicitly so the
+# documented header is the one honoured. Its length is checked by ingress.idempotency (422 PAY007).
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(

@@ -1,4 +1,4 @@
-"""Every error leaves the ingress as `{"code", "message", "details"}` (README, "Errors")."""
+"""Every error leaves the ingress as `{"code", "message", "details"}` (docs/api.md, "Errors")."""
 
 import logging
 from typing import Any

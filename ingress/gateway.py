@@ -1,4 +1,4 @@
-"""Publishing commands from HTTP and waiting for the ledger's answer (README, "How a write flows").
+"""Publishing commands from HTTP and waiting for the ledger's answer (docs/architecture.md, "The flow").
 
 The caller waits up to PAYMENT_REPLY_TIMEOUT for the command's stored result; after
 that it gets 202 with the status URL. A command published here is marked pending in

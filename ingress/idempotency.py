@@ -1,4 +1,5 @@
-"""HTTP idempotency (the first of its layers): `Idempotency-Key` on POST.
+"""HTTP idempotency, the first of the layers of docs/architecture.md ("Idempotency"):
+`Idempotency-Key` on POST.
 
 The first response is stored in Redis for IDEMPOTENCY_TTL and replayed to a retry
 with the same key and body; the same key with another body is refused (422 PAY012);

@@ -6,7 +6,7 @@ metadata request. Answers are therefore shared: a check run in the last
 READY_CACHE_SECONDS is reused, and concurrent callers wait for the one check under
 way instead of starting their own, so a flood costs at most one check a second.
 
-What each backend's failure does to readiness (README "HTTP API", health row):
+What each backend's failure does to readiness (docs/api.md, "Routes", health row):
 * Postgres or Kafka down: not ready (503). Without Postgres nothing is read; without
   Kafka nothing is written. The pod leaves the Service until they answer.
 * Redis down: still ready (200, `"status": "degraded"`, `"redis": "down"`). Reads

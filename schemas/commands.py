@@ -80,7 +80,7 @@ def _now() -> datetime:
 
 
 class CommandEnvelope(WireModel):
-    """Fields every command carries."""
+    """Fields every command carries (docs/kafka.md, "Envelope and ordering")."""
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Idempotency key.")
     schema_version: SchemaVersion = Field(1, description="Contract version; others go to the DLQ.")

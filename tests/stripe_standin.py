@@ -2,7 +2,7 @@
 
 It answers `POST /v1/checkout/sessions` and `/v1/prices` itself and forwards every
 other request to localstripe unchanged, so the service's single STRIPE_API_BASE reaches both. Only
-for tests; the README says so. Run: python -m tests.stripe_standin PORT UPSTREAM.
+for tests; docs/stripe.md says so. Run: python -m tests.stripe_standin PORT UPSTREAM.
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Random command sequences on the real ledger, checked step by step against a small model.
 
-The model is the ledger's rules written plainly (README, "The ledger"): spend earliest expiry
+The model is the ledger's rules written plainly (docs/architecture.md, "The ledger"): spend earliest expiry
 first (ties: oldest, then batch id), give returns back latest expiry first to the batch
 they came from unless it is no longer open and unexpired, then to one fresh REFUNDED
 batch. After every step the ledger must agree with the model on balances, holds and

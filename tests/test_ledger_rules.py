@@ -1,7 +1,7 @@
 """The ledger's rules, driven through `apply_commands` on the real database (no fakes).
 
-Each test reads like a promise of the README's "The ledger" and ends with `reconcile` over the whole
-database, which every test shares: a test that writes raw SQL rolls it back.
+Each test reads like a promise of docs/architecture.md, "The ledger", and ends with `reconcile`
+over the whole database, which every test shares: a test that writes raw SQL rolls it back.
 """
 
 import asyncio

@@ -1,4 +1,4 @@
-"""The ledger's invariants, checked over every account.
+"""The ledger's invariants, checked over every account (docs/architecture.md, "Reconcile").
 
 For each user account:
 - running `available` / `held` = sum of its postings in that bucket;
