@@ -15,9 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ingress.deps import resources_of
-from ingress.errors import error_responses
-from ingress.membership_webhooks import (
+from adapters.stripe.membership_events import (
     MEMBERSHIP_EVENTS,
     SUBSCRIPTION_EVENTS,
     membership_command,
@@ -25,8 +23,10 @@ from ingress.membership_webhooks import (
     owner_of,
     subscription_of,
 )
+from adapters.stripe.signature import verify_event
+from ingress.deps import resources_of
+from ingress.errors import error_responses
 from ingress.resources import Resources
-from ingress.stripe_provider import verify_event
 from schemas.commands import (
     CardPayload,
     CommandEnvelope,

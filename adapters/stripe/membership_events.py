@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ingress.stripe_subscriptions import from_epoch, subscription_state
+from adapters.stripe.subscriptions import from_epoch, subscription_state
 from schemas.commands import (
     CommandEnvelope,
     FailMembershipPayment,
