@@ -13,9 +13,6 @@ import dataclasses
 import uuid
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from adapters.stripe.subscriptions import from_epoch, subscription_state
 from schemas.commands import (
     CommandEnvelope,
@@ -24,14 +21,15 @@ from schemas.commands import (
     MembershipFailurePayload,
     MembershipInvoicePayload,
 )
+from services.memberships.ports import SubscriptionProvider
 from services.memberships.subscriptions import sync_command
+from services.stripe_events.record import Owners
 
 PAID = frozenset({"invoice.paid", "invoice.payment_succeeded"})
 SUBSCRIPTION_EVENTS = frozenset(
     {"customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"}
 )
 MEMBERSHIP_EVENTS = PAID | SUBSCRIPTION_EVENTS | {"invoice.payment_failed"}
-OWNER = text("SELECT user_id, id FROM memberships WHERE stripe_subscription_id = :s")
 
 
 def _id(value: Any) -> str | None:
@@ -57,9 +55,84 @@ def metadata_of(event: dict[str, Any]) -> dict[str, str]:
     return dict((details or {}).get("metadata") or {})
 
 
-async def owner_of(conn: AsyncConnection, subscription_id: str) -> tuple[str, str] | None:
-    row = (await conn.execute(OWNER, {"s": subscription_id})).first()
-    return (str(row.user_id), str(row.id)) if row else None
+async def membership_command_for(
+    event: dict[str, Any],
+    envelope: dict[str, Any],
+    owners: Owners,
+    subscriptions: SubscriptionProvider,
+) -> CommandEnvelope | None:
+    """A subscription's or invoice's command; None when the subscription is not ours."""
+    subscription = subscription_of(event)
+    if not subscription:
+        return None
+    owner = await owners.member_of_subscription(subscription)
+    if owner is None:
+        owner = await _owner_from_metadata(event, subscription, subscriptions)
+        if owner is None:
+            return None
+    return membership_command(event, envelope, owner[0], owner[1] or None)
+
+
+async def _owner_from_metadata(
+    event: dict[str, Any], subscription: str, subscriptions: SubscriptionProvider
+) -> tuple[str, str] | None:
+    """(user id, membership id or "") from the subscription's metadata, for an event
+    that beat our record of the subscription; an invoice that does not carry it (not
+    every API version does) has Stripe asked for the subscription."""
+    metadata = metadata_of(event)
+    if not metadata.get("userId") and event["type"] not in SUBSCRIPTION_EVENTS:
+        metadata = (await subscriptions.retrieve_subscription(subscription)).metadata or {}
+    if not metadata.get("userId"):
+        return None
+    return (metadata["userId"], metadata.get("membershipId") or "")
+
+
+def membership_command(
+    event: dict[str, Any], envelope: dict[str, Any], user_id: str, membership_id: str | None
+) -> CommandEnvelope | None:
+    """The command of a membership event, or None when it is not about a subscription."""
+    subscription = subscription_of(event)
+    if not subscription:
+        return None
+    envelope = {**envelope, "user_id": user_id}
+    if event["type"] in SUBSCRIPTION_EVENTS:
+        return _sync_command(event, envelope, user_id, membership_id)
+    link = {"subscription_id": subscription, "membership_id": membership_id,
+            "stripe_event_id": event["id"]}
+    if event["type"] == "invoice.payment_failed":
+        return _failure_command(event["data"]["object"], envelope, link)
+    return _grant_command(event["data"]["object"], envelope, link)
+
+
+def _sync_command(
+    event: dict[str, Any], envelope: dict[str, Any], user_id: str, membership_id: str | None
+) -> CommandEnvelope:
+    """The subscription as Stripe now has it; a deleted one is canceled and ended."""
+    state = subscription_state(event["data"]["object"])
+    if event["type"] == "customer.subscription.deleted":
+        state = dataclasses.replace(
+            state, status="canceled", ended_at=state.ended_at or from_epoch(event.get("created"))
+        )
+    return sync_command(
+        user_id, uuid.UUID(membership_id) if membership_id else None, state, envelope["id"],
+        observed_at=int(event.get("created") or 0), stripe_event_id=event["id"],
+        source=envelope["source"],
+    )
+
+
+def _failure_command(
+    invoice: dict[str, Any], envelope: dict[str, Any], link: dict[str, Any]
+) -> CommandEnvelope:
+    """A failed attempt to collect the invoice (dunning counts the attempts)."""
+    charge = invoice.get("charge") if isinstance(invoice.get("charge"), dict) else {}
+    return FailMembershipPayment(**envelope, payload=MembershipFailurePayload(
+        **link,
+        invoice_id=invoice["id"],
+        attempt=max(int(invoice.get("attempt_count") or 1), 1),
+        amount_due=int(invoice.get("amount_due") or 0),
+        currency=invoice["currency"],
+        failure_code=(charge or {}).get("failure_code"),
+    ))
 
 
 def _subscription_line(invoice: dict[str, Any]) -> dict[str, Any] | None:
@@ -70,53 +143,25 @@ def _subscription_line(invoice: dict[str, Any]) -> dict[str, Any] | None:
     return regular[-1] if regular else None
 
 
-def membership_command(
-    event: dict[str, Any], envelope: dict[str, Any], user_id: str, membership_id: str | None
+def _grant_command(
+    invoice: dict[str, Any], envelope: dict[str, Any], link: dict[str, Any]
 ) -> CommandEnvelope | None:
-    """The command of a membership event, or None when it is not about a subscription."""
-    obj = event["data"]["object"]
-    subscription = subscription_of(event)
-    if not subscription:
-        return None
-    link = {"subscription_id": subscription, "membership_id": membership_id,
-            "stripe_event_id": event["id"]}
-    envelope = {**envelope, "user_id": user_id}
-    if event["type"] in SUBSCRIPTION_EVENTS:
-        state = subscription_state(obj)
-        if event["type"] == "customer.subscription.deleted":
-            state = dataclasses.replace(
-                state, status="canceled", ended_at=state.ended_at or from_epoch(event.get("created"))
-            )
-        return sync_command(
-            user_id, uuid.UUID(membership_id) if membership_id else None, state, envelope["id"],
-            observed_at=int(event.get("created") or 0), stripe_event_id=event["id"],
-            source=envelope["source"],
-        )
-    if event["type"] == "invoice.payment_failed":
-        charge = obj.get("charge") if isinstance(obj.get("charge"), dict) else {}
-        return FailMembershipPayment(**envelope, payload=MembershipFailurePayload(
-            **link,
-            invoice_id=obj["id"],
-            attempt=max(int(obj.get("attempt_count") or 1), 1),
-            amount_due=int(obj.get("amount_due") or 0),
-            currency=obj["currency"],
-            failure_code=(charge or {}).get("failure_code"),
-        ))
-    line = _subscription_line(obj)
+    """The period a paid invoice pays for; None when it pays for no whole period."""
+    line = _subscription_line(invoice)
     if line is None:
         return None
     period = line.get("period") or {}
-    start = from_epoch(period.get("start") or obj.get("period_start"))
-    end = from_epoch(period.get("end") or obj.get("period_end"))
+    start = from_epoch(period.get("start") or invoice.get("period_start"))
+    end = from_epoch(period.get("end") or invoice.get("period_end"))
     if start is None or end is None or end <= start:
         return None
     return GrantMembershipPeriod(**envelope, payload=MembershipInvoicePayload(
         **link,
-        invoice_id=obj["id"],
+        invoice_id=invoice["id"],
         stripe_plan_id=_id(line.get("plan")),
         period_start=start,
         period_end=end,
-        amount_paid=int(obj.get("amount_paid") or 0),
-        currency=obj["currency"],
-        billing_reason=obj.get("billing_reason"),
+        amount_paid=int(invoice.get("amount_paid") or 0),
+        currency=invoice["currency"],
+        billing_reason=invoice.get("billing_reason"),
     ))
