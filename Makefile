@@ -44,12 +44,12 @@ run: $(STAMP)
 	$(DEV) $(BIN)/pika-payment run
 
 test: $(STAMP) browser
-	$(BIN)/ruff check services workers schemas ingress ops tests migrations
+	$(BIN)/ruff check services workers schemas ingress ops adapters tests migrations
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check services workers schemas ingress ops tests migrations
+	$(BIN)/ruff check services workers schemas ingress ops adapters tests migrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -8,12 +8,12 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.stripe.client import StripeProvider
 from ingress.gateway import CommandGateway
 from ingress.idempotency import ReplayStore, in_flight_seconds
 from ingress.live import BalanceHub
 from ingress.readiness import Readiness
 from ingress.reply_seal import ReplySeal
-from ingress.stripe_provider import StripeProvider
 from services.db import make_engine
 from services.kafka_security import kafka_client_options
 from services.kafka_start import KafkaUnreachable, start_kafka_client

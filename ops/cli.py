@@ -123,7 +123,7 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_stripe_sync(settings: Settings, _: argparse.Namespace) -> int:
-    from ingress.stripe_provider import StripeProvider
+    from adapters.stripe.client import StripeProvider
     from services.db import make_engine
     from services.memberships.plan_sync import sync_plans
     from services.purchases.product_sync import sync_products

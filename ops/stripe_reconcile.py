@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ingress.stripe_provider import make_client
+from adapters.stripe.client import make_client
 from schemas.commands import ConfirmPurchase, ConfirmPurchasePayload
 from services.evidence.trusted_publisher import publish_with_evidence
 from services.evidence.zones import Evidence

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from ingress.controllers.webhooks import envelope_of
+from adapters.stripe.events import envelope_of
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.ledger.reconcile import reconcile
 from tests.conftest import auth, dead_letters, publish, wait_processed

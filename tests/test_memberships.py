@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from ingress.controllers.webhooks import envelope_of
+from adapters.stripe.events import envelope_of
 from services.ledger.reconcile import reconcile
 from tests.conftest import auth, wait_processed
 from tests.test_http_api import charge_http

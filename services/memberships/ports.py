@@ -1,7 +1,7 @@
 """What memberships need from the payment provider (Stripe), beside the purchase port.
 
-The Stripe adapter (`ingress/stripe_provider.py`) implements both; `services/` never
-imports the SDK.
+The Stripe adapter (`adapters/stripe/client.py`) implements both; `services/` never
+imports the SDK nor an adapter.
 """
 
 from dataclasses import dataclass

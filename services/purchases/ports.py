@@ -1,7 +1,7 @@
 """What the purchase flow needs from a payment provider (Stripe in production).
 
-`services/` never imports the Stripe SDK; the ingress builds the adapter
-(`ingress/stripe_provider.py`) and hands it in.
+`services/` never imports the Stripe SDK nor an adapter; the ingress builds the adapter
+(`adapters/stripe/client.py`) and hands it in.
 """
 
 from dataclasses import dataclass

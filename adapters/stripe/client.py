@@ -1,4 +1,5 @@
-"""The Stripe adapter of `services.purchases.ports.PaymentProvider`, plus webhook checks.
+"""The Stripe adapter of `services.purchases.ports.PaymentProvider` (and, through
+`StripeSubscriptions`, of `services.memberships.ports.SubscriptionProvider`).
 
 Every call carries an idempotency key, so a retried request cannot create a second
 customer or PaymentIntent. STRIPE_API_BASE points the SDK at the local emulator.
@@ -8,8 +9,8 @@ from typing import Any
 
 import stripe
 
-from ingress.stripe_errors import stripe_errors
-from ingress.stripe_subscriptions import StripeSubscriptions
+from adapters.stripe.errors import stripe_errors
+from adapters.stripe.subscriptions import StripeSubscriptions
 from services.purchases.ports import CreatedCheckout, CreatedIntent
 from services.settings import Settings
 
@@ -136,16 +137,3 @@ class StripeProvider(StripeSubscriptions):
                 params=params, options={"idempotency_key": idempotency_key}
             )
         return str(price.id)
-
-
-def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
-    """The event if `Stripe-Signature` is valid for the raw body (300 s tolerance).
-
-    Raises stripe.SignatureVerificationError or ValueError (not JSON).
-    """
-    if not signature:
-        raise stripe.SignatureVerificationError("no Stripe-Signature header", None)
-    event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=300)
-    data: dict[str, Any] = event.to_dict()
-    return data
-

@@ -5,7 +5,7 @@ from typing import Any
 
 import stripe
 
-from ingress.stripe_errors import stripe_errors
+from adapters.stripe.errors import stripe_errors
 from services.memberships.ports import SubscriptionState
 
 
