@@ -46,7 +46,8 @@ from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
-from ops.stack import Stack, free_port
+from devtools.processes import free_port
+from devtools.stack import Stack
 from services.errors import ConfigurationInvalid
 from services.kafka_security import (
     broker_security,
