@@ -25,7 +25,8 @@ WORKDIR /src
 # .dockerignore keeps tests, VCS data, caches and deploy files out of the context.
 COPY . .
 # Dependencies exactly as locked (every file's hash checked), then the project alone;
-# requirements/prod.lock has no test, benchmark or local-stack package.
+# requirements/prod.lock has no test, benchmark or local-stack package, and the wheel
+# has no devtools/ (the development toolkit; .dockerignore leaves it out of the context).
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel --require-hashes --wheel-dir /wheels -r requirements/prod.lock \
     && pip wheel --no-deps --wheel-dir /wheels .

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-reports faults clean install browser lock
+.PHONY: run test lint typecheck bench bench-reports faults token clean install browser lock
 
 # Dependencies come from the lock (exact versions, every file's hash checked); the
 # project itself is installed on top without resolving anything again.
@@ -39,29 +39,38 @@ browser:
 # them, see services/secrets_check.py). The benchmarks and the fault suite run their own
 # throw-away stacks on this machine, so they are development too.
 DEV := PAYMENT_DEV_MODE=true
+# The development toolkit (devtools/) is not installed with the product: it runs from
+# this checkout (python -m puts the current directory, the repository root, on sys.path).
+DEVTOOLS := $(DEV) $(BIN)/python -m devtools
 
 run: $(STAMP)
-	$(DEV) $(BIN)/pika-payment run
+	$(DEVTOOLS) run
 
 test: $(STAMP) browser
-	$(BIN)/ruff check services workers schemas ingress ops adapters tests migrations
+	$(BIN)/ruff check services workers schemas ingress ops adapters devtools tests migrations
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check services workers schemas ingress ops adapters tests migrations
+	$(BIN)/ruff check services workers schemas ingress ops adapters devtools tests migrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(DEV) $(BIN)/pika-payment bench
+	$(DEVTOOLS) bench
 
 bench-reports: $(STAMP)
-	$(DEV) $(BIN)/pika-payment bench-reports
+	$(DEVTOOLS) bench-reports
 
 faults: $(STAMP)
-	$(DEV) $(BIN)/pika-payment faults
+	$(DEVTOOLS) faults
+
+# A development token for trying the API: make token SUB=demo-alice [ROLES=admin]
+SUB ?= demo-alice
+ROLES ?= user
+token: $(STAMP)
+	@$(DEVTOOLS) token --sub $(SUB) --roles $(ROLES)
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache

@@ -49,16 +49,6 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_seed(settings: Settings, _: argparse.Namespace) -> int:
-    from ops.seed import seed
-
-    bar, update = progress_bar(console, "seeding")
-    with bar:
-        applied, present = asyncio.run(seed(settings, update))
-    console.print(f"seed: {applied} commands applied, {present} already present")
-    return 0
-
-
 def cmd_ingress(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
@@ -153,57 +143,6 @@ def cmd_stripe_sync(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
-    """Mint an HS256 token, on a developer machine only.
-
-    Whoever can run this with the production secret can make themselves admin without
-    the identity provider knowing; outside dev mode tokens come from the issuer.
-    """
-    from ops.tokens import make_token
-
-    if not settings.payment_dev_mode:
-        console.print(
-            "[red]token: refusing outside development (PAYMENT_DEV_MODE is off): tokens come "
-            "from the identity provider; set PAYMENT_DEV_MODE=true on a developer machine[/red]"
-        )
-        return 2
-    if "HS256" not in settings.jwt_algorithms:
-        console.print("[red]token: the service verifies RS256/ES256 tokens only "
-                      "(PAYMENT_JWT_ALGORITHMS): mint them with the identity provider[/red]")
-        return 2
-    if args.ttl > settings.payment_jwt_max_lifetime_seconds:
-        console.print(f"[red]token: --ttl exceeds PAYMENT_JWT_MAX_LIFETIME_SECONDS "
-                      f"({settings.payment_jwt_max_lifetime_seconds}); the service would refuse it[/red]")
-        return 2
-    print(make_token(settings.payment_jwt_secret, args.sub, args.roles.split(","), args.ttl,
-                     audience=settings.payment_jwt_audience, issuer=settings.payment_jwt_issuer))
-    return 0
-
-
-def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from ops.runner import run_stack
-
-    return run_stack(settings, with_seed=not args.no_seed)
-
-
-def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from ops.bench import main as bench_main
-
-    return bench_main(settings, args)
-
-
-def cmd_bench_reports(settings: Settings, args: argparse.Namespace) -> int:
-    from ops.bench.reports import main as bench_reports_main
-
-    return bench_reports_main(settings, args)
-
-
-def cmd_faults(settings: Settings, args: argparse.Namespace) -> int:
-    from ops.faults import main as faults_main
-
-    return faults_main(settings, args)
-
-
 JSON_HELP = "print one JSON object on stdout (counts, outcome, problems, duration); no progress bar"
 
 
@@ -221,13 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=text, description=description or text[:1].upper() + text[1:] + "."
         )
 
-    run = command("run", "start the whole stack locally")
-    run.add_argument("--no-seed", action="store_true", help="skip the demo seed after migrating")
     command("ingress", "serve the HTTP API")
     command("worker", "apply commands to the ledger")
     command("relay", "publish outbox events")
     command("migrate", "migrate the database and create topics")
-    command("seed", "demo accounts and credits")
     expire = command("expire", "publish expiry commands for due batches and holds")
     expire.add_argument("--json", action="store_true", help=JSON_HELP)
     command("notify", "send email receipts and notices from payment.events")
@@ -265,46 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --stripe: list the purchases that would be confirmed, publish nothing")
     rec.add_argument("--json", action="store_true", help=JSON_HELP)
     command("stripe-sync", "create or update the Stripe Products and Prices of the packs")
-    tok = command("token", "print a development JWT (PAYMENT_DEV_MODE only)")
-    tok.add_argument("--sub", required=True, help="the subject (user id) of the token")
-    tok.add_argument("--roles", default="user", help="comma-separated roles (default: user)")
-    tok.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default: 3600)")
-    bench = command("bench", "end-to-end charge benchmark with baselines")
-    bench.add_argument("--charges", type=int, default=20_000,
-                       help="charges to send (default: 20000)")
-    bench.add_argument("--users", type=int, default=2_000,
-                       help="distinct users the charges spread over (default: 2000)")
-    reports = command(
-        "bench-reports", "the five reports over a seeded year of ledger, timed (target < 1 s)"
-    )
-    reports.add_argument("--transactions", type=int, default=1_000_000,
-                         help="ledger transactions to load (default: 1000000)")
-    reports.add_argument("--users", type=int, default=20_000,
-                         help="users the transactions spread over (default: 20000)")
-    reports.add_argument("--keep", action="store_true", help="keep the database at the end")
-    faults = command("faults", "fault-injection suite")
-    faults.add_argument("--short", action="store_true",
-                        help="the short scenario set (the one make test runs)")
     return parser
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
-    "run": cmd_run,
     "ingress": cmd_ingress,
     "worker": cmd_worker,
     "relay": cmd_relay,
     "migrate": cmd_migrate,
-    "seed": cmd_seed,
     "expire": cmd_expire,
     "notify": cmd_notify,
     "remind": cmd_remind,
     "prune": cmd_prune,
     "reconcile": cmd_reconcile,
     "stripe-sync": cmd_stripe_sync,
-    "token": cmd_token,
-    "bench": cmd_bench,
-    "bench-reports": cmd_bench_reports,
-    "faults": cmd_faults,
 }
 
 
@@ -313,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "reconcile" and not args.stripe and (args.dry_run or args.since):
         parser.error("reconcile: --since and --dry-run go with --stripe")
+    return run_command(COMMANDS[args.command], args)
+
+
+def run_command(handler: Callable[[Settings, argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Load and check the settings, then run `handler`: exit 2 on a bad configuration.
+
+    Shared with the development toolkit's command line (devtools), so that its commands
+    refuse placeholder secrets outside dev mode exactly as the product's do.
+    """
     try:
         settings = get_settings()
     except ValidationError as error:
@@ -330,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = JobReport(args.command)  # its clock starts with the command
     try:
-        return COMMANDS[args.command](settings, args)
+        return handler(settings, args)
     except DependencyUnavailable as error:  # e.g. no Kafka broker within the start-up bound
         if getattr(args, "json", False):
             report.outcome, report.problems = FAILED, [error.message]
@@ -338,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             console.print(f"{args.command}: {error.message}", style="red", markup=False)
         return 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,7 @@ A client whose start failed is useless: a producer that never bootstrapped answe
 send with an error, so an ingress that kept serving with it would turn each write into
 a 500. Starting is therefore retried (tenacity: fixed short waits, a total deadline) and
 then given up with KafkaUnreachable, which stops the process: its supervisor (Kubernetes,
-`pika-payment run`) restarts it, and until then the readiness probe sends no traffic.
+`make run`) restarts it, and until then the readiness probe sends no traffic.
 """
 
 import contextlib

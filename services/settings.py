@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     )
     payment_dev_mode: bool = Field(
         False, description="Development machine: placeholder secrets are accepted and "
-        "`pika-payment token` mints tokens. Off everywhere else, so a deployment that forgot "
+        "`python -m devtools token` mints tokens. Off everywhere else, so a deployment that forgot "
         "a secret refuses to start instead of running with a value anyone can read in git.",
     )
     payment_jwt_secret: str = Field(

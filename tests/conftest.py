@@ -28,9 +28,11 @@ import stripe
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devtools import processes
+from devtools.processes import free_port, port_open, settings_env, wait_port
+from devtools.stack import Stack
+from devtools.tokens import make_token
 from ops.migrate import migrate
-from ops.stack import Stack, free_port, port_open, wait_port
-from ops.tokens import make_token
 from ops.topics import provision_topics
 from schemas.commands import CommandEnvelope
 from services.db import make_engine
@@ -150,26 +152,22 @@ def _start_localstripe(stack: Stack) -> str:
     """The Stripe emulator (localstripe) on a free port, with its state in its own dir."""
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="pika-localstripe-"))
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / f"localstripe-{port}.log", "ab")  # noqa: SIM115 - owned by the child
-    child = subprocess.Popen(
+    child = processes.spawn(
         [str(Path(sys.executable).parent / "localstripe"), "--port", str(port), "--from-scratch"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        log=ARTIFACTS / f"localstripe-{port}.log",
         env={**os.environ, "TMPDIR": str(state)},
-        start_new_session=True,
+        new_session=True,
     )
     stack.children.append(child)
     wait_port("127.0.0.1", port, 30)
     # Checkout Sessions are missing from localstripe: a small stand-in answers them and
     # forwards everything else, so the service sees one Stripe API base.
     front = free_port()
-    standin = subprocess.Popen(
+    standin = processes.spawn(
         [sys.executable, "-m", "tests.stripe_standin", str(front), f"http://127.0.0.1:{port}"],
+        log=ARTIFACTS / f"localstripe-{port}.log",
         cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        new_session=True,
     )
     stack.children.append(standin)
     wait_port("127.0.0.1", front, 30)
@@ -215,15 +213,6 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a child process needs to see `settings`."""
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        if value is not None:
-            env[key.upper()] = str(value)
-    return env
-
-
 @pytest.fixture(scope="session")
 def settings(services: Services) -> Settings:
     configured = make_settings(services)
@@ -256,36 +245,25 @@ class ChildProcess:
     """A `pika-payment <command>` process with its own log file."""
 
     def __init__(self, command: str, settings: Settings, name: str | None = None) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
         self.name = name or command
         self.log_path = ARTIFACTS / f"{self.name}-{uuid.uuid4().hex[:6]}.log"
         self.command = command
         self.env = settings_env(settings)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: processes.Process | None = None
 
     def start(self) -> "ChildProcess":
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", self.command],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
+        self.process = processes.spawn(
+            processes.service_command(self.command), log=self.log_path, env=self.env, cwd=ROOT
         )
         return self
 
     def kill(self) -> None:
-        if self.process and self.process.poll() is None:
+        if processes.alive(self.process):
             self.process.kill()
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        processes.stop(self.process, 15)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -320,14 +298,14 @@ def start_ingress(settings: Settings, name: str = "ingress") -> Ingress:
     )
     child = ChildProcess("ingress", configured, name=name).start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/payment/health", timeout=1).status_code == 200:
-                return Ingress(url, child, f"http://127.0.0.1:{metrics_port}/metrics")
-        if child.process and child.process.poll() is not None:
-            break
-        time.sleep(0.2)
+            return httpx.get(f"{url}/payment/health", timeout=1).status_code == 200
+        return False
+
+    if processes.wait_until(healthy, 30, interval=0.2, process=child.process):
+        return Ingress(url, child, f"http://127.0.0.1:{metrics_port}/metrics")
     child.stop()
     raise RuntimeError(f"ingress did not start:\n{child.log()[-3000:]}")
 

@@ -1,5 +1,6 @@
 """Reproducible builds: the locks match pyproject.toml, and production gets no
-development package (offline checks, plus one real wheel build)."""
+development package and no development toolkit (offline checks, plus one real wheel
+build)."""
 
 import re
 import shutil
@@ -9,6 +10,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -71,18 +73,25 @@ def test_production_installs_no_development_package():
     assert "--require-hashes" in dockerfile and "requirements/prod.lock" in dockerfile
 
 
-def test_the_built_wheel_requires_no_development_package(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The production wheel, built once for this module's checks."""
+    built = tmp_path_factory.mktemp("wheel")
     # Built from a copy: setuptools leaves a build/ directory in the tree it builds.
-    source = tmp_path / "source"
+    source = built / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", ".run", "build", "test-artifacts", "*.egg-info", "__pycache__",
         ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-         str(tmp_path), str(source)],
+         str(built), str(source)],
         check=True, capture_output=True, timeout=300,
     )
-    (wheel,) = tmp_path.glob("pika_payment-*.whl")
+    (found,) = built.glob("pika_payment-*.whl")
+    return found
+
+
+def test_the_built_wheel_requires_no_development_package(wheel: Path):
     with zipfile.ZipFile(wheel) as archive:
         metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         lines = archive.read(metadata).decode().splitlines()
@@ -91,3 +100,24 @@ def test_the_built_wheel_requires_no_development_package(tmp_path):
     unconditional = {canonicalize_name(r.name) for r in required if r.marker is None}
     assert "litestar" in unconditional
     assert not DEVELOPMENT_ONLY & unconditional, unconditional & DEVELOPMENT_ONLY
+
+
+# What production runs; the development toolkit (local stack, seed, tokens, benchmarks,
+# fault suite) is run from a checkout as `python -m devtools` and never ships.
+PRODUCT_PACKAGES = {"services", "workers", "schemas", "ingress", "ops", "migrations"}
+DEVELOPMENT_MODULES = {"bench", "faults", "stack", "runner", "seed", "tokens"}
+
+
+def test_the_built_wheel_holds_the_product_and_no_development_toolkit(wheel: Path):
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        scripts = archive.read(entry_points).decode()
+    modules = {Path(name).with_suffix("") for name in names if name.endswith(".py")}
+    top_level = {module.parts[0] for module in modules}
+    assert top_level == PRODUCT_PACKAGES, top_level ^ PRODUCT_PACKAGES
+    development = sorted(str(m) for m in modules if DEVELOPMENT_MODULES & set(m.parts[1:]))
+    assert development == [], development
+    for product in ("ops/cli", "ops/migrate", "workers/main", "ingress/app"):
+        assert Path(product) in modules, product
+    assert "pika-payment = ops.cli:main" in scripts

@@ -1,4 +1,5 @@
-"""The operator's command line: migrate, reconcile, expire and the whole `run`."""
+"""The operator's command line (migrate, reconcile, expire, ...) and the development
+toolkit's (`python -m devtools`: the whole `run`, `token`)."""
 
 import argparse
 import asyncio
@@ -16,9 +17,10 @@ import jwt
 import pytest
 from sqlalchemy import text
 
+from devtools.cli import build_parser as build_devtools_parser
+from devtools.processes import free_port
 from ops.cli import build_parser
 from ops.migrate import migrate
-from ops.stack import free_port
 from schemas.commands import (
     SCHEMA_VERSION,
     GrantCredits,
@@ -31,15 +33,22 @@ from tests.conftest import ROOT, _drop_database, auth, publish, settings_env, wa
 JOB_REPORT_KEYS = {"command", "outcome", "counts", "problems", "duration_seconds"}
 
 
-def cli(settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    settings, *args: str, timeout: float = 120, module: str = "ops.cli"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
+        [sys.executable, "-m", module, *args],
         env=settings_env(settings),
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def devtools(settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m devtools` from the repository root, as `make run` and `make token` call it."""
+    return cli(settings, *args, timeout=timeout, module="devtools")
 
 
 def test_migrate_is_idempotent(settings):
@@ -148,7 +157,7 @@ def test_run_starts_the_stack_serves_the_api_and_stops_on_ctrl_c(settings):
     env["PIKA_RUN_DIR"] = str(run_dir)
     output_file = run_dir / "run.out"
     process = subprocess.Popen(
-        [sys.executable, "-m", "ops.cli", "run"],
+        [sys.executable, "-m", "devtools", "run"],
         env=env,
         cwd=ROOT,
         stdout=output_file.open("w"),
@@ -191,13 +200,14 @@ def test_run_starts_the_stack_serves_the_api_and_stops_on_ctrl_c(settings):
 
 
 def test_token_mints_only_in_dev_mode_and_its_token_is_accepted(settings, ingress):
-    refused = cli(settings, "token", "--sub", "ops", "--roles", "admin")
+    refused = devtools(settings, "token", "--sub", "ops", "--roles", "admin")
     assert refused.returncode != 0 and refused.stdout == ""
     assert "PAYMENT_DEV_MODE" in refused.stderr
     dev = settings.model_copy(update={"payment_dev_mode": True})
-    too_long = cli(dev, "token", "--sub", "ops", "--ttl", str(settings.payment_jwt_max_lifetime_seconds + 1))
+    too_long = devtools(dev, "token", "--sub", "ops", "--ttl",
+                        str(settings.payment_jwt_max_lifetime_seconds + 1))
     assert too_long.returncode != 0 and "PAYMENT_JWT_MAX_LIFETIME_SECONDS" in too_long.stderr
-    minted = cli(dev, "token", "--sub", "ops", "--roles", "admin")
+    minted = devtools(dev, "token", "--sub", "ops", "--roles", "admin")
     assert minted.returncode == 0, minted.stderr
     token = minted.stdout.strip()
     claims = jwt.decode(token, options={"verify_signature": False})
@@ -220,30 +230,45 @@ def test_version_names_the_installed_distribution_and_the_command_schema(setting
     )
 
 
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     [choices] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(choices.choices)
 
 
-def test_every_command_and_flag_has_help_text():
-    parser = build_parser()
+@pytest.mark.parametrize("make_parser", [build_parser, build_devtools_parser],
+                         ids=["pika-payment", "devtools"])
+def test_every_command_and_flag_has_help_text(make_parser):
+    parser = make_parser()
     lacking = [a.dest for a in parser._actions if not a.help]
-    for name, command in _subcommands().items():
+    for name, command in _subcommands(parser).items():
         lacking += [f"{name} {a.option_strings or a.dest}" for a in command._actions if not a.help]
         assert command.description, f"{name} has no description"
     assert lacking == []
+
+
+def test_the_job_commands_print_json():
     assert {"expire", "reconcile", "remind"} <= {
-        name for name, command in _subcommands().items()
+        name for name, command in _subcommands(build_parser()).items()
         if any("--json" in a.option_strings for a in command._actions)
     }
 
 
-def test_help_of_each_command_runs_and_describes_its_flags(settings):
-    for name, command in _subcommands().items():
-        shown = cli(settings, name, "--help", timeout=30)
+def test_the_product_command_line_has_no_development_command():
+    """Local stack, seed, tokens, benchmarks and faults live in `python -m devtools` only."""
+    product, toolkit = set(_subcommands(build_parser())), set(_subcommands(build_devtools_parser()))
+    assert toolkit == {"run", "seed", "token", "bench", "bench-reports", "faults"}
+    assert not product & toolkit
+
+
+@pytest.mark.parametrize(("module", "prog", "make_parser"), [
+    ("ops.cli", "pika-payment", build_parser),
+    ("devtools", "python -m devtools", build_devtools_parser),
+], ids=["pika-payment", "devtools"])
+def test_help_of_each_command_runs_and_describes_its_flags(settings, module, prog, make_parser):
+    for name, command in _subcommands(make_parser()).items():
+        shown = cli(settings, name, "--help", timeout=30, module=module)
         assert shown.returncode == 0, (name, shown.stderr)
-        assert shown.stdout.startswith(f"usage: pika-payment {name}")
+        assert shown.stdout.startswith(f"usage: {prog} {name}")
         for action in command._actions:
             for flag in action.option_strings:
                 assert flag in shown.stdout, (name, flag)

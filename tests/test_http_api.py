@@ -9,7 +9,7 @@ import httpx
 import jwt
 import pytest
 
-from ops.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
+from devtools.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 from tests.conftest import JWT_SECRET, auth, start_ingress
 
 

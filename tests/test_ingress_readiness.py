@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devtools.processes import free_port
 from ingress.readiness import verdict
-from ops.stack import free_port
 from services.settings import Settings
 from tests.conftest import Ingress, auth, start_ingress
 

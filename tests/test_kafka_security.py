@@ -46,7 +46,8 @@ from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
-from ops.stack import Stack, free_port
+from devtools.processes import free_port
+from devtools.stack import Stack
 from services.errors import ConfigurationInvalid
 from services.kafka_security import (
     broker_security,
@@ -362,13 +363,15 @@ async def test_a_scram_login_with_a_wrong_password_is_refused(
 
 
 # ------------------------------------------------------------------ no client left out
-PRODUCT_PACKAGES = ("ingress", "workers", "ops", "services")
+# The product, and the development toolkit (its benchmarks and fault suite drive the
+# same brokers, so their clients log in the same way).
+SCANNED_PACKAGES = ("ingress", "workers", "ops", "services", "devtools")
 AIOKAFKA_CLIENTS = frozenset({"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"})
 
 
 def _kafka_client_calls() -> Iterator[tuple[str, ast.Call, str]]:
     root = Path(__file__).resolve().parent.parent
-    for package in PRODUCT_PACKAGES:
+    for package in SCANNED_PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Call):

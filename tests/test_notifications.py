@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ops.stack import free_port
+from devtools.processes import free_port
 from schemas.commands import GrantCredits, GrantPayload
 from schemas.events import (
     EventEnvelope,

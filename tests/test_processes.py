@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
-from ops.stack import free_port
+from devtools.processes import free_port
 from ops.topics import provision_topics
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.ledger.reconcile import reconcile

@@ -35,9 +35,9 @@ PLACEHOLDERS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def cli(env: dict[str, str], *args: str, module: str = "ops.cli") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
+        [sys.executable, "-m", module, *args],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
 
@@ -59,10 +59,13 @@ def test_the_ingress_refuses_each_placeholder_secret_outside_dev_mode(settings, 
             assert str(value) not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["worker", "relay", "notify", "run", "migrate", "stripe-sync"])
-def test_every_process_refuses_the_development_jwt_secret(settings, command):
+@pytest.mark.parametrize(("module", "command"), [
+    *(("ops.cli", name) for name in ("worker", "relay", "notify", "migrate", "stripe-sync")),
+    ("devtools", "run"),  # the local stack, from the development toolkit
+])
+def test_every_process_refuses_the_development_jwt_secret(settings, module, command):
     env = settings_env(settings.model_copy(update={"payment_jwt_secret": DEV_JWT_SECRET}))
-    assert_refused(cli(env, command), "PAYMENT_JWT_SECRET")
+    assert_refused(cli(env, command, module=module), "PAYMENT_JWT_SECRET")
 
 
 def test_dev_mode_starts_the_ingress_with_every_development_default(settings):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ops.stack import free_port, reachable
+from devtools.processes import free_port
+from devtools.stack import reachable
 from tests.conftest import ROOT
 
 
@@ -19,7 +20,8 @@ def test_embedded_postgres_starts_answers_and_stops(hidden: bool):
     port = free_port()
     script = (
         "import asyncio, asyncpg\n"
-        "from ops.stack import Stack, port_open\n"
+        "from devtools.processes import port_open\n"
+        "from devtools.stack import Stack\n"
         "stack = Stack()\n"
         f"url = stack._embedded_postgres('pika_embedded', port={port})\n"
         "async def main():\n"

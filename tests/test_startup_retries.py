@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ops.stack import free_port
+from devtools.processes import free_port
 from services.ledger.apply import is_transient
 from services.metrics import BATCH_RETRIES
 from tests.conftest import ROOT, ChildProcess, settings_env

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from ops.stack import free_port
+from devtools.processes import free_port
 from services.settings import Settings
 from tests.conftest import JWT_SECRET, Ingress, start_ingress
 from tests.test_http_api import token_claims

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from ops.stack import free_port
+from devtools.processes import free_port
 from ops.topics import provision_topics
 from schemas.commands import (
     ChargeCredits,

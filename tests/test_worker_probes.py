@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from ops.stack import free_port
+from devtools.processes import free_port
 from ops.topics import provision_topics
 from schemas.commands import GrantCredits, GrantPayload
 from services.settings import Settings

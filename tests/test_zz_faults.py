@@ -1,4 +1,4 @@
-"""The fault suite's short form (`pika-payment faults --short`) as part of `make test`.
+"""The fault suite's short form (`python -m devtools faults --short`) as part of `make test`.
 
 It runs as a child process, exactly as an operator would run it, and builds its own
 world: database, tansu broker, workers and relays. It uses no fixture of conftest on
@@ -51,7 +51,7 @@ def discrepancies_by_scenario(table: str) -> dict[str, str]:
 def test_fault_suite_short_form_reports_no_discrepancy() -> None:
     env = faults_env()
     suite = subprocess.Popen(
-        [sys.executable, "-m", "ops.cli", "faults", "--short"],
+        [sys.executable, "-m", "devtools", "faults", "--short"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

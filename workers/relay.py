@@ -36,7 +36,7 @@ MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
 # What a lost or restarting Postgres raises here. InternalClientError ("cannot switch
 # to state 12; another operation is in progress") derives from neither PostgresError
 # nor InterfaceError; it comes when the server drops the session mid-statement, e.g.
-# during a restart (seen in `pika-payment faults`, scenario b: it killed the relay).
+# during a restart (seen in the fault suite, scenario b: it killed the relay).
 CONNECTION_ERRORS = (
     OSError,
     asyncpg.PostgresError,

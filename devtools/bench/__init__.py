@@ -1,0 +1,54 @@
+"""`python -m devtools bench`: end-to-end charge throughput and latency, next to two baselines.
+
+What it answers: is the Kafka-driven path (publish -> ledger worker -> outbox -> relay ->
+`balance.changed`) at least as fast as the obvious design, one database transaction
+per charge, and how far is it from what Postgres can do with set-based SQL?
+
+Everything runs on the same schema, in a throw-away database (`pika_bench_<random>`)
+and on a tansu broker of its own with its own topic prefix, so a bench never touches
+the developer's data and two benches cannot see each other's messages. Whatever
+happens (error, Ctrl-C), the worker, relay and broker it started are stopped and the
+database is dropped.
+
+Phases, each on its own set of users funded before any clock starts, so every phase
+sees the same shape of data (three batches per user with different expiries; charges
+drain them earliest expiry first and cross batch boundaries):
+1. baseline (a): one transaction per charge through asyncpg on 8 connections;
+2. baseline (b): 100 charges per transaction, raw set-based SQL through asyncpg on one
+   connection (the statements of services/ledger/repository.py): the ceiling;
+3. diagnostic (c): the worker's own code (`apply_commands`: SQLAlchemy + pydantic) in
+   worker-sized batches without Kafka, which splits the end-to-end cost into "ledger
+   code" and "Kafka + relay";
+4. end to end at full load: N charges published as fast as possible; the rate is
+   N / (last `balance.changed` - first publish);
+5. what the database invariants (the triggers of migration 0011) cost: the same full
+   load with them disabled, then once more with them enabled, so the "with" figure is
+   the mean of the phases either side of the "without" one (neither side gets the
+   warm-up); the triggers are enabled again whatever happens, before the reconcile;
+6. end to end at half the rate of 4, paced, for a few seconds: the latency target.
+The ledger is then reconciled; a discrepancy or a missing event fails the run. The
+reconcile checks the invariants' rules after the fact, the "without" phase's rows too.
+
+Funding writes what GrantCredits would, with set-based SQL (`fund`: grants through
+the ledger run at a few hundred a second here). Funding and baseline events stay in
+the outbox, marked sent, so the relay starts without a backlog. Notes under the table
+split the CPU per process and a charge's latency per stage, which is where profiling
+starts; PIKA_BENCH_PROFILE=<dir> also runs the worker and relay under cProfile.
+
+Modules, in the order a run uses them:
+- `command`: the CLI entry (`main`), signals, exit codes;
+- `sandbox`: the run's own database, broker and topics, and their teardown;
+- `workload`: the charges of each phase and the grants that fund them;
+- `sql`, `ledger_rows`: the ledger's set-based statements and the rows/events they write;
+- `funding`: grants in set-based SQL before any clock starts;
+- `baselines`, `worker_code`, `timing`: phases (a), (b), (c) and how they are timed;
+- `children`, `event_watch`, `end_to_end`: the worker and relay processes, reading
+  `balance.changed` back, and one end-to-end phase;
+- `invariants`: the invariant triggers switched off and on, and what they cost;
+- `machine`: CPU per process group and background load;
+- `phases`: all phases in order; `charges_table`: the table.
+"""
+
+from devtools.bench.command import main
+
+__all__ = ["main"]

@@ -1,0 +1,102 @@
+"""The run's private world: its own database, broker, topics and child processes.
+
+A bench never touches the developer's data, and two benches cannot see each other's
+messages: each run gets a throw-away database (`pika_bench_<tag>`) and a tansu broker
+of its own with its own topic prefix. Whatever happens (error, Ctrl-C), `clean_up`
+stops what the run started and drops the database.
+"""
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from devtools import processes
+from devtools.bench.children import Child
+from devtools.bench.console import console
+from devtools.stack import Stack
+from ops.migrate import migrate
+from ops.topics import provision_topics
+from services.settings import Settings
+
+
+def bench_settings(settings: Settings, tag: str, kafka: str) -> Settings:
+    """A copy of `settings` on the bench's own database, broker and topics.
+
+    Balance, amount and daily limits are lifted so any --charges/--users split can be
+    funded; the short session timeout lets the worker join its group in ~1 s.
+    """
+    return settings.model_copy(
+        update={
+            "database_url": urlunsplit(
+                urlsplit(settings.plain_database_url)._replace(path=f"/pika_bench_{tag}")
+            ),
+            "topic_prefix": f"bench-{tag}-",
+            "kafka_bootstrap_servers": kafka,
+            "kafka_session_timeout_ms": 3000,
+            "kafka_heartbeat_interval_ms": 500,
+            "max_credit_balance": 1_000_000_000,
+            "max_daily_transactions": 1_000_000_000,
+            "max_transaction_amount": 1_000_000_000,
+            "metrics_port": 0,
+        }
+    )
+
+
+@dataclass
+class Run:
+    """What one bench run started, and so must clean up."""
+
+    settings: Settings
+    tag: str
+    stack: Stack = field(default_factory=Stack)
+    children: list[Child] = field(default_factory=list)
+    database_created: bool = False
+
+
+def set_up(run: Run, port: int) -> None:
+    """Start the run's broker on `port`, create and migrate its database, provision its topics."""
+    run.stack.start_tansu("127.0.0.1", port)
+    run.database_created = True  # from here on, cleanup drops it (IF EXISTS)
+    migrate(run.settings)
+    asyncio.run(provision_topics(run.settings))
+
+
+async def drop_database(plain_url: str, patience: float = 30.0) -> None:
+    """DROP ... WITH (FORCE), retried while the server restarts (it happens in fault tests)."""
+    parts = urlsplit(plain_url)
+    name = parts.path.lstrip("/")
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=5)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
+def clean_up(run: Run) -> None:
+    """Stop the children and the broker, drop the database; never raises."""
+    for child in run.children:
+        with contextlib.suppress(Exception):
+            processes.stop(child.process, 15)
+    for process in run.stack.children:  # memory storage: nothing is worth a 5 s SIGTERM wait
+        with contextlib.suppress(Exception):
+            processes.stop(process, 1)
+    run.stack.children.clear()
+    if run.database_created:
+        name = urlsplit(run.settings.plain_database_url).path.lstrip("/")
+        try:
+            asyncio.run(drop_database(run.settings.plain_database_url))
+            console.print(f"dropped database {name}")
+        except Exception as error:
+            console.print(f"[red]could not drop database {name}: {error}[/red]")
