@@ -104,7 +104,7 @@ def test_the_built_wheel_requires_no_development_package(wheel: Path):
 
 # What production runs; the development toolkit (local stack, seed, tokens, benchmarks,
 # fault suite) is run from a checkout as `python -m devtools` and never ships.
-PRODUCT_PACKAGES = {"services", "workers", "schemas", "ingress", "ops", "migrations"}
+PRODUCT_PACKAGES = {"services", "workers", "schemas", "ingress", "ops", "adapters", "migrations"}
 DEVELOPMENT_MODULES = {"bench", "faults", "stack", "runner", "seed", "tokens"}
 
 
@@ -121,3 +121,20 @@ def test_the_built_wheel_holds_the_product_and_no_development_toolkit(wheel: Pat
     for product in ("ops/cli", "ops/migrate", "workers/main", "ingress/app"):
         assert Path(product) in modules, product
     assert "pika-payment = ops.cli:main" in scripts
+
+
+def test_no_dependency_installs_a_package_of_the_same_name():
+    """The wheel keeps the folders' generic names as top-level packages (docs/decisions.md,
+    "Top-level package names"); that is safe only while no other distribution in the
+    environment ships one of them. This venv holds every package of dev.lock, a superset
+    of what the image installs, so a clash fails here before it ships."""
+    from importlib.metadata import packages_distributions
+
+    providers = packages_distributions()
+    assert "pika-payment" in providers["services"], "the checker must see our own packages"
+    clashes = {
+        name: sorted(set(providers.get(name, [])) - {"pika-payment"})
+        for name in PRODUCT_PACKAGES | {"devtools"}
+    }
+    clashes = {name: others for name, others in clashes.items() if others}
+    assert not clashes, f"another distribution installs the same top-level package: {clashes}"
