@@ -29,7 +29,7 @@ from ingress.controllers.packs import CreditPacksController, ProductsController
 from ingress.controllers.promos import PromoCodesController
 from ingress.controllers.reports import ReportsController
 from ingress.controllers.webhooks import StripeWebhookController
-from ingress.errors import EXCEPTION_HANDLERS
+from ingress.errors import ERROR_TABLE, EXCEPTION_HANDLERS
 from ingress.metrics_server import metrics_listener
 from ingress.openapi_schemas import FaithfulJsonRenderPlugin
 from ingress.rate_limits import RateLimits
@@ -107,7 +107,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="pika-payment",
             version="1.0.0",
             description="Payment and credits service of the Pika platform. Errors are "
-            '`{"code": "PAY0xx", "message": ..., "details": ...}`; see docs/api.md for codes.',
+            '`{"code": "PAY0xx", "message": ..., "details": ...}` with these codes:\n\n'
+            + ERROR_TABLE,
             path="/payment",
             # Declared once here; each guarded route names it (ingress.auth.BEARER).
             components=Components(security_schemes={

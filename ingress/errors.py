@@ -16,6 +16,7 @@ from litestar.openapi import ResponseSpec
 
 from schemas.api import ErrorBody
 from services.errors import (
+    ERROR_CATALOGUE,
     Forbidden,
     NotFound,
     PaymentError,
@@ -25,19 +26,28 @@ from services.errors import (
 
 log = logging.getLogger("pika.ingress")
 
-# The error responses a route documents in the OpenAPI document: always the PAY body.
+
+def _described(status: int) -> str:
+    """What an error response of `status` may carry: each PAY code of the catalogue with it."""
+    return " / ".join(
+        f"{code} {entry.title}: {entry.description}"
+        for code, entry in ERROR_CATALOGUE.items()
+        if entry.status == status
+    )
+
+
+# The error responses a route documents in the OpenAPI document: always the PAY body,
+# with the codes of that status read from the one catalogue (services.errors).
 # (Litestar's own 400 schema, `{"status_code", "detail"}`, is not what the service sends.)
 ERROR_DESCRIPTIONS = {
-    400: "Bad request (PAY error body)",
-    401: "PAY009: authentication required, or the token is invalid or expired",
-    402: "PAY001 insufficient credits / PAY002 payment failed",
-    403: "PAY010: the caller's role or account does not allow this",
-    404: "PAY008: not found (or not yours)",
-    409: "PAY004 / PAY013 / PAY014: conflicts with the current state or a request in flight",
-    422: "PAY007 request not valid / PAY006, PAY012, PAY016",
-    429: "PAY011: too many requests (see Retry-After)",
-    503: "PAY015: a dependency is unavailable; nothing was changed",
+    status: _described(status) for status in sorted({e.status for e in ERROR_CATALOGUE.values()})
 }
+ERROR_TABLE = "\n".join([
+    "| Code | Status | Title | Meaning |",
+    "|---|---|---|---|",
+    *(f"| {code} | {e.status} | {e.title} | {e.description} |" for code, e in ERROR_CATALOGUE.items()),
+])
+"""Every PAY code as a Markdown table, for the OpenAPI document's description."""
 READ_ERRORS = (400, 422, 429)
 AUTHED_ERRORS = (*READ_ERRORS, 401, 403)
 WRITE_ERRORS = (*AUTHED_ERRORS, 409, 503)
@@ -86,7 +96,7 @@ def on_http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[A
         mapped = NotFound("no such resource")
     elif isinstance(error, MethodNotAllowedException):
         return Response(
-            content={"code": "PAY007", "message": "method not allowed", "details": {}},
+            content=ValidationFailed("method not allowed").as_body(),
             status_code=405,
             media_type=MediaType.JSON,
         )

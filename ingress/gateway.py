@@ -18,13 +18,12 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import CommandEnvelope, means_another
-from services.errors import ALL_ERRORS, DependencyUnavailable, IdempotencyKeyReused, PaymentError
+from services.errors import DependencyUnavailable, IdempotencyKeyReused, PaymentError, status_of
 from services.evidence.store import record_evidence
 from services.evidence.zones import Evidence
 from services.ledger.queries import command_status
 from services.settings import Settings
 
-STATUS_BY_CODE = {error.code: error.status for error in ALL_ERRORS}
 POLL_INTERVAL = 0.02
 PENDING_TTL = 86_400
 
@@ -50,8 +49,7 @@ def reply_for(stored: dict[str, Any], command: CommandEnvelope | None = None) ->
         ))
     if stored["status"] == "applied":
         return Reply(200, {"commandId": str(stored["command_id"]), **stored["result"]}, {})
-    code = stored["error_code"] or "PAY500"
-    return Reply(STATUS_BY_CODE.get(code, 500), stored["result"], {})
+    return Reply(status_of(stored["error_code"]), stored["result"], {})
 
 
 class CommandGateway:

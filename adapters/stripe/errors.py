@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 import stripe
 
-from services.errors import DependencyUnavailable, PaymentFailed
+from services.errors import DependencyUnavailable, PaymentNotAccepted
 
 
 @contextmanager
@@ -14,8 +14,8 @@ def stripe_errors() -> Iterator[None]:
     try:
         yield
     except stripe.CardError as error:
-        raise PaymentFailed("the card was declined", stripeCode=error.code) from error
+        raise PaymentNotAccepted("the card was declined", stripeCode=error.code) from error
     except stripe.InvalidRequestError as error:
-        raise PaymentFailed("Stripe refused the request", stripeCode=error.code) from error
+        raise PaymentNotAccepted("Stripe refused the request", stripeCode=error.code) from error
     except stripe.StripeError as error:
         raise DependencyUnavailable("Stripe is unavailable; nothing was charged") from error

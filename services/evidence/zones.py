@@ -19,6 +19,8 @@ this command (same fingerprint).
 
 from dataclasses import dataclass
 
+from services.errors import Forbidden
+
 PUBLIC_COMMANDS = frozenset(
     {"credits.charge", "credits.hold", "credits.capture", "credits.release", "credits.refund"}
 )
@@ -82,8 +84,8 @@ def refused_on_public_topic(command_type: str, topic: str) -> str | None:
     if command_type in PUBLIC_COMMANDS:
         return None
     return (
-        f"PAY010 {command_type} is not accepted on {topic}: only the payment ingress and "
-        "jobs may publish it, on the internal command topic"
+        f"{Forbidden.code} {command_type} is not accepted on {topic}: only the payment "
+        "ingress and jobs may publish it, on the internal command topic"
     )
 
 
@@ -94,11 +96,14 @@ def evidence_refusal(
     if not needs_evidence(command_type):
         return None
     if recorded is None:
-        return f"PAY010 {command_type} has no recorded evidence; not applied"
+        return f"{Forbidden.code} {command_type} has no recorded evidence; not applied"
     if (recorded.command_type, recorded.user_id, recorded.fingerprint) != (
         command_type, user_id, fingerprint
     ):
-        return f"PAY010 {command_type} differs from the command its evidence was recorded for"
+        return (
+            f"{Forbidden.code} {command_type} differs from the command its evidence was "
+            "recorded for"
+        )
     if recorded.kind not in EVIDENCE_KINDS.get(command_type, frozenset()):
-        return f"PAY010 {command_type} cannot rest on evidence of kind {recorded.kind}"
+        return f"{Forbidden.code} {command_type} cannot rest on evidence of kind {recorded.kind}"
     return None

@@ -151,7 +151,7 @@ def _conflict(command: CommandEnvelope, first: tuple[str, str, str | None]) -> O
     )
     outcome = _rejection(command, error)
     outcome.events = []  # the id's events belong to the first command
-    outcome.dead_letter_reason = f"PAY012 command id reused with another {'/'.join(what)}"
+    outcome.dead_letter_reason = f"{error.code} command id reused with another {'/'.join(what)}"
     return outcome
 
 

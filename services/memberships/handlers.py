@@ -24,6 +24,7 @@ from schemas.events import (
     PaymentFailed,
     PaymentPayload,
 )
+from services.errors import PaymentNotAccepted
 from services.fraud.checks import after_failed_payment
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
@@ -219,15 +220,15 @@ async def fail_membership_payment(ctx: LedgerContext, command: FailMembershipPay
         payload=PaymentPayload(
             membership_id=membership["id"], plan_id=plan["id"], plan_name=plan["name"],
             invoice_id=p.invoice_id, amount=p.amount_due, currency=p.currency,
-            credits=plan["credits_per_period"], code="PAY002", failure_code=p.failure_code,
-            attempt=p.attempt, email=membership["email"],
+            credits=plan["credits_per_period"], code=PaymentNotAccepted.code,
+            failure_code=p.failure_code, attempt=p.attempt, email=membership["email"],
         ),
     )
     flags = await after_failed_payment(ctx, command, attempts=p.attempt)
     return applied(
         command,
         {"membershipId": str(membership["id"]), "status": status, "attempt": p.attempt,
-         "code": "PAY002"},
+         "code": PaymentNotAccepted.code},
         [event, *flags],
     )
 

@@ -20,6 +20,7 @@ from schemas.events import (
     PaymentRefunded,
     ReceiptRequested,
 )
+from services.errors import PaymentNotAccepted
 from services.notifications.money import format_money
 
 # Event type -> template name (files `<template>.txt` / `.html` under templates/).
@@ -106,7 +107,7 @@ def notification_for(event: Event) -> Notification | None:
                 "membership_id": str(payment.membership_id) if payment.membership_id else None,
                 "invoice_id": payment.invoice_id,
                 "amount": format_money(payment.amount, payment.currency),
-                "code": payment.code or "PAY002",
+                "code": payment.code or PaymentNotAccepted.code,
                 "attempt": payment.attempt,
                 "purchase_id": str(payment.purchase_id) if payment.purchase_id else None,
                 "date": _when(event.occurred_at),

@@ -20,8 +20,7 @@ from schemas.events import (
     ReceiptPayload,
     ReceiptRequested,
 )
-from services.errors import NotFound
-from services.errors import PaymentFailed as PaymentFailedError
+from services.errors import NotFound, PaymentNotAccepted
 from services.fraud.checks import after_failed_payment, after_paid_purchase, after_promo_redeemed
 from services.fraud.flags import raise_flag
 from services.fraud.rules import Verdict
@@ -115,7 +114,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
         ctx, command.user_id, payload.payment_intent_id, payload.purchase_id
     )
     if purchase["payment_intent_id"] not in (None, payload.payment_intent_id):
-        raise PaymentFailedError(
+        raise PaymentNotAccepted(
             "the event's PaymentIntent is not this purchase's",
             purchaseId=str(purchase["id"]),
         )
@@ -124,7 +123,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
         return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     currency = purchase["currency"].strip()
     if payload.amount_received != purchase["amount_minor"] or payload.currency != currency:
-        raise PaymentFailedError(
+        raise PaymentNotAccepted(
             "the amount received does not match the purchase",
             expected={"amount": purchase["amount_minor"], "currency": currency},
             received={"amount": payload.amount_received, "currency": payload.currency},
@@ -250,7 +249,9 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
         user_id=command.user_id,
         correlation_id=command.correlation_id,
         command_id=command.id,
-        payload=_payment(purchase, code="PAY002", failure_code=payload.failure_code),
+        payload=_payment(
+            purchase, code=PaymentNotAccepted.code, failure_code=payload.failure_code
+        ),
     )
     flags = await after_failed_payment(
         ctx, command, purchase_id=purchase["id"], payment_intent_id=payload.payment_intent_id
@@ -258,7 +259,7 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
     return Outcome(
         command,
         APPLIED,
-        {"purchaseId": str(purchase["id"]), "status": "failed", "code": "PAY002"},
+        {"purchaseId": str(purchase["id"]), "status": "failed", "code": PaymentNotAccepted.code},
         [event, *flags],
     )
 
