@@ -119,7 +119,7 @@ def _expire(settings: Settings, env: dict[str, str]) -> None:
 
 def _remind(settings: Settings) -> None:
     """The daily `remind` job; reminding twice is harmless (batches are recorded)."""
-    from ops.remind import remind_once
+    from ops.remind_job import remind_once
 
     try:
         users, _ = asyncio.run(remind_once(settings))

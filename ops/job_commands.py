@@ -81,7 +81,7 @@ def run_prune(settings: Settings, args: argparse.Namespace, console: Console) ->
 
 
 def run_remind(settings: Settings, args: argparse.Namespace, console: Console) -> int:
-    from ops.remind import remind_once
+    from ops.remind_job import remind_once
 
     report = JobReport("remind")
     users, batches = asyncio.run(remind_once(settings))

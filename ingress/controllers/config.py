@@ -14,7 +14,7 @@ from ingress.deps import resources_of
 from ingress.errors import error_responses
 from schemas.api import CreditPriceRead, PublicConfigRead
 from services.memberships.plans import list_plans
-from services.purchases.catalogue import list_packs
+from services.purchases.credit_packs import list_packs
 
 CONFIG_MAX_AGE_SECONDS = 60
 

@@ -20,7 +20,7 @@ from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_respo
 from ingress.gateway import Reply
 from schemas.api import PackCreate, PackRead, PackUpdate, PurchaseRead, PurchaseRequest
 from services.memberships.plan_sync import sync_plans
-from services.purchases import catalogue
+from services.purchases import credit_packs as catalogue
 from services.purchases.checkout import start_purchase
 from services.purchases.product_sync import sync_products
 

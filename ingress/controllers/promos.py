@@ -31,7 +31,7 @@ from services.memberships.plans import get_plan
 from services.promos import codes, reservations
 from services.promos.rules import Target
 from services.promos.stats import promo_stats
-from services.purchases.catalogue import get_pack
+from services.purchases.credit_packs import get_pack
 
 
 async def target_of(request: Request[Any, Any, Any], body: PromoTarget) -> Target:

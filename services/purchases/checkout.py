@@ -15,7 +15,7 @@ from services.ledger import queries
 from services.ledger.repository import transactions_today
 from services.promos.checkout import PromoTerms, promo_terms, undo_promo
 from services.promos.rules import Target
-from services.purchases.catalogue import get_pack
+from services.purchases.credit_packs import get_pack
 from services.purchases.customers import ensure_customer
 from services.purchases.ports import PaymentProvider
 from services.settings import Settings

@@ -1,5 +1,8 @@
 """`pika-payment remind`: publish `credits.expiring` reminders (a daily job).
 
+The job only publishes and records; which batches are due, and the events for them,
+are decided in services.notifications.reminders.
+
 The reminder is not a ledger change, so it goes straight to `payment.events` with
 an aiokafka producer rather than through a command and the outbox. Publish first,
 then record the batches as reminded: a crash in between republishes the same event

@@ -1,4 +1,5 @@
-"""Admin changes of catalogue rows (credit packs, membership plans): one way to do them.
+"""The one way admins change a row of what is on offer (credit packs, membership
+plans, promo codes): the shared UPDATE behind each of their `update_*` functions.
 
 Only named columns change, and only by explicit admin requests; money never moves
 through here (purchases and memberships copy the terms they were made at).
