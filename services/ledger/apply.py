@@ -31,7 +31,7 @@ from schemas.commands import (
 from services.db import unit_of_work
 from services.errors import IdempotencyKeyReused, PaymentError
 from services.fraud.handlers import HANDLERS as FRAUD_HANDLERS
-from services.ledger import repository as repo
+from services.ledger import account_store, command_store, outbox_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
 from services.ledger.handlers import APPLIED, Handler, charge_credits_many
@@ -192,11 +192,11 @@ async def _apply_charges(ctx: LedgerContext, charges: list[ChargeCredits]) -> li
 
 
 async def _record(ctx: LedgerContext, outcomes: list[Outcome]) -> None:
-    await repo.record_processed(
+    await command_store.record_processed(
         ctx.conn, [(o.command.id, o.status, o.error_code, o.result) for o in outcomes]
     )
     topic = ctx.settings.events_topic
-    await repo.insert_outbox(
+    await outbox_store.insert_outbox(
         ctx.conn,
         [
             (event.id, o.command.id, topic, event.user_id, event.type, event.model_dump_json())  # type: ignore[attr-defined]
@@ -222,12 +222,12 @@ async def apply_in(
             report.conflicts.append(
                 _conflict(command, (kept.type, kept.user_id, prints[kept.id]))  # type: ignore[attr-defined]
             )
-    claimed = await repo.claim_commands(
+    claimed = await command_store.claim_commands(
         conn, [(c.id, c.type, c.user_id, prints[c.id]) for c in unique.values()]  # type: ignore[attr-defined]
     )
     fresh = [c for c in unique.values() if c.id in claimed]
     taken = [c for c in unique.values() if c.id not in claimed]
-    firsts = await repo.claims_of(conn, [c.id for c in taken])
+    firsts = await command_store.claims_of(conn, [c.id for c in taken])
     for command in taken:
         first = firsts.get(command.id)
         if first is not None and means_another(first, command, prints[command.id]):
@@ -235,7 +235,7 @@ async def apply_in(
     report.duplicates = len(commands) - len(fresh) - len(report.conflicts)
     if not fresh:
         return report
-    ctx = LedgerContext(conn, settings, await repo.system_accounts(conn), datetime.now(UTC),
+    ctx = LedgerContext(conn, settings, await account_store.system_accounts(conn), datetime.now(UTC),
                         return_claims=claim_returned_credits)
     for round_ in split_rounds(fresh):
         charges = [c for c in round_ if isinstance(c, ChargeCredits)]
@@ -254,6 +254,6 @@ async def apply_commands(
     """Apply and commit one batch; raises (nothing written) on a transient failure."""
     async with unit_of_work(engine) as conn:
         report = await apply_in(conn, settings, commands)
-        await conn.execute(repo.NOTIFY_OUTBOX)
+        await conn.execute(outbox_store.NOTIFY_OUTBOX)
         await conn.commit()
     return report

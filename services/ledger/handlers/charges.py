@@ -4,7 +4,7 @@ import uuid
 
 from schemas.commands import ChargeCredits
 from services.errors import PaymentError
-from services.ledger import repository as repo
+from services.ledger import account_store, batch_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import (
@@ -29,8 +29,8 @@ async def charge_credits_many(
     users = [c.user_id for c in commands]
     if len(set(users)) != len(users):
         raise ValueError("charge_credits_many takes each user at most once")
-    accounts = await repo.lock_accounts(ctx.conn, users)
-    today = await repo.transactions_today(ctx.conn, users)
+    accounts = await account_store.lock_accounts(ctx.conn, users)
+    today = await journal_store.transactions_today(ctx.conn, users)
     outcomes: dict[uuid.UUID, Outcome | PaymentError] = {}
     accepted: list[tuple[ChargeCredits, Account, TransactionDraft]] = []
     bookings = ctx.system("bookings")
@@ -56,8 +56,8 @@ async def charge_credits_many(
     if not accepted:
         return outcomes
     drafts = [draft for _, _, draft in accepted]
-    await repo.insert_transactions(ctx.conn, drafts)
-    allocations = await repo.take_from_batches(
+    await journal_store.insert_transactions(ctx.conn, drafts)
+    allocations = await batch_store.take_from_batches(
         ctx.conn, [(d.id, a.id, d.credits) for _, a, d in accepted]
     )
     by_tx: dict[uuid.UUID, list[Allocation]] = {}
