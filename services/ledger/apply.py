@@ -30,27 +30,14 @@ from schemas.commands import (
 )
 from services.db import unit_of_work
 from services.errors import IdempotencyKeyReused, PaymentError
-from services.fraud.handlers import HANDLERS as FRAUD_HANDLERS
 from services.ledger import account_store, command_store, outbox_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
-from services.ledger.handlers import APPLIED, Handler, charge_credits_many
-from services.ledger.handlers import HANDLERS as LEDGER_HANDLERS
-from services.memberships.handlers import HANDLERS as MEMBERSHIP_HANDLERS
-from services.purchases.claims import claim_returned_credits
-from services.purchases.disputes import freeze_purchase, settle_dispute
-from services.purchases.handlers import HANDLERS as PURCHASE_HANDLERS
+from services.ledger.handlers import APPLIED, charge_credits_many
+from services.ledger.registry import CommandRegistry
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
-HANDLERS: dict[str, Handler] = {
-    **LEDGER_HANDLERS,
-    **PURCHASE_HANDLERS,
-    **MEMBERSHIP_HANDLERS,
-    **FRAUD_HANDLERS,
-    "purchase.freeze": freeze_purchase,
-    "purchase.settle_dispute": settle_dispute,
-}
 REJECTED = "rejected"
 TRANSIENT_ERRORS = (
     asyncpg.exceptions.DeadlockDetectedError,
@@ -155,10 +142,12 @@ def _conflict(command: CommandEnvelope, first: tuple[str, str, str | None]) -> O
     return outcome
 
 
-async def _apply_one(ctx: LedgerContext, command: CommandEnvelope) -> Outcome:
+async def _apply_one(
+    ctx: LedgerContext, registry: CommandRegistry, command: CommandEnvelope
+) -> Outcome:
     savepoint = await ctx.conn.begin_nested()
     try:
-        outcome = await HANDLERS[command.type](ctx, command)  # type: ignore[attr-defined]
+        outcome = await registry.handlers[command.type](ctx, command)  # type: ignore[attr-defined]
     except PaymentError as error:
         await savepoint.rollback()
         return _rejection(command, error)
@@ -172,7 +161,9 @@ async def _apply_one(ctx: LedgerContext, command: CommandEnvelope) -> Outcome:
     return outcome
 
 
-async def _apply_charges(ctx: LedgerContext, charges: list[ChargeCredits]) -> list[Outcome]:
+async def _apply_charges(
+    ctx: LedgerContext, registry: CommandRegistry, charges: list[ChargeCredits]
+) -> list[Outcome]:
     savepoint = await ctx.conn.begin_nested()
     try:
         results = await charge_credits_many(ctx, charges)
@@ -182,7 +173,7 @@ async def _apply_charges(ctx: LedgerContext, charges: list[ChargeCredits]) -> li
         # Something in the set went wrong: isolate the culprit one charge at a time.
         await savepoint.rollback()
         log.warning("set-based charge failed (%s); applying one by one", type(error).__name__)
-        return [await _apply_one(ctx, charge) for charge in charges]
+        return [await _apply_one(ctx, registry, charge) for charge in charges]
     await savepoint.commit()
     return [
         _rejection(c, r) if isinstance(r, PaymentError) else r
@@ -207,9 +198,12 @@ async def _record(ctx: LedgerContext, outcomes: list[Outcome]) -> None:
 
 
 async def apply_in(
-    conn: AsyncConnection, settings: Settings, commands: Sequence[CommandEnvelope]
+    conn: AsyncConnection,
+    settings: Settings,
+    commands: Sequence[CommandEnvelope],
+    registry: CommandRegistry,
 ) -> BatchReport:
-    """Apply `commands` on an open transaction (no commit)."""
+    """Apply `commands` on an open transaction (no commit) with `registry`'s handlers."""
     report = BatchReport()
     unique: dict[uuid.UUID, CommandEnvelope] = {}
     prints: dict[uuid.UUID, str] = {}
@@ -236,24 +230,30 @@ async def apply_in(
     if not fresh:
         return report
     ctx = LedgerContext(conn, settings, await account_store.system_accounts(conn), datetime.now(UTC),
-                        return_claims=claim_returned_credits)
+                        return_claims=registry.return_claims)
     for round_ in split_rounds(fresh):
         charges = [c for c in round_ if isinstance(c, ChargeCredits)]
-        outcomes = await _apply_charges(ctx, charges) if charges else []
+        outcomes = await _apply_charges(ctx, registry, charges) if charges else []
         for command in round_:
             if not isinstance(command, ChargeCredits):
-                outcomes.append(await _apply_one(ctx, command))
+                outcomes.append(await _apply_one(ctx, registry, command))
         await _record(ctx, outcomes)
         report.outcomes += outcomes
     return report
 
 
 async def apply_commands(
-    engine: AsyncEngine, settings: Settings, commands: Sequence[CommandEnvelope]
+    engine: AsyncEngine,
+    settings: Settings,
+    commands: Sequence[CommandEnvelope],
+    registry: CommandRegistry,
 ) -> BatchReport:
-    """Apply and commit one batch; raises (nothing written) on a transient failure."""
+    """Apply and commit one batch; raises (nothing written) on a transient failure.
+
+    `registry` comes from services/bootstrap.py (built once by the caller, not per batch).
+    """
     async with unit_of_work(engine) as conn:
-        report = await apply_in(conn, settings, commands)
+        report = await apply_in(conn, settings, commands, registry)
         await conn.execute(outbox_store.NOTIFY_OUTBOX)
         await conn.commit()
     return report
