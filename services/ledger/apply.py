@@ -31,9 +31,11 @@ from schemas.commands import (
 from services.db import unit_of_work
 from services.errors import IdempotencyKeyReused, PaymentError
 from services.ledger import account_store, command_store, outbox_store
+from services.ledger.command_store import Processed
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
 from services.ledger.handlers import APPLIED, charge_credits_many
+from services.ledger.outbox_store import OutboxRow
 from services.ledger.registry import CommandRegistry
 from services.settings import Settings
 
@@ -182,19 +184,23 @@ async def _apply_charges(
     ]
 
 
+def processed_of(outcomes: Sequence[Outcome]) -> list[Processed]:
+    """The `processed_commands` rows that store these outcomes."""
+    return [(o.command.id, o.status, o.error_code, o.result) for o in outcomes]
+
+
+def outbox_of(outcomes: Sequence[Outcome], topic: str) -> list[OutboxRow]:
+    """The outbox rows of these outcomes' events, in the order they happened."""
+    return [
+        (event.id, o.command.id, topic, event.user_id, event.type, event.model_dump_json())  # type: ignore[attr-defined]
+        for o in outcomes
+        for event in o.events
+    ]
+
+
 async def _record(ctx: LedgerContext, outcomes: list[Outcome]) -> None:
-    await command_store.record_processed(
-        ctx.conn, [(o.command.id, o.status, o.error_code, o.result) for o in outcomes]
-    )
-    topic = ctx.settings.events_topic
-    await outbox_store.insert_outbox(
-        ctx.conn,
-        [
-            (event.id, o.command.id, topic, event.user_id, event.type, event.model_dump_json())  # type: ignore[attr-defined]
-            for o in outcomes
-            for event in o.events
-        ],
-    )
+    await command_store.record_processed(ctx.conn, processed_of(outcomes))
+    await outbox_store.insert_outbox(ctx.conn, outbox_of(outcomes, ctx.settings.events_topic))
 
 
 async def apply_in(

@@ -65,27 +65,36 @@ async def charge_credits_many(
         by_tx.setdefault(allocation.transaction_id, []).append(allocation)
     after = await write(ctx, drafts, {a.id: (-d.credits, 0) for _, a, d in accepted})
     for command, account, draft in accepted:
-        taken = by_tx[draft.id]
-        outcomes[command.id] = applied(
-            command,
-            {
-                "transactionId": str(draft.id),
-                "credits": draft.credits,
-                "reference": draft.reference,
-                "balance": balance(after[account.id]),
-                "batches": [a.as_event_item() for a in taken],
-            },
-            announce(
-                "credits.charged",
-                command,
-                command.user_id,
-                draft,
-                after=after[account.id],
-                delta=-draft.credits,
-                allocations=taken,
-            ),
-        )
+        outcomes[command.id] = charged(command, draft, after[account.id], by_tx[draft.id])
     return outcomes
+
+
+def charged(
+    command: ChargeCredits,
+    draft: TransactionDraft,
+    after: tuple[int, int],
+    taken: list[Allocation],
+) -> Outcome:
+    """An applied charge: its stored result and its two events (the bench writes these too)."""
+    return applied(
+        command,
+        {
+            "transactionId": str(draft.id),
+            "credits": draft.credits,
+            "reference": draft.reference,
+            "balance": balance(after),
+            "batches": [a.as_event_item() for a in taken],
+        },
+        announce(
+            "credits.charged",
+            command,
+            command.user_id,
+            draft,
+            after=after,
+            delta=-draft.credits,
+            allocations=taken,
+        ),
+    )
 
 
 async def charge_credits(ctx: LedgerContext, command: ChargeCredits) -> Outcome:

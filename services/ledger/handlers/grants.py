@@ -74,23 +74,31 @@ async def grant_batch(
     allocation = Allocation(draft.id, batch_id, credits, expiry, source, purchase_id=purchase_id)
     await batch_store.insert_allocations(ctx.conn, [allocation])
     after = await write(ctx, [draft], {account.id: (credits, 0)})
+    return granted(command, draft, allocation, after[account.id])
+
+
+def granted(
+    command: CommandEnvelope, draft: TransactionDraft, batch: Allocation, after: tuple[int, int]
+) -> Outcome:
+    """An applied grant of the new `batch`: its stored result and its two events (the
+    bench's funding writes these too)."""
     return applied(
         command,
         {
             "transactionId": str(draft.id),
-            "batchId": str(batch_id),
-            "credits": credits,
-            "expiresAt": expiry.isoformat(),
-            "balance": balance(after[account.id]),
+            "batchId": str(batch.batch_id),
+            "credits": batch.amount,
+            "expiresAt": batch.expires_at.isoformat(),
+            "balance": balance(after),
         },
         announce(
             "credits.granted",
             command,
             command.user_id,
             draft,
-            after=after[account.id],
-            delta=credits,
-            allocations=[allocation],
+            after=after,
+            delta=batch.amount,
+            allocations=[batch],
         ),
     )
 
