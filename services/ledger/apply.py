@@ -8,7 +8,9 @@ Order of work, all inside one transaction:
 3. per round, charges go through one set-based path, other commands each in a
    savepoint; a refusal becomes a stored rejection, never a failed batch;
 4. record every outcome in `processed_commands` and its events in the outbox.
-The caller commits, and only then acknowledges the Kafka offsets.
+The caller commits, and only then acknowledges the Kafka offsets. The handlers come
+from the registry the caller passes (services/bootstrap.py builds it), so the ledger
+needs no import of the domains whose commands it applies.
 """
 
 import logging
