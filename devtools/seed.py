@@ -17,6 +17,7 @@ from schemas.commands import (
     GrantPayload,
     command_id_for,
 )
+from services.bootstrap import command_registry
 from services.db import make_engine
 from services.ledger.apply import apply_commands
 from services.settings import Settings
@@ -125,7 +126,7 @@ async def seed(
                 })
         if progress:
             progress(1, SEED_STEPS)
-        report = await apply_commands(engine, settings, commands)
+        report = await apply_commands(engine, settings, commands, command_registry())
         if progress:
             progress(2, SEED_STEPS)
     finally:

@@ -43,10 +43,13 @@ from schemas.commands import (
     TransferCredits,
     TransferPayload,
 )
+from services.bootstrap import command_registry
 from services.ledger.apply import apply_commands
 from services.ledger.context import Outcome
 from services.ledger.reconcile import reconcile
 from services.settings import Settings
+
+REGISTRY = command_registry()  # built once, as the ledger worker does at start
 
 MAX_BALANCE, MAX_AMOUNT = 100, 60
 SHORT = timedelta(seconds=0.25)
@@ -398,7 +401,7 @@ class Runner:
             await asyncio.sleep((max(close) - now).total_seconds() + 0.001)
 
     async def apply(self, command: CommandEnvelope) -> Outcome:
-        report = await apply_commands(self.engine, self.settings, [command])
+        report = await apply_commands(self.engine, self.settings, [command], REGISTRY)
         assert len(report.outcomes) == 1 and report.duplicates == 0
         outcome = report.outcomes[0]
         self.outcomes.append(outcome)
@@ -778,8 +781,8 @@ async def _set_up(engine: AsyncEngine, limited: Settings, groups: list[list[str]
         for group in groups
         for u in group
     }
-    outcomes = (await apply_commands(engine, limited, list(grants.values()))).outcomes
-    outcomes += (await apply_commands(engine, limited, list(charges.values()))).outcomes
+    outcomes = (await apply_commands(engine, limited, list(grants.values()), REGISTRY)).outcomes
+    outcomes += (await apply_commands(engine, limited, list(charges.values()), REGISTRY)).outcomes
     assert [o.status for o in outcomes] == ["applied"] * (len(grants) + len(charges))
     results = {o.command.id: o.result for o in outcomes}
     await asyncio.sleep(max(0.0, (expiries[0] - datetime.now(UTC)).total_seconds()) + 0.01)
@@ -881,9 +884,9 @@ async def test_one_batch_equals_one_command_per_batch(engine, settings, steps):
     setups = await _set_up(engine, limited, [together, apart])  # the short-lived batches are due
 
     commands = _commands(steps, together, setups[0], base)
-    batched = await apply_commands(engine, limited, commands)
+    batched = await apply_commands(engine, limited, commands, REGISTRY)
     one_by_one = [
-        (await apply_commands(engine, limited, [command])).outcomes[0]
+        (await apply_commands(engine, limited, [command], REGISTRY)).outcomes[0]
         for command in _commands(steps, apart, setups[1], base)
     ]
     by_id = {o.command.id: o for o in batched.outcomes}

@@ -35,11 +35,14 @@ from schemas.commands import (
     TransferCredits,
     TransferPayload,
 )
+from services.bootstrap import command_registry
 from services.ledger import queries
 from services.ledger.apply import BatchReport, apply_commands
 from services.ledger.context import Outcome
 from services.ledger.reconcile import reconcile
 from services.settings import Settings
+
+REGISTRY = command_registry()  # built once, as the ledger worker does at start
 
 # --- commands -----------------------------------------------------------------------
 
@@ -111,7 +114,7 @@ def days(n: float) -> datetime:
 
 
 async def apply(engine: AsyncEngine, settings: Settings, *commands: CommandEnvelope) -> BatchReport:
-    return await apply_commands(engine, settings, list(commands))
+    return await apply_commands(engine, settings, list(commands), REGISTRY)
 
 
 async def one(engine: AsyncEngine, settings: Settings, command: CommandEnvelope) -> Outcome:

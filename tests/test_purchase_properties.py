@@ -69,10 +69,13 @@ from schemas.commands import (
     RevokePurchasePayload,
     SettleDispute,
 )
+from services.bootstrap import command_registry
 from services.ledger.apply import apply_commands
 from services.ledger.context import Outcome
 from services.ledger.reconcile import reconcile
 from services.settings import Settings
+
+REGISTRY = command_registry()  # built once, as the ledger worker does at start
 
 # (pack id, credits, bonus credits, promo-code bonus credits, price in minor units, currency)
 PACKS = (
@@ -218,7 +221,7 @@ class Runner:
 
     async def apply(self, command: CommandEnvelope, expect: str = APPLIED) -> Outcome:
         """Apply one command; `expect` is applied, already, or a rejection's error code."""
-        report = await apply_commands(self.engine, self.settings, [command])
+        report = await apply_commands(self.engine, self.settings, [command], REGISTRY)
         assert not report.dead_letters, [o.dead_letter_reason for o in report.dead_letters]
         assert len(report.outcomes) == 1 and report.duplicates == 0, report
         outcome = report.outcomes[0]
@@ -490,7 +493,7 @@ class Runner:
         self.note(f"replay {command.type}")  # type: ignore[attr-defined]
         self.event("a command delivered again")
         before = await self.balance()
-        report = await apply_commands(self.engine, self.settings, [command])
+        report = await apply_commands(self.engine, self.settings, [command], REGISTRY)
         assert (report.duplicates, report.outcomes, report.conflicts) == (1, [], [])
         assert await self.balance() == before
 

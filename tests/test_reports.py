@@ -37,6 +37,7 @@ from schemas.commands import (
     SubscriptionStatePayload,
     SyncMembership,
 )
+from services.bootstrap import command_registry
 from services.db import make_engine
 from services.ledger.apply import apply_commands
 from services.ledger.reconcile import reconcile
@@ -46,6 +47,8 @@ from services.reports import queries
 from services.reports.csv_export import to_csv
 from services.settings import Settings
 from tests.conftest import Services, auth, make_settings
+
+REGISTRY = command_registry()  # built once, as the ledger worker does at start
 
 
 def day(d: int, month: int = 11) -> datetime:
@@ -79,7 +82,7 @@ class Month:
         self.engine, self.settings = engine, settings
 
     async def run(self, when: datetime, command: CommandEnvelope) -> dict:
-        report = await apply_commands(self.engine, self.settings, [command])
+        report = await apply_commands(self.engine, self.settings, [command], REGISTRY)
         (outcome,) = report.outcomes
         assert outcome.status == "applied", outcome.result
         async with self.engine.begin() as conn:

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from devtools.processes import free_port
+from services.bootstrap import command_registry
 from services.ledger.apply import is_transient
 from services.metrics import BATCH_RETRIES
 from tests.conftest import ROOT, ChildProcess, settings_env
@@ -60,7 +61,7 @@ async def test_a_failing_batch_is_retried_through_every_delay_then_raised(settin
     started = time.monotonic()
     try:
         with pytest.raises(Exception) as failed:
-            await ledger.apply_with_retries(engine, unreachable, [])
+            await ledger.apply_with_retries(engine, unreachable, [], command_registry())
     finally:
         await engine.dispose()
     assert is_transient(failed.value)
@@ -70,7 +71,7 @@ async def test_a_failing_batch_is_retried_through_every_delay_then_raised(settin
 
 async def test_a_batch_that_applies_first_time_is_not_retried(settings, engine):
     before = BATCH_RETRIES._value.get()
-    report = await ledger.apply_with_retries(engine, settings, [])
+    report = await ledger.apply_with_retries(engine, settings, [], command_registry())
     assert report.applied == 0
     assert BATCH_RETRIES._value.get() == before
 

@@ -29,7 +29,9 @@ from tenacity import (
 )
 
 from schemas.commands import CommandEnvelope
+from services.bootstrap import command_registry
 from services.ledger.apply import BatchReport, apply_commands, is_transient
+from services.ledger.registry import CommandRegistry
 from services.metrics import (
     BATCH_LATENCY,
     BATCH_RETRIES,
@@ -75,7 +77,10 @@ def _batch_retrying() -> AsyncRetrying:
 
 
 async def apply_with_retries(
-    engine: AsyncEngine, settings: Settings, commands: list[CommandEnvelope]
+    engine: AsyncEngine,
+    settings: Settings,
+    commands: list[CommandEnvelope],
+    registry: CommandRegistry,
 ) -> BatchReport:
     """Apply a batch, retrying transient failures.
 
@@ -83,7 +88,7 @@ async def apply_with_retries(
     run, so the first try goes without one: only a batch that failed transiently pays.
     """
     try:
-        return await apply_commands(engine, settings, commands)
+        return await apply_commands(engine, settings, commands, registry)
     except Exception as error:
         if not is_transient(error):
             raise
@@ -92,7 +97,7 @@ async def apply_with_retries(
     async def attempt() -> BatchReport:
         if replay:  # tenacity's attempt 1 is the failed try above: its wait, count and log
             raise replay.pop()
-        return await apply_commands(engine, settings, commands)
+        return await apply_commands(engine, settings, commands, registry)
 
     return await _batch_retrying()(attempt)
 
@@ -117,7 +122,9 @@ def register_ledger_worker(
 
     The group is `payment-ledger` under TOPIC_PREFIX, like the topics: workers of
     another prefix (tests, benchmarks) must not join, and so pause, this group.
+    The command handlers are assembled once here, not per batch.
     """
+    registry = command_registry()
 
     @broker.subscriber(
         settings.commands_topic,
@@ -141,7 +148,7 @@ def register_ledger_worker(
         if not isinstance(records, tuple):
             records = (records,)
         try:
-            applied = await _handle(broker, engine, settings, records)
+            applied = await _handle(broker, engine, settings, registry, records)
         except Exception as error:
             # Never acknowledge past a batch we could not finish (not even its DLQ sends):
             # seek back, pause, and let the batch come again.
@@ -163,6 +170,7 @@ async def _handle(
     broker: KafkaBroker,
     engine: AsyncEngine,
     settings: Settings,
+    registry: CommandRegistry,
     records: tuple[ConsumerRecord, ...],
 ) -> bool:
     """Dead-letter what is not a command, apply the rest; False: leave it to redelivery."""
@@ -190,7 +198,7 @@ async def _handle(
         return True
     started = time.perf_counter()
     try:
-        report = await apply_with_retries(engine, settings, commands)
+        report = await apply_with_retries(engine, settings, commands, registry)
     except Exception as error:
         # The cause goes in the message: the formatter keeps only the tail of a
         # traceback, which for a SQL error is its parameter list.

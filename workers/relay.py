@@ -21,18 +21,13 @@ from aiokafka import AIOKafkaProducer
 
 from services.kafka_security import kafka_client_options
 from services.kafka_start import start_kafka_client
+from services.ledger import outbox_store
 from services.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
 from services.settings import Settings
 
 log = logging.getLogger("pika.relay")
 LOCK_KEY = 0x70696B61  # "pika"
 STANDBY_POLL = 1.0
-FETCH = """
-    SELECT id, topic, key, payload::text AS payload, event_type,
-           extract(epoch FROM now() - created_at) AS age
-      FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1
-"""
-MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
 # What a lost or restarting Postgres raises here. InternalClientError ("cannot switch
 # to state 12; another operation is in progress") derives from neither PostgresError
 # nor InterfaceError; it comes when the server drops the session mid-statement, e.g.
@@ -72,13 +67,13 @@ async def publish_rows(producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -
 async def relay_once(
     conn: asyncpg.Connection, producer: AIOKafkaProducer, batch_size: int
 ) -> int:
-    rows = await conn.fetch(FETCH, batch_size)
+    rows = await outbox_store.fetch_unsent(conn, batch_size)
     if not rows:
         OUTBOX_LAG.set(0)
         return 0
     OUTBOX_LAG.set(float(rows[0]["age"]))
     await publish_rows(producer, rows)
-    await conn.execute(MARK_SENT, [row["id"] for row in rows])
+    await outbox_store.mark_sent(conn, [row["id"] for row in rows])
     OUTBOX_PUBLISHED.inc(len(rows))
     return len(rows)
 
@@ -106,7 +101,7 @@ async def _lead(settings: Settings, producer: AIOKafkaProducer, stop: asyncio.Ev
             if await _sleep_unless(stop, STANDBY_POLL):
                 return
         log.info("relay is the active replica")
-        await conn.add_listener("pika_outbox", lambda *_: wake.set())
+        await conn.add_listener(outbox_store.CHANNEL, lambda *_: wake.set())
         while not stop.is_set():
             started = time.perf_counter()
             sent = await relay_once(conn, producer, settings.relay_batch_size)

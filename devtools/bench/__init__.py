@@ -15,7 +15,7 @@ sees the same shape of data (three batches per user with different expiries; cha
 drain them earliest expiry first and cross batch boundaries):
 1. baseline (a): one transaction per charge through asyncpg on 8 connections;
 2. baseline (b): 100 charges per transaction, raw set-based SQL through asyncpg on one
-   connection (the statements of services/ledger/repository.py): the ceiling;
+   connection (the statements of the ledger's stores, services/ledger/*_store.py): the ceiling;
 3. diagnostic (c): the worker's own code (`apply_commands`: SQLAlchemy + pydantic) in
    worker-sized batches without Kafka, which splits the end-to-end cost into "ledger
    code" and "Kafka + relay";
@@ -39,7 +39,7 @@ Modules, in the order a run uses them:
 - `command`: the CLI entry (`main`), signals, exit codes;
 - `sandbox`: the run's own database, broker and topics, and their teardown;
 - `workload`: the charges of each phase and the grants that fund them;
-- `sql`, `ledger_rows`: the ledger's set-based statements and the rows/events they write;
+- `sql`, `ledger_rows`: the ledger's own statements, rows and events, written through asyncpg;
 - `funding`: grants in set-based SQL before any clock starts;
 - `baselines`, `worker_code`, `timing`: phases (a), (b), (c) and how they are timed;
 - `children`, `event_watch`, `end_to_end`: the worker and relay processes, reading

@@ -1,32 +1,29 @@
 """Baselines (a) and (b): the same charges written by plain asyncpg, with no Kafka at all.
 
 (a) is the obvious design, one database transaction per charge, which the end-to-end
-path must at least match; (b) is 100 charges per transaction in set-based SQL (the
-worker's statements), the ceiling of what Postgres can do here. Both write every row
-the worker writes for a charge, so only round trips and transactions differ.
+path must at least match; its statements are its own and stay as they are. (b) is 100
+charges per transaction in set-based SQL (the worker's statements, from the ledger's
+stores), the ceiling of what Postgres can do here. Both write every row the worker
+writes for a charge, with the results and events the ledger's own code builds, so
+only round trips and transactions differ.
 """
 
 import asyncio
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 
-from devtools.bench.ledger_rows import OutboxRows, Postings, batch_item, charge_outcome
-from devtools.bench.sql import (
-    DONE_IDS,
-    INSERT_PROCESSED,
-    INSERT_TXS,
-    LOCK_ACCOUNTS,
-    SYSTEM_ACCOUNT,
-    TAKE_SET,
-    adjust_balances,
-    connect,
-)
+from devtools.bench.ledger_rows import claim, insert_transactions, record, write
+from devtools.bench.sql import connect, fetch, system_accounts
 from devtools.bench.timing import timed
 from devtools.bench.workload import Charge
+from services.ledger import batch_store
+from services.ledger.account_store import LOCK_ACCOUNTS
+from services.ledger.apply import outbox_of
+from services.ledger.handlers.charges import charged
+from services.ledger.journal_store import as_json
+from services.ledger.models import AVAILABLE, Allocation, Leg, TransactionDraft
 from services.settings import Settings
 
 BASELINE_CONNECTIONS = 8  # (a): as the issue fixes it; 8 measured best on 2 cores
@@ -83,21 +80,21 @@ async def charge_one(conn: asyncpg.Connection, charge: Charge, bookings: int, to
         if account is None or account["available"] < charge.credits:
             raise RuntimeError(f"baseline (a): {charge.user_id} cannot pay {charge.credits}")
         batches = await conn.fetch(LOCK_BATCHES, account["id"])
+        tx_id = uuid.uuid4()
         ids: list[uuid.UUID] = []
         amounts: list[int] = []
-        taken: list[dict[str, Any]] = []
+        taken: list[Allocation] = []
         left = charge.credits
         for batch in batches:
             n = min(left, batch["remaining"])
             ids.append(batch["id"])
             amounts.append(n)
-            taken.append(batch_item(batch["id"], n, batch["source"], batch["expires_at"]))
+            taken.append(Allocation(tx_id, batch["id"], -n, batch["expires_at"], batch["source"]))
             left -= n
             if left == 0:
                 break
         if left:
             raise RuntimeError(f"baseline (a): batches of {charge.user_id} disagree with the balance")
-        tx_id = uuid.uuid4()
         await conn.execute(TAKE_FROM_BATCHES, ids, amounts)
         await conn.execute(INSERT_ONE_TX, tx_id, charge.user_id, charge.credits, charge.id, charge.reference)
         await conn.execute(INSERT_DEBIT_ALLOCATIONS, tx_id, ids, amounts)
@@ -107,18 +104,15 @@ async def charge_one(conn: asyncpg.Connection, charge: Charge, bookings: int, to
         await conn.execute(
             INSERT_TWO_POSTINGS, tx_id, account["id"], charge.credits, balances[0], balances[1], bookings
         )
-        outbox = OutboxRows()
-        result = charge_outcome(charge, tx_id, taken, balances, outbox, datetime.now(UTC).isoformat())
-        await conn.execute(INSERT_ONE_PROCESSED, charge.id, charge.user_id, result)
+        draft = TransactionDraft(
+            type="CREDIT_USAGE", user_id=charge.user_id, credits=charge.credits, command_id=charge.id,
+            reference=charge.reference, id=tx_id,
+        )
+        outcome = charged(charge.command(), draft, balances, taken)
+        await conn.execute(INSERT_ONE_PROCESSED, charge.id, charge.user_id, as_json(outcome.result))
+        fact, changed = outbox_of([outcome], topic)
         await conn.execute(
-            INSERT_TWO_OUTBOX,
-            outbox.event_ids[0],
-            outbox.event_ids[1],
-            charge.id,
-            topic,
-            charge.user_id,
-            outbox.payloads[0],
-            outbox.payloads[1],
+            INSERT_TWO_OUTBOX, fact[0], changed[0], charge.id, topic, charge.user_id, fact[5], changed[5]
         )
 
 
@@ -126,7 +120,7 @@ async def baseline_single(settings: Settings, charges: list[Charge]) -> tuple[fl
     """(a): charges/s with one transaction per charge on BASELINE_CONNECTIONS connections."""
     conns = [await asyncpg.connect(settings.plain_database_url) for _ in range(BASELINE_CONNECTIONS)]
     try:
-        bookings = await conns[0].fetchval(SYSTEM_ACCOUNT, "bookings")
+        bookings = (await system_accounts(conns[0]))["bookings"]
         pending = iter(charges)
         done = 0
 
@@ -171,55 +165,51 @@ def distinct_user_chunks(charges: Sequence[Charge], size: int) -> list[list[Char
 async def charge_set(conn: asyncpg.Connection, chunk: list[Charge], bookings: int, topic: str) -> None:
     """Distinct users' charges with a fixed number of statements, as the worker's SQL does."""
     async with conn.transaction():
-        done = {row[0] for row in await conn.fetch(DONE_IDS, [c.id for c in chunk])}
-        chunk = [c for c in chunk if c.id not in done]
-        if not chunk:
+        commands = [c.command() for c in chunk]
+        claimed = await claim(conn, commands)
+        commands = [c for c in commands if c.id in claimed]
+        if not commands:
             return
-        accounts = {r["user_id"]: r for r in await conn.fetch(LOCK_ACCOUNTS, [c.user_id for c in chunk])}
-        for charge in chunk:
-            if accounts[charge.user_id]["available"] < charge.credits:
-                raise RuntimeError(f"baseline (b): {charge.user_id} cannot pay {charge.credits}")
-        tx_ids = [uuid.uuid4() for _ in chunk]
-        account_ids = [accounts[c.user_id]["id"] for c in chunk]
-        credits = [c.credits for c in chunk]
-        await conn.execute(
-            INSERT_TXS,
-            tx_ids,
-            [c.user_id for c in chunk],
-            credits,
-            [c.id for c in chunk],
-            [c.reference for c in chunk],
-            ["{}"] * len(chunk),
-            "CREDIT_USAGE",
-        )
-        taken: dict[uuid.UUID, list[dict[str, Any]]] = {}
-        sums: dict[uuid.UUID, int] = {}
-        for row in await conn.fetch(TAKE_SET, tx_ids, account_ids, credits):
-            taken.setdefault(row["tx_id"], []).append(
-                batch_item(row["id"], row["n"], row["source"], row["expires_at"])
+        locked = await fetch(conn, LOCK_ACCOUNTS, {"users": [c.user_id for c in commands]})
+        accounts = {r["user_id"]: r for r in locked}
+        for command in commands:
+            if accounts[command.user_id]["available"] < command.payload.credits:
+                raise RuntimeError(f"baseline (b): {command.user_id} cannot pay {command.payload.credits}")
+        drafts = [
+            TransactionDraft(
+                type="CREDIT_USAGE",
+                user_id=c.user_id,
+                credits=c.payload.credits,
+                command_id=c.id,
+                reference=c.payload.reference,
+                metadata=c.payload.metadata,
+                legs=[
+                    Leg(accounts[c.user_id]["id"], AVAILABLE, -c.payload.credits),
+                    Leg(bookings, AVAILABLE, c.payload.credits),
+                ],
             )
-            sums[row["tx_id"]] = sums.get(row["tx_id"], 0) + row["n"]
-        if any(sums.get(t, 0) != n for t, n in zip(tx_ids, credits, strict=True)):
-            raise RuntimeError("baseline (b): batches disagree with balances")
-        after = await adjust_balances(conn, account_ids, [-n for n in credits])
-        postings = Postings()
-        outbox = OutboxRows()
-        results: list[str] = []
-        now = datetime.now(UTC).isoformat()
-        for tx_id, account_id, charge in zip(tx_ids, account_ids, chunk, strict=True):
-            postings.add(tx_id, account_id, bookings, -charge.credits, after[account_id])
-            results.append(charge_outcome(charge, tx_id, taken[tx_id], after[account_id], outbox, now))
-        await postings.insert(conn)
-        await conn.execute(
-            INSERT_PROCESSED, [c.id for c in chunk], [c.user_id for c in chunk], results, "credits.charge"
-        )
-        await outbox.insert(conn, topic)
+            for c in commands
+        ]
+        await insert_transactions(conn, drafts)
+        takes = [(d.id, accounts[d.user_id]["id"], d.credits) for d in drafts]
+        taken: dict[uuid.UUID, list[Allocation]] = {}
+        for row in await fetch(conn, batch_store.TAKE_FROM_BATCHES, batch_store.take_rows(takes)):
+            taken.setdefault(row["tx_id"], []).append(
+                Allocation(row["tx_id"], row["id"], -row["n"], row["expires_at"], row["source"])
+            )
+        batch_store.check_taken(takes, [a for allocations in taken.values() for a in allocations])
+        after = await write(conn, drafts, {account: (-credits, 0) for _, account, credits in takes})
+        outcomes = [
+            charged(command, draft, after[account], taken[draft.id])
+            for command, draft, (_, account, _) in zip(commands, drafts, takes, strict=True)
+        ]
+        await record(conn, outcomes, topic)
 
 
 async def baseline_set(settings: Settings, charges: list[Charge]) -> tuple[float, str]:
     """(b): charges/s with SET_CHUNK charges per transaction, raw asyncpg, one connection."""
     async with connect(settings) as conn:
-        bookings = await conn.fetchval(SYSTEM_ACCOUNT, "bookings")
+        bookings = (await system_accounts(conn))["bookings"]
         done = 0
 
         async def drain() -> None:

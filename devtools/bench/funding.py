@@ -4,27 +4,19 @@ Funding writes what GrantCredits would. Its events stay in the outbox, to be mar
 sent before the end-to-end phases, so the relay starts without a backlog.
 """
 
-import json
 import time
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
 
 from devtools.bench.console import console
-from devtools.bench.ledger_rows import OutboxRows, Postings, balance_body, batch_item, transaction_body
-from devtools.bench.sql import (
-    ENSURE_ACCOUNTS,
-    INSERT_ALLOCATIONS,
-    INSERT_BATCHES,
-    INSERT_PROCESSED,
-    INSERT_TXS,
-    LOCK_ACCOUNTS,
-    SYSTEM_ACCOUNT,
-    adjust_balances,
-    connect,
-)
+from devtools.bench.ledger_rows import claim, insert_transactions, record, write
+from devtools.bench.sql import INSERT_BATCHES, connect, execute, fetch, system_accounts
 from devtools.bench.workload import Grant
+from services.ledger.account_store import ENSURE_ACCOUNTS, LOCK_ACCOUNTS
+from services.ledger.batch_store import INSERT_ALLOCATIONS, allocation_rows
+from services.ledger.handlers.grants import granted
+from services.ledger.models import AVAILABLE, PROMOTIONAL, Allocation, Leg, TransactionDraft
 from services.settings import Settings
 
 FUNDING_CHUNK_USERS = 1000  # users per funding transaction (three grant rounds each)
@@ -35,66 +27,47 @@ async def fund_round(
 ) -> None:
     """One grant per user, set-based: for each, the rows `grant_credits` writes, no more.
 
-    An ADJUSTMENT transaction, a PROMOTIONAL batch and its +allocation, the account's
-    new balance, two balanced postings (the user leg with balances after), the
-    processed command with the handler's result, and the `credits.granted` and
+    The claimed command, an ADJUSTMENT transaction, a PROMOTIONAL batch and its
+    +allocation, the account's new balance, two balanced postings (the user leg with
+    balances after), the handler's result and its `credits.granted` and
     `balance.changed` outbox events. `reconcile` at the end of the run checks it all.
     """
-    tx_ids = [uuid.uuid4() for _ in grants]
-    batch_ids = [uuid.uuid4() for _ in grants]
-    account_ids = [accounts[g.user_id] for g in grants]
-    credits = [g.credits for g in grants]
-    users = [g.user_id for g in grants]
-    await conn.execute(
-        INSERT_TXS,
-        tx_ids,
-        users,
-        credits,
-        [g.command_id for g in grants],
-        [g.reason for g in grants],
-        [json.dumps({"reason": g.reason}) for g in grants],
-        "ADJUSTMENT",
-    )
+    commands = [g.command() for g in grants]
+    await claim(conn, commands)
+    drafts = [
+        TransactionDraft(
+            type="ADJUSTMENT",
+            user_id=g.user_id,
+            credits=g.credits,
+            command_id=g.command_id,
+            reference=g.reason,
+            metadata={"reason": g.reason},
+            legs=[Leg(accounts[g.user_id], AVAILABLE, g.credits), Leg(adjustments, AVAILABLE, -g.credits)],
+        )
+        for g in grants
+    ]
+    batches = [
+        Allocation(d.id, uuid.uuid4(), g.credits, g.expires_at, PROMOTIONAL)
+        for d, g in zip(drafts, grants, strict=True)
+    ]
+    await insert_transactions(conn, drafts)
     await conn.execute(
         INSERT_BATCHES,
-        batch_ids,
-        account_ids,
-        users,
-        credits,
+        [b.batch_id for b in batches],
+        [accounts[g.user_id] for g in grants],
+        [g.user_id for g in grants],
+        [g.credits for g in grants],
         [g.expires_at for g in grants],
-        tx_ids,
+        [d.id for d in drafts],
         [str(g.command_id) for g in grants],
     )
-    await conn.execute(INSERT_ALLOCATIONS, tx_ids, batch_ids, credits)
-    after = await adjust_balances(conn, account_ids, credits)
-    postings = Postings()
-    outbox = OutboxRows()
-    results: list[str] = []
-    now = datetime.now(UTC).isoformat()
-    for tx_id, batch_id, account_id, grant in zip(tx_ids, batch_ids, account_ids, grants, strict=True):
-        balance = balance_body(after[account_id])
-        postings.add(tx_id, account_id, adjustments, grant.credits, after[account_id])
-        results.append(
-            json.dumps(
-                {
-                    "transactionId": str(tx_id),
-                    "batchId": str(batch_id),
-                    "credits": grant.credits,
-                    "expiresAt": grant.expires_at.isoformat(),
-                    "balance": balance,
-                }
-            )
-        )
-        batches = [batch_item(batch_id, grant.credits, "PROMOTIONAL", grant.expires_at)]
-        granted = transaction_body(
-            tx_id, "ADJUSTMENT", grant.credits, grant.reason, batches, {"reason": grant.reason}
-        )
-        outbox.add_transaction(
-            grant.command_id, grant.user_id, "credits.granted", granted, balance, grant.credits, now
-        )
-    await postings.insert(conn)
-    await conn.execute(INSERT_PROCESSED, [g.command_id for g in grants], users, results, "credits.grant")
-    await outbox.insert(conn, topic)
+    await execute(conn, INSERT_ALLOCATIONS, allocation_rows(batches))
+    after = await write(conn, drafts, {accounts[g.user_id]: (g.credits, 0) for g in grants})
+    outcomes = [
+        granted(command, draft, batch, after[accounts[command.user_id]])
+        for command, draft, batch in zip(commands, drafts, batches, strict=True)
+    ]
+    await record(conn, outcomes, topic)
 
 
 async def fund(settings: Settings, phases: dict[str, list[list[Grant]]]) -> None:
@@ -106,7 +79,7 @@ async def fund(settings: Settings, phases: dict[str, list[list[Grant]]]) -> None
     rows a grant writes, a thousand users at a time, in seconds; reconcile proves it.
     """
     async with connect(settings) as conn:
-        adjustments = await conn.fetchval(SYSTEM_ACCOUNT, "adjustments")
+        adjustments = (await system_accounts(conn))["adjustments"]
         for phase, rounds in phases.items():
             started = time.perf_counter()
             users = sorted({g.user_id for g in rounds[0]})
@@ -114,8 +87,9 @@ async def fund(settings: Settings, phases: dict[str, list[list[Grant]]]) -> None
                 chunk = users[first : first + FUNDING_CHUNK_USERS]
                 members = set(chunk)
                 async with conn.transaction():
-                    await conn.execute(ENSURE_ACCOUNTS, chunk)
-                    accounts = {r["user_id"]: r["id"] for r in await conn.fetch(LOCK_ACCOUNTS, chunk)}
+                    await execute(conn, ENSURE_ACCOUNTS, {"users": chunk})
+                    locked = await fetch(conn, LOCK_ACCOUNTS, {"users": chunk})
+                    accounts = {r["user_id"]: r["id"] for r in locked}
                     for round_ in rounds:
                         grants = [g for g in round_ if g.user_id in members]
                         await fund_round(conn, grants, accounts, adjustments, settings.events_topic)

@@ -1,156 +1,51 @@
-"""The rows and event bodies the ledger writes for an applied grant or charge.
+"""The rows the ledger writes for applied commands, written through plain asyncpg.
 
-Plain dicts and `json.dumps` instead of the pydantic models of schemas.events: the
-funding and the baselines measure the database path, and the diagnostic phase (c)
-measures the worker's own code. The bodies keep the models' field order.
+Everything here is the ledger's own code: the stores' statements and row builders,
+the handlers' outcomes (results and events, from services/ledger/events.py) and
+apply's processed/outbox rows. Only the driver differs (asyncpg without SQLAlchemy),
+so funding writes what the worker would and baseline (b) measures the worker's
+statements without the worker's per-command machinery.
 """
 
-import json
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
 
 import asyncpg
 
-from devtools.bench.sql import INSERT_OUTBOX, INSERT_POSTINGS
-from devtools.bench.workload import Charge
-
-EVENT_SOURCE = "pika-payment"
-
-
-def batch_item(batch_id: uuid.UUID, n: int, source: str, expires_at: datetime) -> dict[str, Any]:
-    return {"batchId": str(batch_id), "credits": n, "source": source, "expiresAt": expires_at.isoformat()}
-
-
-def balance_body(after: tuple[int, int]) -> dict[str, int]:
-    """(available, held) as the `balance` of results and events."""
-    available, held = after
-    return {"available": available, "held": held, "total": available + held}
+from devtools.bench.sql import adjust_balances, execute, fetch
+from schemas.commands import CommandEnvelope, command_fingerprint
+from services.ledger.apply import outbox_of, processed_of
+from services.ledger.command_store import CLAIM_COMMANDS, RECORD_PROCESSED, claim_rows, processed_rows
+from services.ledger.context import Outcome
+from services.ledger.journal_store import INSERT_POSTINGS, INSERT_TRANSACTIONS, posting_rows, transaction_rows
+from services.ledger.models import TransactionDraft
+from services.ledger.outbox_store import INSERT_OUTBOX, outbox_rows
 
 
-def transaction_body(
-    tx_id: uuid.UUID,
-    tx_type: str,
-    credits: int,
-    reference: str,
-    batches: list[dict[str, Any]],
-    metadata: dict[str, Any],
-) -> dict[str, Any]:
-    """The payload of `credits.granted` / `credits.charged`."""
-    return {
-        "transactionId": str(tx_id),
-        "transactionType": tx_type,
-        "credits": credits,
-        "reference": reference,
-        "holdId": None,
-        "batches": batches,
-        "metadata": metadata,
-    }
-
-
-@dataclass
-class OutboxRows:
-    """Outbox rows in insertion order, with events shaped as schemas.events builds them."""
-
-    event_ids: list[uuid.UUID] = field(default_factory=list)
-    command_ids: list[uuid.UUID] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-    types: list[str] = field(default_factory=list)
-    payloads: list[str] = field(default_factory=list)
-
-    def add(self, command_id: uuid.UUID, user_id: str, kind: str, payload: dict[str, Any], now: str) -> None:
-        event_id = uuid.uuid4()
-        body = {
-            "id": str(event_id),
-            "schemaVersion": 1,
-            "occurredAt": now,
-            "userId": user_id,
-            "correlationId": None,
-            "source": EVENT_SOURCE,
-            "commandId": str(command_id),
-            "type": kind,
-            "payload": payload,
-        }
-        self.event_ids.append(event_id)
-        self.command_ids.append(command_id)
-        self.keys.append(user_id)
-        self.types.append(kind)
-        self.payloads.append(json.dumps(body, separators=(",", ":")))
-
-    def add_transaction(
-        self,
-        command_id: uuid.UUID,
-        user_id: str,
-        kind: str,
-        transaction: dict[str, Any],
-        balance: dict[str, int],
-        delta: int,
-        now: str,
-    ) -> None:
-        """The transaction's event (`kind`), then the `balance.changed` it causes."""
-        changed = {
-            **balance,
-            "delta": delta,
-            "heldDelta": 0,
-            "transactionId": transaction["transactionId"],
-            "transactionType": transaction["transactionType"],
-        }
-        self.add(command_id, user_id, kind, transaction, now)
-        self.add(command_id, user_id, "balance.changed", changed, now)
-
-    async def insert(self, conn: asyncpg.Connection, topic: str) -> None:
-        if self.event_ids:
-            await conn.execute(
-                INSERT_OUTBOX, self.event_ids, self.command_ids, topic, self.keys, self.types, self.payloads
-            )
-
-
-def charge_outcome(
-    charge: Charge,
-    tx_id: uuid.UUID,
-    taken: list[dict[str, Any]],
-    after: tuple[int, int],
-    outbox: OutboxRows,
-    now: str,
-) -> str:
-    """The processed-command result (JSON) of an applied charge; its two events go to `outbox`."""
-    balance = balance_body(after)
-    charged = transaction_body(tx_id, "CREDIT_USAGE", charge.credits, charge.reference, taken, {})
-    outbox.add_transaction(
-        charge.id, charge.user_id, "credits.charged", charged, balance, -charge.credits, now
+async def claim(conn: asyncpg.Connection, commands: Sequence[CommandEnvelope]) -> set[uuid.UUID]:
+    """Claim the command ids as the worker does; returns those not processed before."""
+    rows = claim_rows(
+        [(c.id, c.type, c.user_id, command_fingerprint(c)) for c in commands]  # type: ignore[attr-defined]
     )
-    return json.dumps(
-        {
-            "transactionId": str(tx_id),
-            "credits": charge.credits,
-            "reference": charge.reference,
-            "balance": balance,
-            "batches": taken,
-        }
-    )
+    return {row[0] for row in await fetch(conn, CLAIM_COMMANDS, rows)}
 
 
-@dataclass
-class Postings:
-    """Legs of several transactions, written by one INSERT (the zero-sum trigger is per statement)."""
+async def insert_transactions(conn: asyncpg.Connection, drafts: Sequence[TransactionDraft]) -> None:
+    await execute(conn, INSERT_TRANSACTIONS, transaction_rows(drafts))
 
-    tx: list[uuid.UUID] = field(default_factory=list)
-    account: list[int] = field(default_factory=list)
-    amount: list[int] = field(default_factory=list)
-    available_after: list[int | None] = field(default_factory=list)
-    held_after: list[int | None] = field(default_factory=list)
 
-    def add(self, tx_id: uuid.UUID, user_account: int, system_account: int, delta: int,
-            after: tuple[int, int]) -> None:
-        """A user leg of `delta` with the balances after, and the opposite system leg."""
-        self.tx += [tx_id, tx_id]
-        self.account += [user_account, system_account]
-        self.amount += [delta, -delta]
-        self.available_after += [after[0], None]
-        self.held_after += [after[1], None]
+async def write(
+    conn: asyncpg.Connection, drafts: Sequence[TransactionDraft], deltas: dict[int, tuple[int, int]]
+) -> dict[int, tuple[int, int]]:
+    """Move balances by `deltas` and post `drafts` with the balances after (the handlers' `write`)."""
+    after = await adjust_balances(conn, deltas)
+    rows = posting_rows(drafts, after)
+    if rows is not None:
+        await execute(conn, INSERT_POSTINGS, rows)
+    return after
 
-    async def insert(self, conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            INSERT_POSTINGS, self.tx, self.account, self.amount, self.available_after, self.held_after
-        )
+
+async def record(conn: asyncpg.Connection, outcomes: Sequence[Outcome], topic: str) -> None:
+    """Store the outcomes and put their events in the outbox, as apply does."""
+    await execute(conn, RECORD_PROCESSED, processed_rows(processed_of(outcomes)))
+    await execute(conn, INSERT_OUTBOX, outbox_rows(outbox_of(outcomes, topic)))

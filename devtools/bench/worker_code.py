@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from devtools.bench.timing import timed
 from devtools.bench.workload import Charge
+from services.bootstrap import command_registry
 from services.db import make_engine
 from services.ledger.apply import apply_commands
 from services.settings import Settings
@@ -17,6 +18,7 @@ async def worker_code(settings: Settings, charges: list[Charge]) -> tuple[float,
     """(c): the worker's `apply_commands` in worker-sized batches, no Kafka, one connection."""
     commands = [c.command() for c in charges]
     size = settings.worker_batch_size
+    registry = command_registry()
     engine = make_engine(settings, pool_size=1)
     done = 0
 
@@ -24,7 +26,7 @@ async def worker_code(settings: Settings, charges: list[Charge]) -> tuple[float,
         nonlocal done
         for start in range(0, len(commands), size):
             batch = commands[start : start + size]
-            report = await apply_commands(engine, settings, batch)
+            report = await apply_commands(engine, settings, batch, registry)
             if report.applied != len(batch):
                 raise RuntimeError(f"diagnostic (c): {len(batch) - report.applied} charges not applied")
             done += len(batch)

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from schemas.commands import ChargeCredits, ChargePayload
+from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,14 @@ class Grant:
     credits: int
     expires_at: datetime
     reason: str
+
+    def command(self) -> GrantCredits:
+        return GrantCredits(
+            id=self.command_id,
+            user_id=self.user_id,
+            source="bench-funding",
+            payload=GrantPayload(credits=self.credits, reason=self.reason, expires_at=self.expires_at),
+        )
 
 
 def user_name(phase: str, index: int) -> str:

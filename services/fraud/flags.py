@@ -14,7 +14,7 @@ from sqlalchemy import text
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope, FraudFlagged, FraudFlagPayload
 from services.fraud.rules import Verdict
-from services.ledger import repository as repo
+from services.ledger import account_store, batch_store
 from services.ledger.context import LedgerContext
 from services.ledger.events import envelope_of
 from services.ledger.handlers.freeze import freeze_batches
@@ -70,9 +70,9 @@ async def raise_flag(
         return []
     events: list[EventEnvelope] = []
     if freeze if freeze is not None else verdict.severity == "high":
-        account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
+        account = (await account_store.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
         rows = await ctx.conn.execute(PURCHASED_BATCHES, {"u": command.user_id})
-        batches = [repo.OpenBatch(r.id, r.remaining, r.expires_at, r.source) for r in rows]
+        batches = [batch_store.OpenBatch(r.id, r.remaining, r.expires_at, r.source) for r in rows]
         hold, events = await freeze_batches(
             ctx, command, account, batches, reference=reference_of(flag_id),
             days=ctx.settings.fraud_hold_days, metadata={"fraudFlagId": str(flag_id)},

@@ -14,7 +14,7 @@ from schemas.events import FraudResolved, FraudResolvedPayload
 from services.errors import NotFound
 from services.fraud.flags import raise_flag, reference_of
 from services.fraud.rules import shared_card
-from services.ledger import repository as repo
+from services.ledger import account_store, hold_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import envelope_of
 from services.ledger.handlers.common import Handler, applied
@@ -55,8 +55,8 @@ async def resolve_fraud_flag(ctx: LedgerContext, command: ResolveFraudFlag) -> O
     events: list[Any] = []
     released = revoked = 0
     if row["hold_id"] is not None:
-        account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
-        hold = await repo.find_hold(ctx.conn, command.user_id, row["hold_id"], None)
+        account = (await account_store.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
+        hold = await hold_store.find_hold(ctx.conn, command.user_id, row["hold_id"], None)
         # A dispute's hold is the bank's to settle; only a freeze of this flag is ours.
         if hold is not None and hold.status == "open" and hold.reference == reference_of(p.flag_id):
             confirmed = p.resolution == "confirmed"

@@ -8,7 +8,9 @@ Order of work, all inside one transaction:
 3. per round, charges go through one set-based path, other commands each in a
    savepoint; a refusal becomes a stored rejection, never a failed batch;
 4. record every outcome in `processed_commands` and its events in the outbox.
-The caller commits, and only then acknowledges the Kafka offsets.
+The caller commits, and only then acknowledges the Kafka offsets. The handlers come
+from the registry the caller passes (services/bootstrap.py builds it), so the ledger
+needs no import of the domains whose commands it applies.
 """
 
 import logging
@@ -30,27 +32,16 @@ from schemas.commands import (
 )
 from services.db import unit_of_work
 from services.errors import IdempotencyKeyReused, PaymentError
-from services.fraud.handlers import HANDLERS as FRAUD_HANDLERS
-from services.ledger import repository as repo
+from services.ledger import account_store, command_store, outbox_store
+from services.ledger.command_store import Processed
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
-from services.ledger.handlers import APPLIED, Handler, charge_credits_many
-from services.ledger.handlers import HANDLERS as LEDGER_HANDLERS
-from services.memberships.handlers import HANDLERS as MEMBERSHIP_HANDLERS
-from services.purchases.claims import claim_returned_credits
-from services.purchases.disputes import freeze_purchase, settle_dispute
-from services.purchases.handlers import HANDLERS as PURCHASE_HANDLERS
+from services.ledger.handlers import APPLIED, charge_credits_many
+from services.ledger.outbox_store import OutboxRow
+from services.ledger.registry import CommandRegistry
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
-HANDLERS: dict[str, Handler] = {
-    **LEDGER_HANDLERS,
-    **PURCHASE_HANDLERS,
-    **MEMBERSHIP_HANDLERS,
-    **FRAUD_HANDLERS,
-    "purchase.freeze": freeze_purchase,
-    "purchase.settle_dispute": settle_dispute,
-}
 REJECTED = "rejected"
 TRANSIENT_ERRORS = (
     asyncpg.exceptions.DeadlockDetectedError,
@@ -155,10 +146,12 @@ def _conflict(command: CommandEnvelope, first: tuple[str, str, str | None]) -> O
     return outcome
 
 
-async def _apply_one(ctx: LedgerContext, command: CommandEnvelope) -> Outcome:
+async def _apply_one(
+    ctx: LedgerContext, registry: CommandRegistry, command: CommandEnvelope
+) -> Outcome:
     savepoint = await ctx.conn.begin_nested()
     try:
-        outcome = await HANDLERS[command.type](ctx, command)  # type: ignore[attr-defined]
+        outcome = await registry.handlers[command.type](ctx, command)  # type: ignore[attr-defined]
     except PaymentError as error:
         await savepoint.rollback()
         return _rejection(command, error)
@@ -172,7 +165,9 @@ async def _apply_one(ctx: LedgerContext, command: CommandEnvelope) -> Outcome:
     return outcome
 
 
-async def _apply_charges(ctx: LedgerContext, charges: list[ChargeCredits]) -> list[Outcome]:
+async def _apply_charges(
+    ctx: LedgerContext, registry: CommandRegistry, charges: list[ChargeCredits]
+) -> list[Outcome]:
     savepoint = await ctx.conn.begin_nested()
     try:
         results = await charge_credits_many(ctx, charges)
@@ -182,7 +177,7 @@ async def _apply_charges(ctx: LedgerContext, charges: list[ChargeCredits]) -> li
         # Something in the set went wrong: isolate the culprit one charge at a time.
         await savepoint.rollback()
         log.warning("set-based charge failed (%s); applying one by one", type(error).__name__)
-        return [await _apply_one(ctx, charge) for charge in charges]
+        return [await _apply_one(ctx, registry, charge) for charge in charges]
     await savepoint.commit()
     return [
         _rejection(c, r) if isinstance(r, PaymentError) else r
@@ -191,25 +186,32 @@ async def _apply_charges(ctx: LedgerContext, charges: list[ChargeCredits]) -> li
     ]
 
 
+def processed_of(outcomes: Sequence[Outcome]) -> list[Processed]:
+    """The `processed_commands` rows that store these outcomes."""
+    return [(o.command.id, o.status, o.error_code, o.result) for o in outcomes]
+
+
+def outbox_of(outcomes: Sequence[Outcome], topic: str) -> list[OutboxRow]:
+    """The outbox rows of these outcomes' events, in the order they happened."""
+    return [
+        (event.id, o.command.id, topic, event.user_id, event.type, event.model_dump_json())  # type: ignore[attr-defined]
+        for o in outcomes
+        for event in o.events
+    ]
+
+
 async def _record(ctx: LedgerContext, outcomes: list[Outcome]) -> None:
-    await repo.record_processed(
-        ctx.conn, [(o.command.id, o.status, o.error_code, o.result) for o in outcomes]
-    )
-    topic = ctx.settings.events_topic
-    await repo.insert_outbox(
-        ctx.conn,
-        [
-            (event.id, o.command.id, topic, event.user_id, event.type, event.model_dump_json())  # type: ignore[attr-defined]
-            for o in outcomes
-            for event in o.events
-        ],
-    )
+    await command_store.record_processed(ctx.conn, processed_of(outcomes))
+    await outbox_store.insert_outbox(ctx.conn, outbox_of(outcomes, ctx.settings.events_topic))
 
 
 async def apply_in(
-    conn: AsyncConnection, settings: Settings, commands: Sequence[CommandEnvelope]
+    conn: AsyncConnection,
+    settings: Settings,
+    commands: Sequence[CommandEnvelope],
+    registry: CommandRegistry,
 ) -> BatchReport:
-    """Apply `commands` on an open transaction (no commit)."""
+    """Apply `commands` on an open transaction (no commit) with `registry`'s handlers."""
     report = BatchReport()
     unique: dict[uuid.UUID, CommandEnvelope] = {}
     prints: dict[uuid.UUID, str] = {}
@@ -222,12 +224,12 @@ async def apply_in(
             report.conflicts.append(
                 _conflict(command, (kept.type, kept.user_id, prints[kept.id]))  # type: ignore[attr-defined]
             )
-    claimed = await repo.claim_commands(
+    claimed = await command_store.claim_commands(
         conn, [(c.id, c.type, c.user_id, prints[c.id]) for c in unique.values()]  # type: ignore[attr-defined]
     )
     fresh = [c for c in unique.values() if c.id in claimed]
     taken = [c for c in unique.values() if c.id not in claimed]
-    firsts = await repo.claims_of(conn, [c.id for c in taken])
+    firsts = await command_store.claims_of(conn, [c.id for c in taken])
     for command in taken:
         first = firsts.get(command.id)
         if first is not None and means_another(first, command, prints[command.id]):
@@ -235,25 +237,31 @@ async def apply_in(
     report.duplicates = len(commands) - len(fresh) - len(report.conflicts)
     if not fresh:
         return report
-    ctx = LedgerContext(conn, settings, await repo.system_accounts(conn), datetime.now(UTC),
-                        return_claims=claim_returned_credits)
+    ctx = LedgerContext(conn, settings, await account_store.system_accounts(conn), datetime.now(UTC),
+                        return_claims=registry.return_claims)
     for round_ in split_rounds(fresh):
         charges = [c for c in round_ if isinstance(c, ChargeCredits)]
-        outcomes = await _apply_charges(ctx, charges) if charges else []
+        outcomes = await _apply_charges(ctx, registry, charges) if charges else []
         for command in round_:
             if not isinstance(command, ChargeCredits):
-                outcomes.append(await _apply_one(ctx, command))
+                outcomes.append(await _apply_one(ctx, registry, command))
         await _record(ctx, outcomes)
         report.outcomes += outcomes
     return report
 
 
 async def apply_commands(
-    engine: AsyncEngine, settings: Settings, commands: Sequence[CommandEnvelope]
+    engine: AsyncEngine,
+    settings: Settings,
+    commands: Sequence[CommandEnvelope],
+    registry: CommandRegistry,
 ) -> BatchReport:
-    """Apply and commit one batch; raises (nothing written) on a transient failure."""
+    """Apply and commit one batch; raises (nothing written) on a transient failure.
+
+    `registry` comes from services/bootstrap.py (built once by the caller, not per batch).
+    """
     async with unit_of_work(engine) as conn:
-        report = await apply_in(conn, settings, commands)
-        await conn.execute(repo.NOTIFY_OUTBOX)
+        report = await apply_in(conn, settings, commands, registry)
+        await conn.execute(outbox_store.NOTIFY_OUTBOX)
         await conn.commit()
     return report

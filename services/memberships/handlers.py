@@ -26,7 +26,7 @@ from schemas.events import (
 )
 from services.errors import PaymentNotAccepted
 from services.fraud.checks import after_failed_payment
-from services.ledger import repository as repo
+from services.ledger import batch_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce, envelope_of, ledger_fact
 from services.ledger.handlers import grant_batch
@@ -43,12 +43,12 @@ async def _debit(
     ctx: LedgerContext, draft: TransactionDraft, batches: dict[Any, Any], amounts: dict[Any, int]
 ) -> list[Allocation]:
     """Write the transaction and take `amounts` from the membership batches it names."""
-    await repo.insert_transactions(ctx.conn, [draft])
+    await journal_store.insert_transactions(ctx.conn, [draft])
     taken = [
         Allocation(draft.id, batch_id, -n, batches[batch_id].expires_at, MEMBERSHIP)
         for batch_id, n in amounts.items()
     ]
-    await repo.debit_batches(ctx.conn, taken)
+    await batch_store.debit_batches(ctx.conn, taken)
     return taken
 
 
@@ -97,13 +97,13 @@ async def _carry(
     )
     taken = await _debit(ctx, draft, batches, decision.carry)
     new_batch = uuid.uuid4()
-    await repo.insert_batch(
+    await batch_store.insert_batch(
         ctx.conn, batch_id=new_batch, account_id=account.id, user_id=command.user_id,
         source=MEMBERSHIP, credits=credits, expires_at=expires_at, transaction_id=draft.id,
         source_ref=str(command.id),
     )
     added = Allocation(draft.id, new_batch, credits, expires_at, MEMBERSHIP)
-    await repo.insert_allocations(ctx.conn, [added])
+    await batch_store.insert_allocations(ctx.conn, [added])
     after = await write(ctx, [draft], {account.id: (0, 0)})
     fact = ledger_fact(
         "credits.rolled_over", command, command.user_id, transaction_id=draft.id,
@@ -152,7 +152,7 @@ async def grant_membership_period(ctx: LedgerContext, command: GrantMembershipPe
     events += carried_events
     drained = [b for b in rows if rows[b].remaining == decision.carry.get(b, 0) + decision.expire.get(b, 0)]
     for batch_id in drained:
-        await repo.expire_batch_row(ctx.conn, batch_id)
+        await batch_store.expire_batch_row(ctx.conn, batch_id)
     grant_tx = None
     balance_after = account.available
     currency = p.currency

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.errors import CreditLimitExceeded, TransactionLimitExceeded
 from services.ledger import queries
-from services.ledger.repository import transactions_today
+from services.ledger.journal_store import transactions_today
 from services.promos.checkout import PromoTerms, promo_terms, undo_promo
 from services.promos.rules import Target
 from services.purchases.credit_packs import get_pack

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope
-from services.ledger import repository as repo
+from services.ledger import account_store, batch_store, journal_store
 from services.ledger.context import LedgerContext
 from services.ledger.events import announce
 from services.ledger.handlers.common import take_in_order
@@ -84,7 +84,7 @@ async def take_back(
     command: CommandEnvelope,
     account: Account,
     claim: store.Claim,
-    batches: list[repo.OpenBatch],
+    batches: list[batch_store.OpenBatch],
     credits: int,
     *,
     money: tuple[int, str] | None = None,
@@ -108,18 +108,18 @@ async def take_back(
         legs=[Leg(account.id, AVAILABLE, -credits),
               Leg(ctx.system("purchases"), AVAILABLE, credits)],
     )
-    await repo.insert_transactions(ctx.conn, [draft])
+    await journal_store.insert_transactions(ctx.conn, [draft])
     taken = take_in_order(draft.id, batches, credits)
-    await repo.debit_batches(ctx.conn, taken)
-    after = await repo.adjust_accounts(ctx.conn, {account.id: (-credits, 0)})
-    await repo.insert_postings(ctx.conn, [draft], after)
+    await batch_store.debit_batches(ctx.conn, taken)
+    after = await account_store.adjust_accounts(ctx.conn, {account.id: (-credits, 0)})
+    await journal_store.insert_postings(ctx.conn, [draft], after)
     account.available, account.held = after[account.id]
     return draft, announce("credits.revoked", command, account.user_id, draft,
                            after=after[account.id], delta=-credits, allocations=taken)
 
 
-def _batches(pieces: list[tuple[Allocation, int]]) -> list[repo.OpenBatch]:
-    return [repo.OpenBatch(a.batch_id, n, a.expires_at, a.source) for a, n in pieces]
+def _batches(pieces: list[tuple[Allocation, int]]) -> list[batch_store.OpenBatch]:
+    return [batch_store.OpenBatch(a.batch_id, n, a.expires_at, a.source) for a, n in pieces]
 
 
 async def _pay_debt(

@@ -17,7 +17,7 @@ from schemas.events import EventEnvelope
 from services.errors import ValidationFailed
 from services.fraud.flags import raise_flag
 from services.fraud.rules import Verdict
-from services.ledger import repository as repo
+from services.ledger import batch_store, hold_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.handlers import APPLIED
 from services.ledger.handlers.common import lock_one
@@ -55,7 +55,7 @@ async def _freeze(
     account: Account, dispute_id: str,
 ) -> tuple[dict[str, Any], list[EventEnvelope]]:
     """Freeze what is left of the purchase's batches for a dispute just recorded."""
-    batches = await repo.lock_purchase_batches(
+    batches = await batch_store.lock_purchase_batches(
         ctx.conn, purchase["id"], [purchase[k] for k in GRANTED_BY if purchase[k]]
     )
     hold, events = await freeze_batches(
@@ -98,7 +98,7 @@ async def settle_dispute(ctx: LedgerContext, command: SettleDispute) -> Outcome:
     lost = payload.outcome == LOST
     # Closed first: credits released below must not rejoin this dispute's freeze.
     await store.close_dispute(ctx.conn, payload.dispute_id, payload.outcome)
-    freezes = await repo.open_freezes(ctx.conn, command.user_id,
+    freezes = await hold_store.open_freezes(ctx.conn, command.user_id,
                                       dispute_reference(payload.dispute_id))
     taken = 0
     for hold in freezes:

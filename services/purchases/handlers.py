@@ -24,7 +24,7 @@ from services.errors import NotFound, PaymentNotAccepted
 from services.fraud.checks import after_failed_payment, after_paid_purchase, after_promo_redeemed
 from services.fraud.flags import raise_flag
 from services.fraud.rules import Verdict
-from services.ledger import repository as repo
+from services.ledger import account_store, batch_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import envelope_of
 from services.ledger.handlers import APPLIED, Handler, grant_batch
@@ -174,7 +174,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
         await ctx.conn.execute(MARK_PROMO_BONUS, {"tx": gift_ids["promo"], "id": purchase["id"]})
     # A refund or a dispute may have reached us before the payment did (Stripe does not
     # order its events): the new batches pay what the purchase owes, or freeze, at once.
-    account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
+    account = (await account_store.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
     fresh = [_allocation(g, source, purchase["id"]) for g, source in reversed(grants)]
     claimed = await claim_returns(ctx, command, account, fresh)
     if claimed:
@@ -282,8 +282,8 @@ async def revoke_purchase(ctx: LedgerContext, command: RevokePurchase) -> Outcom
     owed = max(purchase["owed_credits"], granted_credits(purchase) * refunded // amount)
     if purchase["status"] in ("pending", "failed"):
         return await _refund_before_payment(ctx, command, purchase, refunded, owed)
-    account = (await repo.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
-    batches = await repo.lock_purchase_batches(
+    account = (await account_store.lock_accounts(ctx.conn, [command.user_id]))[command.user_id]
+    batches = await batch_store.lock_purchase_batches(
         ctx.conn, purchase["id"], [purchase[k] for k in GRANTED_BY if purchase[k]]
     )
     to_take = owed - purchase["clawed_credits"]

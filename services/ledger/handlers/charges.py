@@ -4,7 +4,7 @@ import uuid
 
 from schemas.commands import ChargeCredits
 from services.errors import PaymentError
-from services.ledger import repository as repo
+from services.ledger import account_store, batch_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import (
@@ -29,8 +29,8 @@ async def charge_credits_many(
     users = [c.user_id for c in commands]
     if len(set(users)) != len(users):
         raise ValueError("charge_credits_many takes each user at most once")
-    accounts = await repo.lock_accounts(ctx.conn, users)
-    today = await repo.transactions_today(ctx.conn, users)
+    accounts = await account_store.lock_accounts(ctx.conn, users)
+    today = await journal_store.transactions_today(ctx.conn, users)
     outcomes: dict[uuid.UUID, Outcome | PaymentError] = {}
     accepted: list[tuple[ChargeCredits, Account, TransactionDraft]] = []
     bookings = ctx.system("bookings")
@@ -56,8 +56,8 @@ async def charge_credits_many(
     if not accepted:
         return outcomes
     drafts = [draft for _, _, draft in accepted]
-    await repo.insert_transactions(ctx.conn, drafts)
-    allocations = await repo.take_from_batches(
+    await journal_store.insert_transactions(ctx.conn, drafts)
+    allocations = await batch_store.take_from_batches(
         ctx.conn, [(d.id, a.id, d.credits) for _, a, d in accepted]
     )
     by_tx: dict[uuid.UUID, list[Allocation]] = {}
@@ -65,27 +65,36 @@ async def charge_credits_many(
         by_tx.setdefault(allocation.transaction_id, []).append(allocation)
     after = await write(ctx, drafts, {a.id: (-d.credits, 0) for _, a, d in accepted})
     for command, account, draft in accepted:
-        taken = by_tx[draft.id]
-        outcomes[command.id] = applied(
-            command,
-            {
-                "transactionId": str(draft.id),
-                "credits": draft.credits,
-                "reference": draft.reference,
-                "balance": balance(after[account.id]),
-                "batches": [a.as_event_item() for a in taken],
-            },
-            announce(
-                "credits.charged",
-                command,
-                command.user_id,
-                draft,
-                after=after[account.id],
-                delta=-draft.credits,
-                allocations=taken,
-            ),
-        )
+        outcomes[command.id] = charged(command, draft, after[account.id], by_tx[draft.id])
     return outcomes
+
+
+def charged(
+    command: ChargeCredits,
+    draft: TransactionDraft,
+    after: tuple[int, int],
+    taken: list[Allocation],
+) -> Outcome:
+    """An applied charge: its stored result and its two events (the bench writes these too)."""
+    return applied(
+        command,
+        {
+            "transactionId": str(draft.id),
+            "credits": draft.credits,
+            "reference": draft.reference,
+            "balance": balance(after),
+            "batches": [a.as_event_item() for a in taken],
+        },
+        announce(
+            "credits.charged",
+            command,
+            command.user_id,
+            draft,
+            after=after,
+            delta=-draft.credits,
+            allocations=taken,
+        ),
+    )
 
 
 async def charge_credits(ctx: LedgerContext, command: ChargeCredits) -> Outcome:

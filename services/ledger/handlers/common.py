@@ -6,7 +6,7 @@ from typing import Any
 
 from schemas.commands import CommandEnvelope
 from services.errors import CreditLimitExceeded, InsufficientCredits, TransactionLimitExceeded
-from services.ledger import repository as repo
+from services.ledger import account_store, batch_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.models import Account, Allocation, TransactionDraft
 
@@ -40,7 +40,7 @@ async def check_daily(ctx: LedgerContext, user_id: str, today: int | None = None
     """MAX_DAILY_TRANSACTIONS: charges, captures and transfers sent (purchases are checked
     when they start, since a paid purchase is never refused)."""
     if today is None:
-        today = (await repo.transactions_today(ctx.conn, [user_id])).get(user_id, 0)
+        today = (await journal_store.transactions_today(ctx.conn, [user_id])).get(user_id, 0)
     limit = ctx.settings.max_daily_transactions
     if today >= limit:
         raise TransactionLimitExceeded(
@@ -63,8 +63,8 @@ def check_funds(account: Account | None, credits: int) -> Account:
 
 async def lock_one(ctx: LedgerContext, user_id: str, create: bool = False) -> Account | None:
     if create:
-        await repo.ensure_accounts(ctx.conn, [user_id])
-    return (await repo.lock_accounts(ctx.conn, [user_id])).get(user_id)
+        await account_store.ensure_accounts(ctx.conn, [user_id])
+    return (await account_store.lock_accounts(ctx.conn, [user_id])).get(user_id)
 
 
 async def write(
@@ -73,13 +73,13 @@ async def write(
     deltas: dict[int, tuple[int, int]],
 ) -> dict[int, tuple[int, int]]:
     """Move user balances by `deltas` and write the postings with the balances after."""
-    after = await repo.adjust_accounts(ctx.conn, deltas)
-    await repo.insert_postings(ctx.conn, drafts, after)
+    after = await account_store.adjust_accounts(ctx.conn, deltas)
+    await journal_store.insert_postings(ctx.conn, drafts, after)
     return after
 
 
 def take_in_order(
-    transaction_id: uuid.UUID, batches: Sequence[repo.OpenBatch], credits: int
+    transaction_id: uuid.UUID, batches: Sequence[batch_store.OpenBatch], credits: int
 ) -> list[Allocation]:
     """Up to `credits` from `batches` in the order given, as debits of `transaction_id`
     (a freeze or a take-back names the batches it may take from; spending does not)."""

@@ -2,7 +2,7 @@
 
 from schemas.commands import ExpireCredits
 from services.errors import InvalidState, NotFound
-from services.ledger import repository as repo
+from services.ledger import batch_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import applied, balance, lock_one, write
@@ -12,7 +12,7 @@ from services.ledger.models import AVAILABLE, Allocation, Leg, TransactionDraft
 async def expire_credits(ctx: LedgerContext, command: ExpireCredits) -> Outcome:
     """Expire what is left of one due batch (CREDIT_EXPIRY to the `expired` account)."""
     account = await lock_one(ctx, command.user_id)
-    batch = await repo.lock_batch(ctx.conn, command.payload.batch_id)
+    batch = await batch_store.lock_batch(ctx.conn, command.payload.batch_id)
     if account is None or batch is None or batch["user_id"] != command.user_id:
         raise NotFound("no such batch for this user", batchId=command.payload.batch_id)
     if batch["status"] == "expired":
@@ -21,7 +21,7 @@ async def expire_credits(ctx: LedgerContext, command: ExpireCredits) -> Outcome:
         raise InvalidState("the batch is not due", expiresAt=batch["expires_at"].isoformat())
     credits = batch["remaining"]
     if credits == 0:
-        await repo.expire_batch_row(ctx.conn, batch["id"])
+        await batch_store.expire_batch_row(ctx.conn, batch["id"])
         return applied(command, {"batchId": str(batch["id"]), "credits": 0}, [])
     draft = TransactionDraft(
         type="CREDIT_EXPIRY",
@@ -31,10 +31,10 @@ async def expire_credits(ctx: LedgerContext, command: ExpireCredits) -> Outcome:
         reference=str(batch["id"]),
         legs=[Leg(account.id, AVAILABLE, -credits), Leg(ctx.system("expired"), AVAILABLE, credits)],
     )
-    await repo.insert_transactions(ctx.conn, [draft])
+    await journal_store.insert_transactions(ctx.conn, [draft])
     allocation = Allocation(draft.id, batch["id"], -credits, batch["expires_at"], batch["source"])
-    await repo.insert_allocations(ctx.conn, [allocation])
-    await repo.expire_batch_row(ctx.conn, batch["id"])
+    await batch_store.insert_allocations(ctx.conn, [allocation])
+    await batch_store.expire_batch_row(ctx.conn, batch["id"])
     after = await write(ctx, [draft], {account.id: (-credits, 0)})
     return applied(
         command,

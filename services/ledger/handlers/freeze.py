@@ -14,7 +14,7 @@ from typing import Any
 
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope
-from services.ledger import repository as repo
+from services.ledger import account_store, batch_store, hold_store, journal_store
 from services.ledger.context import LedgerContext
 from services.ledger.events import announce
 from services.ledger.handlers.common import take_in_order
@@ -36,7 +36,7 @@ async def freeze_batches(
     ctx: LedgerContext,
     command: CommandEnvelope,
     account: Account,
-    batches: list[repo.OpenBatch],
+    batches: list[batch_store.OpenBatch],
     *,
     reference: str,
     days: int,
@@ -67,12 +67,12 @@ async def freeze_batches(
         kind=FREEZE,
     )
     draft.hold_id = hold.id
-    await repo.insert_transactions(ctx.conn, [draft])
+    await journal_store.insert_transactions(ctx.conn, [draft])
     taken = take_in_order(draft.id, batches, credits)
-    await repo.debit_batches(ctx.conn, taken)
-    after = await repo.adjust_accounts(ctx.conn, {account.id: (-credits, credits)})
-    await repo.insert_postings(ctx.conn, [draft], after)
-    await repo.insert_hold(ctx.conn, hold)
+    await batch_store.debit_batches(ctx.conn, taken)
+    after = await account_store.adjust_accounts(ctx.conn, {account.id: (-credits, credits)})
+    await journal_store.insert_postings(ctx.conn, [draft], after)
+    await hold_store.insert_hold(ctx.conn, hold)
     account.available, account.held = after[account.id]
     events = announce(
         "credits.held", command, command.user_id, draft,
@@ -110,14 +110,14 @@ async def settle_freeze(
             legs=[Leg(account.id, HELD, -hold.credits),
                   Leg(ctx.system(system_code), AVAILABLE, hold.credits)],
         )
-        await repo.insert_transactions(ctx.conn, [draft])
+        await journal_store.insert_transactions(ctx.conn, [draft])
         deltas, kind, status = (0, -hold.credits), "credits.revoked", "captured"
     else:
         draft, allocations = await release_hold(ctx, command, account, hold, hold.credits, reason)
         deltas, kind, status = (hold.credits, -hold.credits), "credits.released", "released"
-    after = await repo.adjust_accounts(ctx.conn, {account.id: deltas})
-    await repo.insert_postings(ctx.conn, [draft], after)
-    await repo.settle_hold(ctx.conn, hold.id, status, draft.id)
+    after = await account_store.adjust_accounts(ctx.conn, {account.id: deltas})
+    await journal_store.insert_postings(ctx.conn, [draft], after)
+    await hold_store.settle_hold(ctx.conn, hold.id, status, draft.id)
     account.available, account.held = after[account.id]
     events = announce(
         kind, command, command.user_id, draft,

@@ -5,7 +5,7 @@ from typing import Any
 
 from schemas.commands import CommandEnvelope, GrantCredits
 from services.errors import ValidationFailed
-from services.ledger import repository as repo
+from services.ledger import batch_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import applied, balance, check_amount, check_balance_cap, lock_one, write
@@ -57,9 +57,9 @@ async def grant_batch(
         stripe_payment_intent_id=stripe_payment_intent_id,
         legs=[Leg(account.id, AVAILABLE, credits), Leg(ctx.system(system_code), AVAILABLE, -credits)],
     )
-    await repo.insert_transactions(ctx.conn, [draft])
+    await journal_store.insert_transactions(ctx.conn, [draft])
     batch_id = uuid.uuid4()
-    await repo.insert_batch(
+    await batch_store.insert_batch(
         ctx.conn,
         batch_id=batch_id,
         account_id=account.id,
@@ -72,25 +72,33 @@ async def grant_batch(
         purchase_id=purchase_id,
     )
     allocation = Allocation(draft.id, batch_id, credits, expiry, source, purchase_id=purchase_id)
-    await repo.insert_allocations(ctx.conn, [allocation])
+    await batch_store.insert_allocations(ctx.conn, [allocation])
     after = await write(ctx, [draft], {account.id: (credits, 0)})
+    return granted(command, draft, allocation, after[account.id])
+
+
+def granted(
+    command: CommandEnvelope, draft: TransactionDraft, batch: Allocation, after: tuple[int, int]
+) -> Outcome:
+    """An applied grant of the new `batch`: its stored result and its two events (the
+    bench's funding writes these too)."""
     return applied(
         command,
         {
             "transactionId": str(draft.id),
-            "batchId": str(batch_id),
-            "credits": credits,
-            "expiresAt": expiry.isoformat(),
-            "balance": balance(after[account.id]),
+            "batchId": str(batch.batch_id),
+            "credits": batch.amount,
+            "expiresAt": batch.expires_at.isoformat(),
+            "balance": balance(after),
         },
         announce(
             "credits.granted",
             command,
             command.user_id,
             draft,
-            after=after[account.id],
-            delta=credits,
-            allocations=[allocation],
+            after=after,
+            delta=batch.amount,
+            allocations=[batch],
         ),
     )
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from schemas.commands import CaptureCredits, CommandEnvelope, HoldCredits, ReleaseCredits
 from services.errors import Forbidden, InvalidState, NotFound, ValidationFailed
-from services.ledger import repository as repo
+from services.ledger import batch_store, hold_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import (
@@ -36,7 +36,7 @@ async def hold_credits(ctx: LedgerContext, command: HoldCredits) -> Outcome:
     check_amount(ctx, payload.credits)
     account = check_funds(await lock_one(ctx, command.user_id), payload.credits)
     await check_daily(ctx, command.user_id)  # a booking is decided at its hold
-    if await repo.open_hold_exists(ctx.conn, command.user_id, payload.reference):
+    if await hold_store.open_hold_exists(ctx.conn, command.user_id, payload.reference):
         raise InvalidState(
             f"an open hold for {payload.reference!r} exists already", reference=payload.reference
         )
@@ -61,10 +61,10 @@ async def hold_credits(ctx: LedgerContext, command: HoldCredits) -> Outcome:
         transaction_id=draft.id,
     )
     draft.hold_id = hold.id
-    await repo.insert_transactions(ctx.conn, [draft])
-    taken = await repo.take_from_batches(ctx.conn, [(draft.id, account.id, payload.credits)])
+    await journal_store.insert_transactions(ctx.conn, [draft])
+    taken = await batch_store.take_from_batches(ctx.conn, [(draft.id, account.id, payload.credits)])
     after = await write(ctx, [draft], {account.id: (-payload.credits, payload.credits)})
-    await repo.insert_hold(ctx.conn, hold)
+    await hold_store.insert_hold(ctx.conn, hold)
     return applied(
         command,
         {
@@ -94,7 +94,7 @@ async def _open_hold(
     payload = command.payload
     if payload.hold_id is None and payload.reference is None:
         raise ValidationFailed("name the hold by holdId or reference")
-    hold = await repo.find_hold(ctx.conn, command.user_id, payload.hold_id, payload.reference)
+    hold = await hold_store.find_hold(ctx.conn, command.user_id, payload.hold_id, payload.reference)
     if hold is None:
         raise NotFound("no such hold", holdId=payload.hold_id, reference=payload.reference)
     if hold.kind == FREEZE:
@@ -126,7 +126,7 @@ async def release_hold(
         metadata={"reason": reason} if reason else {},
         legs=[Leg(account.id, HELD, -credits), Leg(account.id, AVAILABLE, credits)],
     )
-    await repo.insert_transactions(ctx.conn, [draft])
+    await journal_store.insert_transactions(ctx.conn, [draft])
     returned = await return_to_batches(
         ctx,
         account,
@@ -163,7 +163,7 @@ async def capture_credits(ctx: LedgerContext, command: CaptureCredits) -> Outcom
         metadata=command.payload.metadata,
         legs=[Leg(account.id, HELD, -credits), Leg(ctx.system("bookings"), AVAILABLE, credits)],
     )
-    await repo.insert_transactions(ctx.conn, [usage])
+    await journal_store.insert_transactions(ctx.conn, [usage])
     drafts = [usage]
     rest = hold.credits - credits
     returned: list[Allocation] = []
@@ -171,7 +171,7 @@ async def capture_credits(ctx: LedgerContext, command: CaptureCredits) -> Outcom
         release, returned = await release_hold(ctx, command, account, hold, rest, "partial capture")
         drafts.append(release)
     after = await write(ctx, drafts, {account.id: (rest, -hold.credits)})
-    await repo.settle_hold(ctx.conn, hold.id, "captured", usage.id)
+    await hold_store.settle_hold(ctx.conn, hold.id, "captured", usage.id)
     account.available, account.held = after[account.id]
     events = announce(
         "credits.charged",
@@ -211,7 +211,7 @@ async def release_credits(ctx: LedgerContext, command: ReleaseCredits) -> Outcom
     draft, returned = await release_hold(ctx, command, account, hold, hold.credits, reason)
     after = await write(ctx, [draft], {account.id: (hold.credits, -hold.credits)})
     status = "expired" if reason == "expired" and hold.expires_at <= ctx.now else "released"
-    await repo.settle_hold(ctx.conn, hold.id, status, draft.id)
+    await hold_store.settle_hold(ctx.conn, hold.id, status, draft.id)
     account.available, account.held = after[account.id]
     events = announce(
         "credits.released",

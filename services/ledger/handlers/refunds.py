@@ -2,7 +2,7 @@
 
 from schemas.commands import RefundCredits
 from services.errors import InvalidState, NotFound
-from services.ledger import repository as repo
+from services.ledger import journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import applied, lock_one, write
@@ -14,7 +14,7 @@ async def refund_credits(ctx: LedgerContext, command: RefundCredits) -> Outcome:
     """Refund spent credits (all that is left, or part) of one CREDIT_USAGE transaction."""
     payload = command.payload
     account = await lock_one(ctx, command.user_id)
-    original = await repo.find_transaction(ctx.conn, payload.transaction_id)
+    original = await journal_store.find_transaction(ctx.conn, payload.transaction_id)
     if account is None or original is None or original["user_id"] != command.user_id:
         raise NotFound("no such transaction for this user", transactionId=payload.transaction_id)
     if original["type"] != "CREDIT_USAGE":
@@ -22,7 +22,7 @@ async def refund_credits(ctx: LedgerContext, command: RefundCredits) -> Outcome:
             f"only CREDIT_USAGE can be refunded, this is {original['type']}",
             transactionId=payload.transaction_id,
         )
-    refundable = original["credits"] - await repo.refunded_credits(ctx.conn, original["id"])
+    refundable = original["credits"] - await journal_store.refunded_credits(ctx.conn, original["id"])
     credits = payload.credits or refundable
     if credits > refundable or refundable == 0:
         raise InvalidState(
@@ -42,7 +42,7 @@ async def refund_credits(ctx: LedgerContext, command: RefundCredits) -> Outcome:
         metadata={"reason": payload.reason},
         legs=[Leg(account.id, AVAILABLE, credits), Leg(ctx.system("refunds"), AVAILABLE, -credits)],
     )
-    await repo.insert_transactions(ctx.conn, [draft])
+    await journal_store.insert_transactions(ctx.conn, [draft])
     returned = await return_to_batches(
         ctx, account, return_transaction_id=draft.id, debit_transaction_id=debit, credits=credits
     )

@@ -11,7 +11,7 @@ import uuid
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope
 from services.errors import InvalidState
-from services.ledger import repository as repo
+from services.ledger import batch_store
 from services.ledger.context import LedgerContext
 from services.ledger.models import REFUNDED, Account, Allocation
 
@@ -29,7 +29,7 @@ async def return_to_batches(
     Latest-expiring batches are refilled first. A batch that has expired (or is past its
     expiry) is not revived: its share goes to one fresh REFUNDED batch with a new expiry.
     """
-    outstanding = await repo.outstanding_by_batch(ctx.conn, debit_transaction_id)
+    outstanding = await batch_store.outstanding_by_batch(ctx.conn, debit_transaction_id)
     if sum(row[1] for row in outstanding) < credits:
         raise InvalidState(
             "fewer credits are outstanding than the return asks for",
@@ -45,7 +45,7 @@ async def return_to_batches(
         n = min(owed, left)
         left -= n
         if status == "open" and expires_at > ctx.now:
-            await repo.add_to_batch_remaining(ctx.conn, batch_id, n)
+            await batch_store.add_to_batch_remaining(ctx.conn, batch_id, n)
             allocations.append(
                 Allocation(
                     return_transaction_id, batch_id, n, expires_at, source,
@@ -59,7 +59,7 @@ async def return_to_batches(
     # still find them.
     for purchase_id, shares in sorted(to_refunded.items(), key=lambda item: str(item[0])):
         fresh_id, expiry = uuid.uuid4(), ctx.default_expiry()
-        await repo.insert_batch(
+        await batch_store.insert_batch(
             ctx.conn,
             batch_id=fresh_id,
             account_id=account.id,
@@ -79,7 +79,7 @@ async def return_to_batches(
             )
             for origin, n in shares
         ]
-    await repo.insert_allocations(ctx.conn, allocations)
+    await batch_store.insert_allocations(ctx.conn, allocations)
     return allocations
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from schemas.commands import TransferCredits
 from services.errors import ValidationFailed
-from services.ledger import repository as repo
+from services.ledger import account_store, batch_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import (
@@ -26,8 +26,8 @@ async def transfer_credits(ctx: LedgerContext, command: TransferCredits) -> Outc
     if payload.to_user_id == command.user_id:
         raise ValidationFailed("a transfer needs two different users")
     check_amount(ctx, payload.credits)
-    await repo.ensure_accounts(ctx.conn, [payload.to_user_id])
-    accounts = await repo.lock_accounts(ctx.conn, [command.user_id, payload.to_user_id])
+    await account_store.ensure_accounts(ctx.conn, [payload.to_user_id])
+    accounts = await account_store.lock_accounts(ctx.conn, [command.user_id, payload.to_user_id])
     sender = check_funds(accounts.get(command.user_id), payload.credits)
     await check_daily(ctx, command.user_id)
     recipient = accounts[payload.to_user_id]
@@ -45,13 +45,13 @@ async def transfer_credits(ctx: LedgerContext, command: TransferCredits) -> Outc
             Leg(recipient.id, AVAILABLE, payload.credits),
         ],
     )
-    await repo.insert_transactions(ctx.conn, [draft])
-    taken = await repo.take_from_batches(ctx.conn, [(draft.id, sender.id, payload.credits)])
+    await journal_store.insert_transactions(ctx.conn, [draft])
+    taken = await batch_store.take_from_batches(ctx.conn, [(draft.id, sender.id, payload.credits)])
     given: list[Allocation] = []
     for allocation in taken:
         batch_id = uuid.uuid4()
         credits = -allocation.amount
-        await repo.insert_batch(
+        await batch_store.insert_batch(
             ctx.conn,
             batch_id=batch_id,
             account_id=recipient.id,
@@ -63,7 +63,7 @@ async def transfer_credits(ctx: LedgerContext, command: TransferCredits) -> Outc
             source_ref=str(allocation.batch_id),
         )
         given.append(Allocation(draft.id, batch_id, credits, allocation.expires_at, allocation.source))
-    await repo.insert_allocations(ctx.conn, given)
+    await batch_store.insert_allocations(ctx.conn, given)
     after = await write(
         ctx, [draft], {sender.id: (-payload.credits, 0), recipient.id: (payload.credits, 0)}
     )

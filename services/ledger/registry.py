@@ -1,0 +1,20 @@
+"""What the ledger applies commands with, handed in by whoever runs it.
+
+The ledger defines the shape; services/bootstrap.py fills it with the ledger's own
+handlers and those of the domains built on it (purchases, memberships, fraud), so
+services/ledger imports none of them and they may import the ledger freely.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.ledger.context import ReturnClaims
+from services.ledger.handlers.common import Handler
+
+
+@dataclass(frozen=True)
+class CommandRegistry:
+    handlers: Mapping[str, Handler]
+    """The handler of each command type (`ChargeCredits` also has a set-based path)."""
+    return_claims: ReturnClaims | None = None
+    """Who may claim credits that come back to their batches (see LedgerContext)."""
