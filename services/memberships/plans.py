@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.catalogue_rows import update_row
+from services.catalogue_store import update_row
 from services.errors import InvalidState, NotFound
 
 COLUMNS = (

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.catalogue_rows import update_row
+from services.catalogue_store import update_row
 from services.errors import InvalidState, NotFound
 
 COLUMNS = (
