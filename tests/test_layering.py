@@ -63,12 +63,6 @@ SQL_NOT_YET_IN_A_STORE = {
     "services/promos/codes.py",
     "services/promos/reservations.py",
     "services/promos/stats.py",
-    "services/purchases/catalogue.py",
-    "services/purchases/checkout.py",
-    "services/purchases/customers.py",
-    "services/purchases/handlers.py",
-    "services/purchases/product_sync.py",
-    "services/purchases/refunds.py",
     "ops/expire.py",
     "ops/stripe_reconcile.py",
 }
