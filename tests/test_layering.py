@@ -55,10 +55,6 @@ SQL_NOT_YET_IN_A_STORE = {
     "services/fraud/handlers.py",
     "services/ledger/reconcile.py",
     "services/notifications/reminders.py",
-    "services/promos/checkout.py",
-    "services/promos/codes.py",
-    "services/promos/reservations.py",
-    "services/promos/stats.py",
     "ops/expire.py",
     "ops/stripe_reconcile.py",
 }

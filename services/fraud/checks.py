@@ -10,7 +10,7 @@ from schemas.events import EventEnvelope
 from services.fraud.flags import raise_flag
 from services.fraud.rules import payment_failures, promo_abuse, promo_over_limit, purchase_velocity
 from services.ledger.context import LedgerContext
-from services.promos.codes import live_use
+from services.promos.code_store import live_use
 
 PROMO_SOURCE = text(
     """

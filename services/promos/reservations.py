@@ -18,56 +18,25 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.promos.codes import find_by_code, live_use
+from services.promos.codes import find_by_code
+from services.promos.reservation_store import (
+    ATTACH,
+    FIND,
+    HAD_TRIAL,
+    HAS_PURCHASED,
+    INSERT,
+    REDEEM,
+    RELEASE,
+    TIDY,
+    USAGE,
+)
 from services.promos.rules import Preview, Target, Usage, evaluate, refuse
 
-USAGE = text(
-    f"""
-    SELECT count(*) FILTER (WHERE live) AS total,
-           count(*) FILTER (WHERE live AND user_id = :u) AS by_user
-      FROM (SELECT user_id, {live_use(":now")} AS live
-              FROM promo_reservations WHERE promo_code_id = :code) r
-    """
-)
-HAD_TRIAL = text("SELECT EXISTS (SELECT 1 FROM membership_trials WHERE user_id = :u)")
-HAS_PURCHASED = text(
-    "SELECT EXISTS (SELECT 1 FROM purchases WHERE user_id = :u "
-    "AND status IN ('succeeded', 'refunded'))"
-)
-INSERT = text(
-    """
-    INSERT INTO promo_reservations (id, promo_code_id, user_id, target_kind, target_id,
-        discount_minor, currency, bonus_credits, trial_days, expires_at, source)
-    VALUES (:id, :code, :u, :kind, :target, :discount, :currency, :bonus, :trial, :expires, :source)
-    """
-)
-FIND = text(
-    "SELECT r.*, c.code, c.bonus_expiry_days FROM promo_reservations r "
-    "JOIN promo_codes c ON c.id = r.promo_code_id WHERE r.id = :id FOR UPDATE OF r"
-)
-ATTACH = text(
-    "UPDATE promo_reservations SET purchase_id = coalesce(:purchase, purchase_id), "
-    "membership_id = coalesce(:membership, membership_id), expires_at = greatest(expires_at, :until) "
-    "WHERE id = :id"
-)
 # A released (payment failed) or lapsed reservation is redeemed too: its PaymentIntent
 # stayed payable, and a discounted payment that succeeds always counts its use. The
 # release's `released_at` stays, so a late redemption is told from a timely one.
-REDEEM = text(
-    "UPDATE promo_reservations SET status = 'redeemed', redeemed_at = now() "
-    "WHERE id = :id AND status <> 'redeemed' RETURNING id"
-)
-RELEASE = text(
-    "UPDATE promo_reservations SET status = 'released', released_at = now(), release_reason = :why "
-    "WHERE id = :id AND status = 'reserved' RETURNING id"
-)
-TIDY = text(
-    "UPDATE promo_reservations SET status = 'released', released_at = now(), "
-    "release_reason = 'expired' WHERE status = 'reserved' AND expires_at <= :now"
-)
 
 
 async def _preview(conn: AsyncConnection, code: dict[str, Any] | None, target: Target, user_id: str,
