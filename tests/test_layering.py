@@ -46,13 +46,14 @@ MOVED_BY_LEAD_AT_MERGE = (
     "workers/relay.py",
 )
 
-# Modules that still run SQL of their own, each to move into its domain's store
-# (issue 17). Listed so the rule holds for every other module, and so that a module
-# that loses its SQL must leave the list (see test_the_lists_are_not_stale).
+# Modules that still run SQL of their own, each to move into a store (issue 17).
+# Listed so the rule holds for every other module, and so that a module that loses
+# its SQL must leave the list (see test_the_lists_are_not_stale).
 SQL_NOT_YET_IN_A_STORE = {
+    # The ledger package is being reorganised by what each part owns on another branch
+    # (including the one outbox SQL definition this check counts with); its checks move
+    # into a ledger store after that merge rather than into a file that is being split.
     "services/ledger/reconcile.py",
-    "ops/expire.py",
-    "ops/stripe_reconcile.py",
 }
 
 

@@ -68,3 +68,9 @@ MARK_REFUNDED = text(
     "UPDATE purchases SET status = :status, refunded_minor = :refunded, updated_at = now() "
     "WHERE id = :id"
 )
+
+RECONCILE_CANDIDATES = text(
+    "SELECT id, user_id, status, payment_intent_id, amount_minor, currency FROM purchases "
+    "WHERE status = ANY(CAST(:statuses AS text[])) "
+    "AND (id = ANY(CAST(:ids AS uuid[])) OR payment_intent_id = ANY(CAST(:intents AS text[])))"
+)
