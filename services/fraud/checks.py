@@ -7,7 +7,7 @@ from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope
 from services.fraud.flags import raise_flag
 from services.fraud.rules import payment_failures, promo_abuse, promo_over_limit, purchase_velocity
-from services.fraud.store import COUNT, OVER_LIMIT, PROMO_SOURCE
+from services.fraud.store import COUNT_PURCHASES, OVER_LIMIT, PROMO_SOURCE
 from services.ledger.context import LedgerContext
 
 # A late redemption: its reservation had been released (a failed payment) or had lapsed
@@ -16,7 +16,8 @@ from services.ledger.context import LedgerContext
 
 async def _count(ctx: LedgerContext, user_id: str, statuses: list[str], minutes: int) -> int:
     since = ctx.now - timedelta(minutes=minutes)
-    return int(await ctx.conn.scalar(COUNT, {"u": user_id, "statuses": statuses, "since": since}) or 0)
+    params = {"u": user_id, "statuses": statuses, "since": since}
+    return int(await ctx.conn.scalar(COUNT_PURCHASES, params) or 0)
 
 
 async def after_paid_purchase(

@@ -12,7 +12,7 @@ import uuid
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope, FraudFlagged, FraudFlagPayload
 from services.fraud.rules import Verdict
-from services.fraud.store import INSERT, MARK_FROZEN, PURCHASED_BATCHES
+from services.fraud.store import INSERT_FLAG, MARK_FROZEN, PURCHASED_BATCHES
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext
 from services.ledger.events import envelope_of
@@ -42,7 +42,7 @@ async def raise_flag(
     """
     flag_id = uuid.uuid4()
     created = await ctx.conn.scalar(
-        INSERT,
+        INSERT_FLAG,
         {"id": flag_id, "u": command.user_id, "rule": verdict.rule, "subject": verdict.subject,
          "severity": verdict.severity, "details": json.dumps(verdict.details),
          "command": command.id},

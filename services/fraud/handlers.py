@@ -12,7 +12,7 @@ from schemas.events import FraudResolved, FraudResolvedPayload
 from services.errors import NotFound
 from services.fraud.flags import raise_flag, reference_of
 from services.fraud.rules import shared_card
-from services.fraud.store import ACCOUNTS, LOCK_FLAG, RESOLVE, SEEN
+from services.fraud.store import CARD_ACCOUNTS, LOCK_FLAG, RESOLVE, SEE_CARD
 from services.ledger import repository as repo
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import envelope_of
@@ -23,8 +23,8 @@ from services.ledger.handlers.freeze import settle_freeze
 async def record_card(ctx: LedgerContext, command: RecordCard) -> Outcome:
     """Remember who paid with this card; more accounts than allowed raise a high flag."""
     p = command.payload
-    await ctx.conn.execute(SEEN, {"f": p.fingerprint, "u": command.user_id})
-    accounts = int(await ctx.conn.scalar(ACCOUNTS, {"f": p.fingerprint}) or 0)
+    await ctx.conn.execute(SEE_CARD, {"f": p.fingerprint, "u": command.user_id})
+    accounts = int(await ctx.conn.scalar(CARD_ACCOUNTS, {"f": p.fingerprint}) or 0)
     verdict = shared_card(accounts, ctx.settings.fraud_max_accounts_per_card, p.fingerprint)
     events = await raise_flag(ctx, command, verdict, payment_intent_id=p.payment_intent_id) if verdict else []
     result: dict[str, Any] = {"accounts": accounts, "flagged": bool(events)}

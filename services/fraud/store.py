@@ -33,12 +33,12 @@ OVER_LIMIT = text(
     """
 )
 
-COUNT = text(
+COUNT_PURCHASES = text(
     "SELECT count(*) FROM purchases WHERE user_id = :u AND status = ANY(CAST(:statuses AS text[])) "
     "AND updated_at > :since"
 )
 
-INSERT = text(
+INSERT_FLAG = text(
     """
     INSERT INTO fraud_flags (id, user_id, rule, subject, severity, details, command_id)
     VALUES (:id, :u, :rule, :subject, :severity, CAST(:details AS jsonb), :command)
@@ -58,11 +58,11 @@ PURCHASED_BATCHES = text(
     """
 )
 
-SEEN = text(
+SEE_CARD = text(
     "INSERT INTO card_fingerprints (fingerprint, user_id) VALUES (:f, :u) ON CONFLICT DO NOTHING"
 )
 
-ACCOUNTS = text("SELECT count(*) FROM card_fingerprints WHERE fingerprint = :f")
+CARD_ACCOUNTS = text("SELECT count(*) FROM card_fingerprints WHERE fingerprint = :f")
 
 LOCK_FLAG = text("SELECT * FROM fraud_flags WHERE id = :id FOR UPDATE")
 

@@ -23,7 +23,7 @@ HAS_PURCHASED = text(
     "AND status IN ('succeeded', 'refunded'))"
 )
 
-INSERT = text(
+INSERT_RESERVATION = text(
     """
     INSERT INTO promo_reservations (id, promo_code_id, user_id, target_kind, target_id,
         discount_minor, currency, bonus_credits, trial_days, expires_at, source)
@@ -31,7 +31,7 @@ INSERT = text(
     """
 )
 
-FIND = text(
+FIND_RESERVATION = text(
     "SELECT r.*, c.code, c.bonus_expiry_days FROM promo_reservations r "
     "JOIN promo_codes c ON c.id = r.promo_code_id WHERE r.id = :id FOR UPDATE OF r"
 )

@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.promos.codes import find_by_code
 from services.promos.reservation_store import (
     ATTACH,
-    FIND,
+    FIND_RESERVATION,
     HAD_TRIAL,
     HAS_PURCHASED,
-    INSERT,
+    INSERT_RESERVATION,
     REDEEM,
     RELEASE,
     TIDY,
@@ -68,19 +68,19 @@ async def reserve(
     source: str | None = None,
 ) -> tuple[dict[str, Any], Preview]:
     """Reserve one use (call inside a transaction). The same id twice answers the first."""
-    existing = (await conn.execute(FIND, {"id": reservation_id})).mappings().first()
+    existing = (await conn.execute(FIND_RESERVATION, {"id": reservation_id})).mappings().first()
     if existing is not None:
         return dict(existing), _stored_preview(dict(existing), target)
     promo = await find_by_code(conn, code, lock=True)  # serializes applies of one code
     preview = await _preview(conn, promo, target, user_id, now)
     assert promo is not None
-    await conn.execute(INSERT, {
+    await conn.execute(INSERT_RESERVATION, {
         "id": reservation_id, "code": promo["id"], "u": user_id, "kind": target.kind,
         "target": target.id, "discount": preview.discount, "currency": target.currency,
         "bonus": preview.bonus_credits, "trial": preview.trial_days, "expires": now + ttl,
         "source": source,
     })
-    row = (await conn.execute(FIND, {"id": reservation_id})).mappings().one()
+    row = (await conn.execute(FIND_RESERVATION, {"id": reservation_id})).mappings().one()
     return dict(row), preview
 
 
@@ -109,7 +109,7 @@ async def attach(
 ) -> tuple[dict[str, Any], Preview]:
     """Use a reservation for this purchase or subscription; refused if it is not the
     caller's, not for this target, or no longer reserved."""
-    row = (await conn.execute(FIND, {"id": reservation_id})).mappings().first()
+    row = (await conn.execute(FIND_RESERVATION, {"id": reservation_id})).mappings().first()
     if row is None or row["user_id"] != user_id:
         raise refuse("unknown", "no such promo reservation", redemptionId=str(reservation_id))
     if (row["target_kind"], row["target_id"]) != (target.kind, target.id):

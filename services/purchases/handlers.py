@@ -33,7 +33,7 @@ from services.promos import reservations
 from services.purchases.claims import take_back
 from services.purchases.purchase_store import (
     LOCK_PURCHASE,
-    MARK,
+    MARK_PAYMENT_OUTCOME,
     MARK_PROMO_BONUS,
     MARK_REFUNDED,
     RECORD_REFUND,
@@ -159,7 +159,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
     await reservations.redeem(ctx.conn, purchase["reservation_id"])
     refunded_in_full = purchase["refunded_minor"] >= purchase["amount_minor"]
     await ctx.conn.execute(
-        MARK,
+        MARK_PAYMENT_OUTCOME,
         {
             "status": "refunded" if refunded_in_full else "succeeded",
             "tx": granted.result["transactionId"],
@@ -216,7 +216,7 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
     if purchase["status"] != "pending":
         return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     await ctx.conn.execute(
-        MARK,
+        MARK_PAYMENT_OUTCOME,
         {"status": "failed", "tx": None, "bonus_tx": None, "code": payload.failure_code,
          "pi": payload.payment_intent_id, "id": purchase["id"]},
     )

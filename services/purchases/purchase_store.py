@@ -51,7 +51,7 @@ LOCK_PURCHASE = text(
     """
 )
 
-MARK = text(
+MARK_PAYMENT_OUTCOME = text(
     "UPDATE purchases SET status = :status, grant_transaction_id = :tx, "
     "bonus_transaction_id = :bonus_tx, failure_code = :code, "
     "payment_intent_id = coalesce(payment_intent_id, :pi), updated_at = now() WHERE id = :id"
