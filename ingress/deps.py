@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from litestar import MediaType, Request, Response
 from litestar.params import HeaderParameter
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ingress.auth import Principal, principal_of
 from ingress.client_address import client_address_of
@@ -18,6 +17,7 @@ from ingress.idempotency import idempotency_scope, idempotent
 from ingress.resources import Resources
 from schemas.base import WireModel
 from schemas.commands import CommandEnvelope
+from services.db import UnitOfWork
 from services.errors import Forbidden
 
 log = logging.getLogger("pika.ingress")
@@ -125,17 +125,17 @@ async def create_idempotently(
     request: Request[Any, Any, Any],
     principal: Principal,
     data: WireModel,
-    create: Callable[[AsyncConnection, dict[str, Any]], Awaitable[dict[str, Any]]],
+    create: Callable[[UnitOfWork, dict[str, Any]], Awaitable[dict[str, Any]]],
     read: type[WireModel],
     *,
     key: str | None,
 ) -> Response[Any]:
-    """An admin's create (pack, plan, promo code) in one transaction, 201 with `read`;
-    a retry with the key gets the same 201 instead of 409 "already exists"."""
+    """An admin's create (pack, plan, promo code): the use case `create` runs it in one
+    transaction, 201 with `read`; a retry with the key gets the same 201 instead of 409
+    "already exists"."""
 
     async def action(_: uuid.UUID) -> Reply:
-        async with resources_of(request).engine.begin() as conn:
-            created = await create(conn, data.model_dump(by_alias=False))
+        created = await create(resources_of(request).uow, data.model_dump(by_alias=False))
         return Reply(201, read.model_validate(created).model_dump(mode="json"), {})
 
     return await reply_idempotently(request, principal, data.model_dump(mode="json"), action, key=key)

@@ -18,10 +18,11 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import CommandEnvelope, means_another
+from services.db import UnitOfWork
 from services.errors import DependencyUnavailable, IdempotencyKeyReused, PaymentError, status_of
-from services.evidence.store import record_evidence
+from services.evidence.use_cases import record_command_evidence
 from services.evidence.zones import Evidence
-from services.ledger.queries import command_status
+from services.ledger.use_cases import find_command_status
 from services.settings import Settings
 
 POLL_INTERVAL = 0.02
@@ -58,6 +59,7 @@ class CommandGateway:
     ) -> None:
         self.producer = producer
         self.engine = engine
+        self.uow = UnitOfWork(engine)
         self.redis = redis
         self.settings = settings
 
@@ -68,8 +70,7 @@ class CommandGateway:
         command topic, so one user's commands from HTTP and webhooks keep their order.
         """
         if evidence is not None:
-            async with self.engine.begin() as conn:
-                await record_evidence(conn, [(command, evidence)])
+            await record_command_evidence(self.uow, command, evidence)
         try:
             await self.redis.set(pending_key(command.id), command.user_id, ex=PENDING_TTL)
         except RedisError as error:
@@ -85,8 +86,7 @@ class CommandGateway:
             raise DependencyUnavailable("the command broker is unavailable") from error
 
     async def stored(self, command_id: uuid.UUID) -> dict[str, Any] | None:
-        async with self.engine.connect() as conn:
-            return await command_status(conn, command_id)
+        return await find_command_status(self.uow, command_id)
 
     async def submit(
         self,

@@ -20,8 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import text
-
+from services.db import ping_database
 from services.metrics import READINESS_CHECKS
 
 READY_CACHE_SECONDS = 1.0
@@ -51,8 +50,7 @@ async def _check_all(res: Any) -> dict[str, str]:
     READINESS_CHECKS.inc()
 
     async def postgres() -> None:
-        async with res.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await ping_database(res.engine)
 
     async def redis() -> None:
         await res.redis.ping()

@@ -14,7 +14,7 @@ from ingress.idempotency import ReplayStore, in_flight_seconds
 from ingress.live import BalanceHub
 from ingress.readiness import Readiness
 from ingress.reply_seal import ReplySeal
-from services.db import make_engine
+from services.db import UnitOfWork, make_engine
 from services.kafka_security import kafka_client_options
 from services.kafka_start import KafkaUnreachable, start_kafka_client
 from services.settings import Settings
@@ -33,6 +33,11 @@ class Resources:
     hub: BalanceHub
     replies: ReplayStore
     readiness: Readiness = field(default_factory=Readiness)
+
+    @property
+    def uow(self) -> UnitOfWork:
+        """The database as the use cases take it (they choose their transactions)."""
+        return UnitOfWork(self.engine)
 
     @classmethod
     async def open(cls, settings: Settings) -> "Resources":

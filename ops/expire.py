@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import (
@@ -25,17 +24,9 @@ from services.evidence.trusted_publisher import publish_with_evidence
 from services.evidence.zones import Evidence
 from services.kafka_security import kafka_client_options
 from services.kafka_start import start_kafka_client
+from services.ledger.expiry_queries import DUE_BATCHES, STALE_HOLDS
 from services.promos.reservations import tidy_expired
 from services.settings import Settings
-
-DUE_BATCHES = text(
-    "SELECT id, user_id FROM credit_batches WHERE status = 'open' AND expires_at <= :now "
-    "ORDER BY expires_at LIMIT :limit"
-)
-STALE_HOLDS = text(
-    "SELECT id, user_id FROM holds WHERE status = 'open' AND expires_at <= :now "
-    "ORDER BY expires_at LIMIT :limit"
-)
 
 
 async def due_commands(engine: AsyncEngine, limit: int = 100_000) -> list[CommandEnvelope]:

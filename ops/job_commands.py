@@ -18,7 +18,7 @@ from services.settings import Settings
 
 if TYPE_CHECKING:
     from ops.stripe_reconcile import Fix
-    from services.ledger.reconcile import Discrepancy
+    from services.ledger.invariant_queries import Discrepancy
 
 STRIPE_GRANTED = ("applied", "already granted")
 
@@ -113,7 +113,7 @@ async def _ledger_discrepancies(
     settings: Settings, require_events_sent: bool, console: Console, quiet: bool
 ) -> "list[Discrepancy]":
     from services.db import make_engine
-    from services.ledger.reconcile import reconcile
+    from services.ledger.invariant_queries import reconcile
 
     engine = make_engine(settings, pool_size=1)
     bar, update = progress_bar(console, "checking accounts", quiet=quiet)

@@ -29,7 +29,6 @@ from typing import Any
 
 import stripe
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.stripe.client import make_client
@@ -39,15 +38,11 @@ from services.evidence.zones import Evidence
 from services.kafka_security import kafka_client_options
 from services.kafka_start import start_kafka_client
 from services.ledger.queries import command_status
+from services.purchases.purchase_store import RECONCILE_CANDIDATES
 from services.settings import Settings
 
 SOURCE = "pika-payment-reconcile"
 UNPAID = ("pending", "failed")
-CANDIDATES = text(
-    "SELECT id, user_id, status, payment_intent_id, amount_minor, currency FROM purchases "
-    "WHERE status = ANY(CAST(:statuses AS text[])) "
-    "AND (id = ANY(CAST(:ids AS uuid[])) OR payment_intent_id = ANY(CAST(:intents AS text[])))"
-)
 
 
 @dataclass
@@ -105,7 +100,7 @@ async def missing_purchases(
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                CANDIDATES,
+                RECONCILE_CANDIDATES,
                 {
                     "statuses": list(UNPAID),
                     "ids": [str(p) for p in by_purchase.values() if p],

@@ -1,14 +1,18 @@
-"""Engine creation and the one function that opens a unit of work.
+"""Engine creation, units of work, and the database's liveness ping.
 
 A unit of work is a connection inside a transaction that rolls back unless the
 caller commits explicitly: an exception anywhere leaves the ledger untouched.
+`UnitOfWork` is what the synchronous use cases (`services/*/use_cases.py`) take
+instead of the engine, so the HTTP controllers never open transactions themselves.
 """
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.settings import Settings
@@ -36,6 +40,30 @@ async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         finally:
             if conn.in_transaction():
                 await conn.rollback()
+
+
+@dataclass(frozen=True)
+class UnitOfWork:
+    """The database as a use case sees it: one block per use case, either a transaction
+    that commits when the block ends without an error (`begin`) or a connection for
+    reads (`read`, rolled back on close). Holding this rather than the engine keeps
+    the choice of transaction with the use case, not with its caller."""
+
+    engine: AsyncEngine
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction: committed at the end of the block, rolled back on an error."""
+        return self.engine.begin()
+
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads; whatever it did is rolled back when it closes."""
+        return self.engine.connect()
+
+
+async def ping_database(engine: AsyncEngine) -> None:
+    """One round trip (`SELECT 1`): raises when Postgres does not answer."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
 
 
 async def ensure_database(plain_url: str) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from adapters.stripe.events import envelope_of
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from tests.conftest import auth, dead_letters, publish, wait_processed
 from tests.test_purchases import bought, dispute_event, intent_event, post_event, refund_event
 

@@ -17,7 +17,7 @@ from devtools.bench.worker_code import worker_code
 from devtools.bench.workload import credits_needed, funding_rounds, plan_charges
 from ops.migrate import migrate
 from services.db import make_engine
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from services.settings import Settings
 
 PHASES = {"a": (12, 4), "b": (30, 6), "c": (12, 4)}  # phase: (charges, users)

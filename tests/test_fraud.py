@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from tests.conftest import auth
 from tests.test_purchases import intent_event, post_event, purchase, wait_balance
 

@@ -46,7 +46,7 @@ from schemas.commands import (
 from services.bootstrap import command_registry
 from services.ledger.apply import apply_commands
 from services.ledger.context import Outcome
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from services.settings import Settings
 
 REGISTRY = command_registry()  # built once, as the ledger worker does at start

@@ -39,7 +39,7 @@ from services.bootstrap import command_registry
 from services.ledger import queries
 from services.ledger.apply import BatchReport, apply_commands
 from services.ledger.context import Outcome
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from services.settings import Settings
 
 REGISTRY = command_registry()  # built once, as the ledger worker does at start

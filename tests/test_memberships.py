@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from adapters.stripe.events import envelope_of
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from tests.conftest import auth, wait_processed
 from tests.test_http_api import charge_http
 from tests.test_purchases import post_event, wait_balance

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from devtools.processes import free_port
 from ops.topics import provision_topics
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from tests.conftest import ChildProcess, publish, wait_processed
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from services.errors import InvalidPromoCode
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from services.promos import reservations
 from services.promos.reservations import tidy_expired
 from services.promos.rules import Target

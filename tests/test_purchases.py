@@ -17,7 +17,7 @@ import pytest
 import stripe
 from sqlalchemy import text
 
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from tests.conftest import STRIPE_WEBHOOK_SECRET, auth
 
 

@@ -40,7 +40,7 @@ from schemas.commands import (
 from services.bootstrap import command_registry
 from services.db import make_engine
 from services.ledger.apply import apply_commands
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from services.promos import codes, reservations
 from services.promos.rules import Target
 from services.reports import queries

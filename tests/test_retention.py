@@ -21,7 +21,7 @@ from ops.migrate import migrate
 from ops.prune import prune
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.db import make_engine
-from services.ledger.reconcile import EVENTS_CHECK, reconcile
+from services.ledger.invariant_queries import EVENTS_CHECK, reconcile
 from services.settings import Settings
 from tests.conftest import ChildProcess, _drop_database, publish, wait_processed
 from tests.test_cli import cli

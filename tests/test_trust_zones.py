@@ -31,7 +31,7 @@ from services.evidence.zones import (
     evidence_refusal,
     refused_on_public_topic,
 )
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from tests.conftest import ChildProcess, auth, dead_letters, publish, wait_processed
 from tests.test_purchases import purchase
 

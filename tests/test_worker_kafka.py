@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from tests.conftest import publish, wait_processed
 
 

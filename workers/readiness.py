@@ -13,9 +13,9 @@ outbox keeps every event until it is published, so a broker blip must not restar
 import asyncio
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.db import ping_database
 from workers.probes import ReadyCheck
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -47,12 +47,8 @@ class GroupMembership(ConsumerRebalanceListener):
 async def database_check(engine: AsyncEngine) -> str:
     """"ok" when Postgres answers a trivial query within CHECK_TIMEOUT_SECONDS."""
 
-    async def ping() -> None:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-
     try:
-        await asyncio.wait_for(ping(), CHECK_TIMEOUT_SECONDS)
+        await asyncio.wait_for(ping_database(engine), CHECK_TIMEOUT_SECONDS)
     except Exception as error:  # any failure to answer is "not ready", not a crash
         return f"unavailable: {type(error).__name__}"
     return "ok"

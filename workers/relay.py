@@ -97,7 +97,7 @@ async def _lead(settings: Settings, producer: AIOKafkaProducer, stop: asyncio.Ev
     conn = await asyncpg.connect(settings.plain_database_url)
     wake = asyncio.Event()
     try:
-        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+        while not await outbox_store.try_relay_lock(conn, LOCK_KEY):
             if await _sleep_unless(stop, STANDBY_POLL):
                 return
         log.info("relay is the active replica")

@@ -29,7 +29,7 @@ from devtools.bench.workload import Charge, credits_needed, funding_rounds, plan
 from devtools.stack import RUN_DIR
 from services.db import make_engine
 from services.kafka_security import kafka_client_options
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 from services.settings import Settings
 
 PACED_SECONDS = 8.0  # half-load phase length: enough samples for a stable p99

@@ -12,7 +12,7 @@ from devtools.faults.load import Load
 from devtools.faults.report import Result
 from devtools.faults.topic_reader import Published, parse_event
 from services.db import make_engine
-from services.ledger.reconcile import reconcile
+from services.ledger.invariant_queries import reconcile
 
 GENERIC_FAILURE = "PAY500"  # a command that broke a handler (apply._failure)
 

@@ -13,8 +13,7 @@ from litestar.datastructures import CacheControlHeader
 from ingress.deps import resources_of
 from ingress.errors import error_responses
 from schemas.api import CreditPriceRead, PublicConfigRead
-from services.memberships.plans import list_plans
-from services.purchases.credit_packs import list_packs
+from services.purchases.use_cases import list_sale_currencies
 
 CONFIG_MAX_AGE_SECONDS = 60
 
@@ -28,12 +27,10 @@ class ConfigController(Controller):
     async def config(self, request: Request[Any, Any, Any]) -> PublicConfigRead:
         """Stripe publishable key, the currencies packs and plans are sold in, the credit price."""
         res = resources_of(request)
-        async with res.engine.connect() as conn:
-            offers = await list_packs(conn) + await list_plans(conn)
         settings = res.settings
         return PublicConfigRead(
             stripe_publishable_key=settings.stripe_publishable_key,
-            currencies=sorted({offer["currency"] for offer in offers}),
+            currencies=await list_sale_currencies(res.uow),
             credit_price=CreditPriceRead(
                 amount=settings.default_credit_price, currency=settings.default_currency
             ),

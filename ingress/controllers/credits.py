@@ -38,7 +38,7 @@ from schemas.commands import (
     TransferCredits,
     TransferPayload,
 )
-from services.ledger import queries
+from services.ledger.use_cases import list_history, read_balance
 from services.purchases.refunds import purchase_refund
 
 
@@ -57,8 +57,7 @@ class CreditsController(Controller):
     ) -> BalanceRead:
         """Available, held and total credits, with open batches in the order they are spent."""
         who = target_user(principal, user_id)
-        async with resources_of(request).engine.connect() as conn:
-            return BalanceRead.model_validate(await queries.balance(conn, who))
+        return BalanceRead.model_validate(await read_balance(resources_of(request).uow, who))
 
     @get("/history", guards=[authenticated], security=BEARER, operation_id="getHistory",
          responses=error_responses(*AUTHED_ERRORS))
@@ -75,16 +74,15 @@ class CreditsController(Controller):
     ) -> HistoryPage:
         """Ledger transactions, newest first; pass `nextCursor` back as `cursor` while `hasMore`."""
         who = target_user(principal, user_id)
-        async with resources_of(request).engine.connect() as conn:
-            items, next_cursor = await queries.history(
-                conn,
-                who,
-                limit=limit,
-                cursor=cursor,
-                types=[t.value for t in type_] if type_ else None,
-                since=since,
-                until=until,
-            )
+        items, next_cursor = await list_history(
+            resources_of(request).uow,
+            who,
+            limit=limit,
+            cursor=cursor,
+            types=[t.value for t in type_] if type_ else None,
+            since=since,
+            until=until,
+        )
         return HistoryPage.model_validate(
             {"items": items, "next_cursor": next_cursor, "has_more": next_cursor is not None}
         )

@@ -21,7 +21,7 @@ from ingress.replies import pending_response
 from schemas.api import CommandAppliedRead
 from schemas.commands import ResolveFraudFlag, ResolvePayload
 from schemas.fraud_api import FraudFlagPage, FraudFlagRead, ResolveRequest
-from services.fraud import queries
+from services.fraud.use_cases import get_fraud_flag, list_fraud_flags
 
 
 class FraudFlagsController(Controller):
@@ -42,10 +42,9 @@ class FraudFlagsController(Controller):
     ) -> FraudFlagPage:
         """Newest first; `status=open` is the review queue; pass `nextCursor` back as
         `cursor` while `hasMore`."""
-        async with resources_of(request).engine.connect() as conn:
-            rows, next_cursor = await queries.list_flags(
-                conn, status=status, user_id=user_id, limit=limit, cursor=cursor
-            )
+        rows, next_cursor = await list_fraud_flags(
+            resources_of(request).uow, status=status, user_id=user_id, limit=limit, cursor=cursor
+        )
         return FraudFlagPage(items=[FraudFlagRead.model_validate(r) for r in rows],
                              next_cursor=next_cursor, has_more=next_cursor is not None)
 
@@ -60,8 +59,7 @@ class FraudFlagsController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandAppliedRead]:
         """cleared releases the credits the flag froze; confirmed takes them back."""
-        async with resources_of(request).engine.connect() as conn:
-            flag = await queries.get_flag(conn, flag_id)
+        flag = await get_fraud_flag(resources_of(request).uow, flag_id)
 
         def build(command_id: uuid.UUID) -> ResolveFraudFlag:
             return ResolveFraudFlag(

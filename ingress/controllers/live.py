@@ -23,7 +23,7 @@ from litestar.exceptions import WebSocketDisconnect
 from ingress.auth import Principal, decode_token, verifier_of
 from ingress.live import BalanceHub, Subscription
 from services.errors import PaymentError, Unauthorized
-from services.ledger import queries
+from services.ledger.use_cases import read_balance
 
 AUTH_SECONDS = 5.0
 PING_SECONDS = 20.0
@@ -81,8 +81,7 @@ async def balance_socket(socket: WebSocket[Any, Any, Any]) -> None:
     hub: BalanceHub = resources.hub
     subscription = hub.subscribe(user_id)  # before reading the balance: no gap
     try:
-        async with resources.engine.connect() as conn:
-            balance = await queries.balance(conn, user_id)
+        balance = await read_balance(resources.uow, user_id)
         await socket.send_json(
             {"type": "balance", "userId": user_id, "available": balance["available"],
              "held": balance["held"], "total": balance["total"]}

@@ -22,8 +22,8 @@ from ingress.gateway import Reply
 from schemas.api import CancelRequest, MembershipRead, PlanCreate, PlanRead, PlanUpdate, SubscribeRequest
 from schemas.commands import SyncMembership
 from services.evidence.zones import Evidence
-from services.memberships import plans
-from services.memberships.subscriptions import cancel, current_membership, membership_view, subscribe
+from services.memberships import use_cases as memberships
+from services.memberships.subscriptions import cancel, subscribe
 
 PlanPath = Annotated[str, Parameter(pattern=r"^[a-z0-9_-]{1,64}$")]
 
@@ -49,8 +49,8 @@ class MembershipsController(Controller):
     @get("/", operation_id="listMembershipPlans", responses=error_responses(429))
     async def list_plans(self, request: Request[Any, Any, Any]) -> list[PlanRead]:
         """Active plans, cheapest first."""
-        async with resources_of(request).engine.connect() as conn:
-            return [PlanRead.model_validate(p) for p in await plans.list_plans(conn)]
+        return [PlanRead.model_validate(p)
+                for p in await memberships.list_plans(resources_of(request).uow)]
 
     @get("/current", guards=[authenticated], security=BEARER, operation_id="getCurrentMembership",
          responses=error_responses(*AUTHED_ERRORS, 404))
@@ -62,14 +62,14 @@ class MembershipsController(Controller):
     ) -> MembershipRead:
         """The live membership, else the latest one (404 PAY008 when there never was one)."""
         who = target_user(principal, user_id)
-        async with resources_of(request).engine.connect() as conn:
-            return MembershipRead.model_validate(membership_view(await current_membership(conn, who)))
+        return MembershipRead.model_validate(
+            await memberships.show_membership(resources_of(request).uow, who)
+        )
 
     @get("/plans/{plan_id:str}", operation_id="getMembershipPlan",
          responses=error_responses(*READ_ERRORS, 404))
     async def get_plan(self, request: Request[Any, Any, Any], plan_id: PlanPath) -> PlanRead:
-        async with resources_of(request).engine.connect() as conn:
-            return PlanRead.model_validate(await plans.get_plan(conn, plan_id))
+        return PlanRead.model_validate(await memberships.get_plan(resources_of(request).uow, plan_id))
 
     @post("/plans", guards=[admin_only], operation_id="createMembershipPlan", status_code=201,
           security=BEARER, responses=error_responses(*WRITE_ERRORS))
@@ -80,7 +80,7 @@ class MembershipsController(Controller):
         data: PlanCreate,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[PlanRead]:
-        return await create_idempotently(request, principal, data, plans.create_plan, PlanRead,
+        return await create_idempotently(request, principal, data, memberships.create_plan, PlanRead,
                                          key=idempotency_key)
 
     @patch("/plans/{plan_id:str}", guards=[admin_only], security=BEARER, operation_id="updateMembershipPlan",
@@ -90,15 +90,17 @@ class MembershipsController(Controller):
     ) -> PlanRead:
         """Credits and rollover apply from each membership's next grant."""
         changes = data.model_dump(exclude_unset=True, by_alias=False)
-        async with resources_of(request).engine.begin() as conn:
-            return PlanRead.model_validate(await plans.update_plan(conn, plan_id, changes))
+        return PlanRead.model_validate(
+            await memberships.change_plan(resources_of(request).uow, plan_id, changes)
+        )
 
     @delete("/plans/{plan_id:str}", guards=[admin_only], operation_id="archiveMembershipPlan",
             security=BEARER, status_code=200, responses=error_responses(*AUTHED_ERRORS, 404))
     async def archive_plan(self, request: Request[Any, Any, Any], plan_id: PlanPath) -> PlanRead:
         """Archive: no new subscriptions; running ones go on (never deleted)."""
-        async with resources_of(request).engine.begin() as conn:
-            return PlanRead.model_validate(await plans.update_plan(conn, plan_id, {"active": False}))
+        return PlanRead.model_validate(
+            await memberships.archive_plan(resources_of(request).uow, plan_id)
+        )
 
     @post("/{plan_id:str}/subscribe", guards=[authenticated], operation_id="subscribeMembership",
           security=BEARER, status_code=200, responses=error_responses(*WRITE_ERRORS, 402, 404))

@@ -20,7 +20,7 @@ from ingress.errors import AUTHED_ERRORS, READ_ERRORS, WRITE_ERRORS, error_respo
 from ingress.gateway import Reply
 from schemas.api import PackCreate, PackRead, PackUpdate, PurchaseRead, PurchaseRequest
 from services.memberships.plan_sync import sync_plans
-from services.purchases import credit_packs as catalogue
+from services.purchases import use_cases as packs
 from services.purchases.checkout import start_purchase
 from services.purchases.product_sync import sync_products
 
@@ -60,13 +60,11 @@ class CreditPacksController(Controller):
     @get("/", operation_id="listCreditPacks", responses=error_responses(429))
     async def list_packs(self, request: Request[Any, Any, Any]) -> list[PackRead]:
         """Active packs, cheapest first."""
-        async with resources_of(request).engine.connect() as conn:
-            return [PackRead.model_validate(p) for p in await catalogue.list_packs(conn)]
+        return [PackRead.model_validate(p) for p in await packs.list_packs(resources_of(request).uow)]
 
     @get("/{pack_id:str}", operation_id="getCreditPack", responses=error_responses(*READ_ERRORS, 404))
     async def get_pack(self, request: Request[Any, Any, Any], pack_id: PackPath) -> PackRead:
-        async with resources_of(request).engine.connect() as conn:
-            return PackRead.model_validate(await catalogue.get_pack(conn, pack_id))
+        return PackRead.model_validate(await packs.get_pack(resources_of(request).uow, pack_id))
 
     @post("/", guards=[admin_only], security=BEARER, operation_id="createCreditPack", status_code=201,
           responses=error_responses(*WRITE_ERRORS))
@@ -77,7 +75,7 @@ class CreditPacksController(Controller):
         data: PackCreate,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[PackRead]:
-        return await create_idempotently(request, principal, data, catalogue.create_pack, PackRead,
+        return await create_idempotently(request, principal, data, packs.create_pack, PackRead,
                                          key=idempotency_key)
 
     @patch("/{pack_id:str}", guards=[admin_only], security=BEARER, operation_id="updateCreditPack",
@@ -87,16 +85,15 @@ class CreditPacksController(Controller):
     ) -> PackRead:
         """Change a pack; open purchases keep the terms they were made at."""
         changes = data.model_dump(exclude_unset=True, by_alias=False)
-        async with resources_of(request).engine.begin() as conn:
-            return PackRead.model_validate(await catalogue.update_pack(conn, pack_id, changes))
+        return PackRead.model_validate(
+            await packs.change_pack(resources_of(request).uow, pack_id, changes)
+        )
 
     @delete("/{pack_id:str}", guards=[admin_only], operation_id="archiveCreditPack", status_code=200,
             security=BEARER, responses=error_responses(*AUTHED_ERRORS, 404))
     async def archive(self, request: Request[Any, Any, Any], pack_id: PackPath) -> PackRead:
         """Archive (never delete: purchases refer to it)."""
-        async with resources_of(request).engine.begin() as conn:
-            pack = await catalogue.update_pack(conn, pack_id, {"active": False})
-        return PackRead.model_validate(pack)
+        return PackRead.model_validate(await packs.archive_pack(resources_of(request).uow, pack_id))
 
     @post("/{pack_id:str}/purchase", guards=[authenticated], operation_id="purchaseCreditPack",
           security=BEARER, status_code=200, responses=error_responses(*WRITE_ERRORS, 402, 404))

@@ -27,21 +27,8 @@ from schemas.promo_api import (
     PromoStatsRead,
     PromoTarget,
 )
-from services.memberships.plans import get_plan
-from services.promos import codes, reservations
-from services.promos.rules import Target
-from services.promos.stats import promo_stats
-from services.purchases.credit_packs import get_pack
-
-
-async def target_of(request: Request[Any, Any, Any], body: PromoTarget) -> Target:
-    async with resources_of(request).engine.connect() as conn:
-        if body.pack_id is not None:
-            pack = await get_pack(conn, body.pack_id)
-            return Target("pack", pack["id"], pack["price"], pack["currency"])
-        assert body.plan_id is not None
-        plan = await get_plan(conn, body.plan_id)
-        return Target("plan", plan["id"], plan["price"], plan["currency"])
+from services.promos import codes
+from services.promos import use_cases as promos
 
 
 class PromoCodesController(Controller):
@@ -62,10 +49,10 @@ class PromoCodesController(Controller):
         (with a key, a retry sees the first answer even if the code changed since)."""
 
         async def action(_: uuid.UUID) -> Reply:
-            target = await target_of(request, data)
-            async with resources_of(request).engine.connect() as conn:
-                preview = await reservations.validate(conn, data.code, target, principal.subject,
-                                                      datetime.now(UTC))
+            preview = await promos.preview_promo(
+                resources_of(request).uow, data.code, pack_id=data.pack_id, plan_id=data.plan_id,
+                user_id=principal.subject, now=datetime.now(UTC),
+            )
             read = PromoPreviewRead.model_validate({**preview.as_dict(),
                                                     "code": codes.normalize(data.code)})
             return Reply(200, read.model_dump(mode="json"), {})
@@ -85,16 +72,14 @@ class PromoCodesController(Controller):
         """Reserve one use for the caller; pass `redemptionId` to purchase or subscribe.
         Released if the payment fails, or PROMO_RESERVATION_TTL_SECONDS after this."""
         res = resources_of(request)
-        target = await target_of(request, data)
+        target = await promos.find_target(res.uow, pack_id=data.pack_id, plan_id=data.plan_id)
 
         async def action(reservation_id: uuid.UUID) -> Reply:
-            now = datetime.now(UTC)
-            async with res.engine.begin() as conn:
-                row, preview = await reservations.reserve(
-                    conn, data.code, target, principal.subject, reservation_id=reservation_id,
-                    ttl=timedelta(seconds=res.settings.promo_reservation_ttl_seconds), now=now,
-                    source=client_address(request),
-                )
+            row, preview = await promos.reserve_promo(
+                res.uow, data.code, target, principal.subject, reservation_id=reservation_id,
+                ttl=timedelta(seconds=res.settings.promo_reservation_ttl_seconds),
+                now=datetime.now(UTC), source=client_address(request),
+            )
             body = {**preview.as_dict(), "code": row["code"], "redemption_id": reservation_id,
                     "expires_at": row["expires_at"]}
             return Reply(200, PromoApplyRead.model_validate(body).model_dump(mode="json"), {})
@@ -111,15 +96,15 @@ class PromoCodesController(Controller):
         data: PromoCodeCreate,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[PromoCodeRead]:
-        return await create_idempotently(request, principal, data, codes.create_code, PromoCodeRead,
+        return await create_idempotently(request, principal, data, promos.create_promo_code, PromoCodeRead,
                                          key=idempotency_key)
 
     @get("/", guards=[admin_only], security=BEARER, operation_id="listPromoCodes",
          responses=error_responses(*AUTHED_ERRORS))
     async def list_codes(self, request: Request[Any, Any, Any]) -> list[PromoCodeRead]:
         """Newest first, with live uses and redemptions."""
-        async with resources_of(request).engine.connect() as conn:
-            return [PromoCodeRead.model_validate(c) for c in await codes.list_codes(conn)]
+        listed = await promos.list_promo_codes(resources_of(request).uow)
+        return [PromoCodeRead.model_validate(c) for c in listed]
 
     @patch("/{code_id:uuid}", guards=[admin_only], security=BEARER, operation_id="updatePromoCode",
            responses=error_responses(*WRITE_ERRORS, 404))
@@ -128,11 +113,12 @@ class PromoCodesController(Controller):
     ) -> PromoCodeRead:
         """Limits, dates, targets and the active flag (deactivate: `active: false`)."""
         changes = data.model_dump(exclude_unset=True, by_alias=False)
-        async with resources_of(request).engine.begin() as conn:
-            return PromoCodeRead.model_validate(await codes.update_code(conn, code_id, changes))
+        changed = await promos.change_promo_code(resources_of(request).uow, code_id, changes)
+        return PromoCodeRead.model_validate(changed)
 
     @get("/{code_id:uuid}/stats", guards=[admin_only], security=BEARER, operation_id="promoCodeStats",
          responses=error_responses(*AUTHED_ERRORS, 404))
     async def stats(self, request: Request[Any, Any, Any], code_id: uuid.UUID) -> PromoStatsRead:
-        async with resources_of(request).engine.connect() as conn:
-            return PromoStatsRead.model_validate(await promo_stats(conn, code_id))
+        return PromoStatsRead.model_validate(
+            await promos.promo_code_stats(resources_of(request).uow, code_id)
+        )

@@ -1,20 +1,19 @@
 """Reports for admins (finance, product): JSON by default, CSV with `?format=csv` or
 `Accept: text/csv`. Read straight from Postgres, never through the ledger worker."""
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, MediaType, Request, Response, get
 from litestar.params import Parameter
 from pydantic.alias_generators import to_camel
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ingress.auth import BEARER, admin_only
 from ingress.deps import resources_of
 from ingress.errors import AUTHED_ERRORS, error_responses
 from services.errors import ValidationFailed
 from services.reports import queries
+from services.reports import use_cases as reports
 from services.reports.csv_export import to_csv
 
 From = Annotated[date | None, Parameter(query="from", description="First day (UTC); default 30 days ago.")]
@@ -45,15 +44,13 @@ def _period(start: date | None, end: date | None, granularity: Gran) -> queries.
                          granularity)
 
 
-async def _answer(
+def _answer(
     request: Request[Any, Any, Any],
     name: str,
     period: queries.Range,
     fmt: str | None,
-    build: Callable[[AsyncConnection], Awaitable[dict[str, Any]]],
+    report: dict[str, Any],
 ) -> Response[Any]:
-    async with resources_of(request).engine.begin() as conn:
-        report = await build(conn)
     report = {"granularity": period.granularity, "from": period.start.date().isoformat(),
               "to": period.end.date().isoformat(), **report}
     wants_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
@@ -77,8 +74,8 @@ class ReportsController(Controller):
     ) -> Response[Any]:
         """Gross (packs + memberships), refunds and net money per bucket, in minor units."""
         period = _period(start, end, granularity)
-        return await _answer(request, "revenue", period, format,
-                             lambda conn: queries.revenue(conn, period, currency))
+        report = await reports.build_revenue_report(resources_of(request).uow, period, currency)
+        return _answer(request, "revenue", period, format, report)
 
     @get("/credits", operation_id="creditsReport", responses=error_responses(*AUTHED_ERRORS))
     async def credits(
@@ -88,8 +85,8 @@ class ReportsController(Controller):
         """Credits issued by source, consumed, expired (breakage), clawed back, and the
         outstanding liability at each bucket's end (the sum of user balances then)."""
         period = _period(start, end, granularity)
-        return await _answer(request, "credits", period, format,
-                             lambda conn: queries.credits(conn, period))
+        report = await reports.build_credits_report(resources_of(request).uow, period)
+        return _answer(request, "credits", period, format, report)
 
     @get("/packs", operation_id="packsReport", responses=error_responses(*AUTHED_ERRORS))
     async def packs(
@@ -98,8 +95,8 @@ class ReportsController(Controller):
     ) -> Response[Any]:
         """Paid purchases and revenue per pack, best-selling first."""
         period = _period(start, end, "day")
-        return await _answer(request, "packs", period, format,
-                             lambda conn: queries.packs(conn, period, currency))
+        report = await reports.build_packs_report(resources_of(request).uow, period, currency)
+        return _answer(request, "packs", period, format, report)
 
     @get("/churn", operation_id="churnReport", responses=error_responses(*AUTHED_ERRORS))
     async def churn(
@@ -108,8 +105,8 @@ class ReportsController(Controller):
     ) -> Response[Any]:
         """Per plan and bucket: members at the start, new, canceled, churn rate (basis points)."""
         period = _period(start, end, granularity)
-        return await _answer(request, "churn", period, format,
-                             lambda conn: queries.churn(conn, period))
+        report = await reports.build_churn_report(resources_of(request).uow, period)
+        return _answer(request, "churn", period, format, report)
 
     @get("/promo-codes", operation_id="promoCodesReport", responses=error_responses(*AUTHED_ERRORS))
     async def promo_codes(
@@ -118,5 +115,5 @@ class ReportsController(Controller):
     ) -> Response[Any]:
         """Per code redeemed in the range: redemptions, discount, revenue, bonus credits."""
         period = _period(start, end, "day")
-        return await _answer(request, "promo-codes", period, format,
-                             lambda conn: queries.promo_codes(conn, period))
+        report = await reports.build_promo_codes_report(resources_of(request).uow, period)
+        return _answer(request, "promo-codes", period, format, report)

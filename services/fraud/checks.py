@@ -3,49 +3,21 @@
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import text
-
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope
 from services.fraud.flags import raise_flag
 from services.fraud.rules import payment_failures, promo_abuse, promo_over_limit, purchase_velocity
+from services.fraud.store import COUNT_PURCHASES, OVER_LIMIT, PROMO_SOURCE
 from services.ledger.context import LedgerContext
-from services.promos.codes import live_use
 
-PROMO_SOURCE = text(
-    """
-    SELECT c.code, r.source,
-           (SELECT count(DISTINCT o.user_id) FROM promo_reservations o
-             WHERE o.promo_code_id = r.promo_code_id AND o.source = r.source
-               AND o.status = 'redeemed' AND o.redeemed_at > :since) AS accounts
-      FROM promo_reservations r JOIN promo_codes c ON c.id = r.promo_code_id
-     WHERE r.id = :id
-    """
-)
 # A late redemption: its reservation had been released (a failed payment) or had lapsed
 # before the payment succeeded, so no limit was checked for it.
-OVER_LIMIT = text(
-    f"""
-    SELECT c.code, c.usage_limit, c.per_user_limit,
-           (SELECT count(*) FROM promo_reservations o
-             WHERE o.promo_code_id = r.promo_code_id AND {live_use("now()", "o")}) AS uses,
-           (SELECT count(*) FROM promo_reservations o
-             WHERE o.promo_code_id = r.promo_code_id AND o.user_id = r.user_id
-               AND {live_use("now()", "o")}) AS user_uses
-      FROM promo_reservations r JOIN promo_codes c ON c.id = r.promo_code_id
-     WHERE r.id = :id AND r.status = 'redeemed'
-       AND (r.released_at IS NOT NULL OR r.expires_at <= r.redeemed_at)
-    """
-)
-COUNT = text(
-    "SELECT count(*) FROM purchases WHERE user_id = :u AND status = ANY(CAST(:statuses AS text[])) "
-    "AND updated_at > :since"
-)
 
 
 async def _count(ctx: LedgerContext, user_id: str, statuses: list[str], minutes: int) -> int:
     since = ctx.now - timedelta(minutes=minutes)
-    return int(await ctx.conn.scalar(COUNT, {"u": user_id, "statuses": statuses, "since": since}) or 0)
+    params = {"u": user_id, "statuses": statuses, "since": since}
+    return int(await ctx.conn.scalar(COUNT_PURCHASES, params) or 0)
 
 
 async def after_paid_purchase(

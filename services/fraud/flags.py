@@ -9,33 +9,14 @@ spendable: the money at risk is the purchases'.
 import json
 import uuid
 
-from sqlalchemy import text
-
 from schemas.commands import CommandEnvelope
 from schemas.events import EventEnvelope, FraudFlagged, FraudFlagPayload
 from services.fraud.rules import Verdict
+from services.fraud.store import INSERT_FLAG, MARK_FROZEN, PURCHASED_BATCHES
 from services.ledger import account_store, batch_store
 from services.ledger.context import LedgerContext
 from services.ledger.events import envelope_of
 from services.ledger.handlers.freeze import freeze_batches
-
-INSERT = text(
-    """
-    INSERT INTO fraud_flags (id, user_id, rule, subject, severity, details, command_id)
-    VALUES (:id, :u, :rule, :subject, :severity, CAST(:details AS jsonb), :command)
-    ON CONFLICT (user_id, rule, subject) WHERE status = 'open' DO NOTHING
-    RETURNING id
-    """
-)
-MARK_FROZEN = text("UPDATE fraud_flags SET hold_id = :hold, frozen_credits = :n WHERE id = :id")
-PURCHASED_BATCHES = text(
-    """
-    SELECT id, remaining, expires_at, source FROM credit_batches
-     WHERE user_id = :u AND source = 'PURCHASED' AND status = 'open' AND remaining > 0
-     ORDER BY expires_at DESC, acquired_at DESC, id
-       FOR UPDATE
-    """
-)
 
 
 def reference_of(flag_id: uuid.UUID) -> str:
@@ -61,7 +42,7 @@ async def raise_flag(
     """
     flag_id = uuid.uuid4()
     created = await ctx.conn.scalar(
-        INSERT,
+        INSERT_FLAG,
         {"id": flag_id, "u": command.user_id, "rule": verdict.rule, "subject": verdict.subject,
          "severity": verdict.severity, "details": json.dumps(verdict.details),
          "command": command.id},

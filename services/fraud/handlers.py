@@ -7,35 +7,24 @@ flag (which may release or take back the credits a high flag froze).
 
 from typing import Any
 
-from sqlalchemy import text
-
 from schemas.commands import RecordCard, ResolveFraudFlag
 from schemas.events import FraudResolved, FraudResolvedPayload
 from services.errors import NotFound
 from services.fraud.flags import raise_flag, reference_of
 from services.fraud.rules import shared_card
+from services.fraud.store import CARD_ACCOUNTS, LOCK_FLAG, RESOLVE, SEE_CARD
 from services.ledger import account_store, hold_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import envelope_of
 from services.ledger.handlers.common import Handler, applied
 from services.ledger.handlers.freeze import settle_freeze
 
-SEEN = text(
-    "INSERT INTO card_fingerprints (fingerprint, user_id) VALUES (:f, :u) ON CONFLICT DO NOTHING"
-)
-ACCOUNTS = text("SELECT count(*) FROM card_fingerprints WHERE fingerprint = :f")
-LOCK_FLAG = text("SELECT * FROM fraud_flags WHERE id = :id FOR UPDATE")
-RESOLVE = text(
-    "UPDATE fraud_flags SET status = :status, resolved_at = now(), resolved_by = :by, "
-    "resolution_note = :note WHERE id = :id"
-)
-
 
 async def record_card(ctx: LedgerContext, command: RecordCard) -> Outcome:
     """Remember who paid with this card; more accounts than allowed raise a high flag."""
     p = command.payload
-    await ctx.conn.execute(SEEN, {"f": p.fingerprint, "u": command.user_id})
-    accounts = int(await ctx.conn.scalar(ACCOUNTS, {"f": p.fingerprint}) or 0)
+    await ctx.conn.execute(SEE_CARD, {"f": p.fingerprint, "u": command.user_id})
+    accounts = int(await ctx.conn.scalar(CARD_ACCOUNTS, {"f": p.fingerprint}) or 0)
     verdict = shared_card(accounts, ctx.settings.fraud_max_accounts_per_card, p.fingerprint)
     events = await raise_flag(ctx, command, verdict, payment_intent_id=p.payment_intent_id) if verdict else []
     result: dict[str, Any] = {"accounts": accounts, "flagged": bool(events)}

@@ -33,6 +33,7 @@ FETCH_UNSENT = """
       FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1
 """
 MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
+TRY_RELAY_LOCK = "SELECT pg_try_advisory_lock($1)"
 
 OutboxRow = tuple[uuid.UUID, uuid.UUID | None, str, str, str, str]
 """(event id, command id, topic, key, event type, JSON payload)."""
@@ -55,6 +56,12 @@ async def insert_outbox(conn: AsyncConnection, rows: Sequence[OutboxRow]) -> Non
     if not rows:
         return
     await conn.execute(INSERT_OUTBOX, outbox_rows(rows))
+
+
+async def try_relay_lock(conn: asyncpg.Connection, key: int) -> bool:
+    """The session-level advisory lock that makes one relay replica the active one; it
+    lasts as long as this connection, so a relay that dies frees it."""
+    return bool(await conn.fetchval(TRY_RELAY_LOCK, key))
 
 
 async def fetch_unsent(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:

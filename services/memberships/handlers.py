@@ -33,7 +33,7 @@ from services.ledger.handlers import grant_batch
 from services.ledger.handlers.common import Handler, applied, lock_one, write
 from services.ledger.models import AVAILABLE, MEMBERSHIP, Account, Allocation, Leg, TransactionDraft
 from services.memberships import store
-from services.memberships.plans import plan_by_stripe_id, plan_row
+from services.memberships.plan_store import plan_by_stripe_id, plan_row
 from services.memberships.rollover import OpenCredits, Policy, RolloverDecision, batch_expiry, decide
 
 ENDED = ("canceled", "incomplete_expired")

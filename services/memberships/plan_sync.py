@@ -9,10 +9,10 @@ running subscriptions keep theirs until they change plan.
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.memberships.plans import plan_row, plan_view, save_stripe_ids, stripe_terms
+from services.memberships.plan_store import PLAN_IDS, plan_row, save_stripe_ids
+from services.memberships.plans import plan_view, stripe_terms
 from services.memberships.ports import SubscriptionProvider
 
 
@@ -54,7 +54,7 @@ async def sync_plans(
 ) -> list[dict[str, Any]]:
     """One line per plan; `progress(done, total)` after each (a few Stripe calls each)."""
     async with engine.connect() as conn:
-        ids = [r[0] for r in await conn.execute(text("SELECT id FROM membership_plans ORDER BY id"))]
+        ids = [r[0] for r in await conn.execute(PLAN_IDS)]
     report = []
     for done, plan_id in enumerate(ids, start=1):
         async with engine.connect() as conn:

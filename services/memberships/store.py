@@ -1,5 +1,5 @@
-"""Queries of the membership handlers (the worker side); all SQL of memberships lives
-here and in `plans` / `subscriptions`."""
+"""Queries of the membership handlers (the worker side); the rest of memberships' SQL
+lives in `plan_store` (plans) and `subscription_store` (starting and reading them)."""
 
 import uuid
 from datetime import datetime

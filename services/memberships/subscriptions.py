@@ -14,7 +14,6 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,6 +29,14 @@ from services.memberships import trials
 from services.memberships.plan_sync import ensure_stripe_plan
 from services.memberships.plans import get_plan
 from services.memberships.ports import SubscriptionProvider, SubscriptionState
+from services.memberships.subscription_store import (
+    ABANDON,
+    BY_ID,
+    CREATE,
+    CURRENT,
+    LINK,
+    SET_RESERVATION,
+)
 from services.promos import reservations
 from services.promos.checkout import promo_terms, undo_promo
 from services.promos.rules import Target
@@ -37,32 +44,6 @@ from services.purchases.customers import ensure_customer
 from services.settings import Settings
 
 LIVE = ("incomplete", "trialing", "active", "past_due")
-MEMBERSHIP = """
-    SELECT m.id, m.user_id, m.plan_id, p.name AS plan_name, m.status, m.stripe_subscription_id,
-           m.current_period_start, m.current_period_end, m.cancel_at_period_end, m.canceled_at,
-           coalesce((SELECT mp.credits FROM membership_periods mp WHERE mp.membership_id = m.id
-                      ORDER BY mp.period_start DESC LIMIT 1), 0) AS credits_this_period
-      FROM memberships m JOIN membership_plans p ON p.id = m.plan_id
-"""
-BY_ID = text(MEMBERSHIP + " WHERE m.id = :id")
-CURRENT = text(
-    MEMBERSHIP
-    + " WHERE m.user_id = :u ORDER BY (m.status = ANY(CAST(:live AS text[]))) DESC, m.created_at DESC"
-    " LIMIT 1"
-)
-CREATE = text(
-    "INSERT INTO memberships (id, user_id, plan_id, status, stripe_customer_id, email, trial_days) "
-    "VALUES (:id, :u, :plan, 'incomplete', :customer, :email, :trial)"
-)
-SET_RESERVATION = text("UPDATE memberships SET reservation_id = :reservation WHERE id = :id")
-LINK = text(
-    "UPDATE memberships SET stripe_subscription_id = coalesce(stripe_subscription_id, :s), "
-    "updated_at = now() WHERE id = :id"
-)
-ABANDON = text(
-    "UPDATE memberships SET status = 'incomplete_expired', updated_at = now() "
-    "WHERE id = :id AND status = 'incomplete' AND stripe_subscription_id IS NULL"
-)
 
 
 def membership_view(row: Any, state: SubscriptionState | None = None) -> dict[str, Any]:

@@ -20,24 +20,13 @@ Stripe refusing the subscription gives it back (`give_back`).
 import uuid
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.errors import CreditLimitExceeded
 from services.ledger import queries
+from services.memberships.subscription_store import CLAIM, GIVE_BACK, SET_DAYS
 from services.promos.rules import refuse
 from services.settings import Settings
-
-CLAIM = text(
-    """
-    INSERT INTO membership_trials (membership_id, user_id, card_fingerprint, trial_days, source)
-    VALUES (:m, :u, :card, :days, :source)
-    ON CONFLICT DO NOTHING
-    RETURNING membership_id
-    """
-)
-SET_DAYS = text("UPDATE memberships SET trial_days = :days, updated_at = now() WHERE id = :m")
-GIVE_BACK = text("DELETE FROM membership_trials WHERE membership_id = :m")
 
 
 async def claim(

@@ -10,38 +10,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import command_id_for
 from schemas.events import CreditsExpiring, CreditsExpiringPayload, ExpiringBatch
-
-EXPIRING = text(
-    """
-    SELECT b.id, b.user_id, b.remaining, b.expires_at
-      FROM credit_batches b
-     WHERE b.status = 'open' AND b.remaining > 0
-       AND b.expires_at > now() AND b.expires_at <= now() + make_interval(days => :days)
-       AND NOT EXISTS (SELECT 1 FROM expiry_reminders r WHERE r.batch_id = b.id)
-     ORDER BY b.user_id, b.expires_at, b.id
-     LIMIT :limit
-    """
-)
-LATEST_EMAILS = text(
-    """
-    SELECT DISTINCT ON (user_id) user_id, email FROM purchases
-     WHERE user_id = ANY(CAST(:users AS text[])) AND email IS NOT NULL
-     ORDER BY user_id, created_at DESC
-    """
-)
-RECORD = text(
-    """
-    INSERT INTO expiry_reminders (batch_id, user_id, event_id)
-    SELECT * FROM unnest(CAST(:batches AS uuid[]), CAST(:users AS text[]),
-                         CAST(:events AS uuid[]))
-    ON CONFLICT (batch_id) DO NOTHING
-    """
-)
+from services.notifications.store import EXPIRING, LATEST_EMAILS, RECORD
 
 
 def reminder_id(user_id: str, batch_ids: Sequence[uuid.UUID]) -> uuid.UUID:

@@ -150,3 +150,34 @@ async def reschedule(engine: AsyncEngine, due: Due, attempts: int, delay: float,
 async def mark_failed(engine: AsyncEngine, due: Due, attempts: int, error: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(MARK_FAILED, {**due.key(), "attempts": attempts, "error": error[:1000]})
+
+# Expiry reminders (`services.notifications.reminders`): which batches expire soon,
+# whom to tell, and the record that a reminder went out.
+EXPIRING = text(
+    """
+    SELECT b.id, b.user_id, b.remaining, b.expires_at
+      FROM credit_batches b
+     WHERE b.status = 'open' AND b.remaining > 0
+       AND b.expires_at > now() AND b.expires_at <= now() + make_interval(days => :days)
+       AND NOT EXISTS (SELECT 1 FROM expiry_reminders r WHERE r.batch_id = b.id)
+     ORDER BY b.user_id, b.expires_at, b.id
+     LIMIT :limit
+    """
+)
+
+LATEST_EMAILS = text(
+    """
+    SELECT DISTINCT ON (user_id) user_id, email FROM purchases
+     WHERE user_id = ANY(CAST(:users AS text[])) AND email IS NOT NULL
+     ORDER BY user_id, created_at DESC
+    """
+)
+
+RECORD = text(
+    """
+    INSERT INTO expiry_reminders (batch_id, user_id, event_id)
+    SELECT * FROM unnest(CAST(:batches AS uuid[]), CAST(:users AS text[]),
+                         CAST(:events AS uuid[]))
+    ON CONFLICT (batch_id) DO NOTHING
+    """
+)

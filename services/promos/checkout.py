@@ -10,18 +10,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import command_id_for
 from services.promos import reservations
+from services.promos.reservation_store import DETACH
 from services.promos.rules import Preview, Target
 from services.settings import Settings
-
-DETACH = text(
-    "UPDATE promo_reservations SET purchase_id = NULL, membership_id = NULL "
-    "WHERE id = :id AND status = 'reserved'"
-)
 
 
 @dataclass(frozen=True)

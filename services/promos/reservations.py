@@ -18,56 +18,25 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.promos.codes import find_by_code, live_use
+from services.promos.codes import find_by_code
+from services.promos.reservation_store import (
+    ATTACH,
+    FIND_RESERVATION,
+    HAD_TRIAL,
+    HAS_PURCHASED,
+    INSERT_RESERVATION,
+    REDEEM,
+    RELEASE,
+    TIDY,
+    USAGE,
+)
 from services.promos.rules import Preview, Target, Usage, evaluate, refuse
 
-USAGE = text(
-    f"""
-    SELECT count(*) FILTER (WHERE live) AS total,
-           count(*) FILTER (WHERE live AND user_id = :u) AS by_user
-      FROM (SELECT user_id, {live_use(":now")} AS live
-              FROM promo_reservations WHERE promo_code_id = :code) r
-    """
-)
-HAD_TRIAL = text("SELECT EXISTS (SELECT 1 FROM membership_trials WHERE user_id = :u)")
-HAS_PURCHASED = text(
-    "SELECT EXISTS (SELECT 1 FROM purchases WHERE user_id = :u "
-    "AND status IN ('succeeded', 'refunded'))"
-)
-INSERT = text(
-    """
-    INSERT INTO promo_reservations (id, promo_code_id, user_id, target_kind, target_id,
-        discount_minor, currency, bonus_credits, trial_days, expires_at, source)
-    VALUES (:id, :code, :u, :kind, :target, :discount, :currency, :bonus, :trial, :expires, :source)
-    """
-)
-FIND = text(
-    "SELECT r.*, c.code, c.bonus_expiry_days FROM promo_reservations r "
-    "JOIN promo_codes c ON c.id = r.promo_code_id WHERE r.id = :id FOR UPDATE OF r"
-)
-ATTACH = text(
-    "UPDATE promo_reservations SET purchase_id = coalesce(:purchase, purchase_id), "
-    "membership_id = coalesce(:membership, membership_id), expires_at = greatest(expires_at, :until) "
-    "WHERE id = :id"
-)
 # A released (payment failed) or lapsed reservation is redeemed too: its PaymentIntent
 # stayed payable, and a discounted payment that succeeds always counts its use. The
 # release's `released_at` stays, so a late redemption is told from a timely one.
-REDEEM = text(
-    "UPDATE promo_reservations SET status = 'redeemed', redeemed_at = now() "
-    "WHERE id = :id AND status <> 'redeemed' RETURNING id"
-)
-RELEASE = text(
-    "UPDATE promo_reservations SET status = 'released', released_at = now(), release_reason = :why "
-    "WHERE id = :id AND status = 'reserved' RETURNING id"
-)
-TIDY = text(
-    "UPDATE promo_reservations SET status = 'released', released_at = now(), "
-    "release_reason = 'expired' WHERE status = 'reserved' AND expires_at <= :now"
-)
 
 
 async def _preview(conn: AsyncConnection, code: dict[str, Any] | None, target: Target, user_id: str,
@@ -99,19 +68,19 @@ async def reserve(
     source: str | None = None,
 ) -> tuple[dict[str, Any], Preview]:
     """Reserve one use (call inside a transaction). The same id twice answers the first."""
-    existing = (await conn.execute(FIND, {"id": reservation_id})).mappings().first()
+    existing = (await conn.execute(FIND_RESERVATION, {"id": reservation_id})).mappings().first()
     if existing is not None:
         return dict(existing), _stored_preview(dict(existing), target)
     promo = await find_by_code(conn, code, lock=True)  # serializes applies of one code
     preview = await _preview(conn, promo, target, user_id, now)
     assert promo is not None
-    await conn.execute(INSERT, {
+    await conn.execute(INSERT_RESERVATION, {
         "id": reservation_id, "code": promo["id"], "u": user_id, "kind": target.kind,
         "target": target.id, "discount": preview.discount, "currency": target.currency,
         "bonus": preview.bonus_credits, "trial": preview.trial_days, "expires": now + ttl,
         "source": source,
     })
-    row = (await conn.execute(FIND, {"id": reservation_id})).mappings().one()
+    row = (await conn.execute(FIND_RESERVATION, {"id": reservation_id})).mappings().one()
     return dict(row), preview
 
 
@@ -140,7 +109,7 @@ async def attach(
 ) -> tuple[dict[str, Any], Preview]:
     """Use a reservation for this purchase or subscription; refused if it is not the
     caller's, not for this target, or no longer reserved."""
-    row = (await conn.execute(FIND, {"id": reservation_id})).mappings().first()
+    row = (await conn.execute(FIND_RESERVATION, {"id": reservation_id})).mappings().first()
     if row is None or row["user_id"] != user_id:
         raise refuse("unknown", "no such promo reservation", redemptionId=str(reservation_id))
     if (row["target_kind"], row["target_id"]) != (target.kind, target.id):

@@ -7,7 +7,6 @@ No credits move here. They are granted by the ledger worker when Stripe's signed
 import uuid
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.errors import CreditLimitExceeded, TransactionLimitExceeded
@@ -18,25 +17,8 @@ from services.promos.rules import Target
 from services.purchases.credit_packs import get_pack
 from services.purchases.customers import ensure_customer
 from services.purchases.ports import PaymentProvider
+from services.purchases.purchase_store import FIND_PURCHASE, SAVE_PURCHASE
 from services.settings import Settings
-
-SAVE_PURCHASE = text(
-    """
-    INSERT INTO purchases (id, user_id, pack_id, credits, bonus_credits, amount_minor, currency,
-                           status, payment_intent_id, checkout_session_id, email,
-                           list_amount_minor, discount_minor, promo_code, reservation_id,
-                           promo_bonus_credits, promo_bonus_expiry_days)
-    VALUES (:id, :user_id, :pack_id, :credits, :bonus, :amount, :currency, 'pending', :pi,
-            :session, :email, :list_amount, :discount, :promo_code, :reservation,
-            :promo_bonus, :promo_bonus_days)
-    ON CONFLICT (id) DO NOTHING
-    """
-)
-FIND_PURCHASE = text(
-    "SELECT id, pack_id, payment_intent_id, checkout_session_id, amount_minor, currency, "
-    "credits, bonus_credits, status, list_amount_minor, discount_minor, promo_code, "
-    "promo_bonus_credits FROM purchases WHERE id = :id"
-)
 
 
 def check_limits(

@@ -2,13 +2,10 @@
 
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.admin_row_update import update_row
 from services.errors import InvalidState, NotFound
-
-COLUMNS = "id, name, credits, bonus_credits, price_minor, currency, active"
+from services.purchases.pack_store import EDITABLE, insert_pack, pack_row, pack_rows, update_pack_row
 
 
 def pack_view(row: Any) -> dict[str, Any]:
@@ -27,33 +24,18 @@ def pack_view(row: Any) -> dict[str, Any]:
 
 
 async def list_packs(conn: AsyncConnection, include_archived: bool = False) -> list[dict[str, Any]]:
-    where = "" if include_archived else "WHERE active"
-    rows = await conn.execute(text(f"SELECT {COLUMNS} FROM credit_packs {where} ORDER BY price_minor, id"))
-    return [pack_view(r) for r in rows.mappings()]
+    return [pack_view(r) for r in await pack_rows(conn, include_archived)]
 
 
 async def get_pack(conn: AsyncConnection, pack_id: str, *, active_only: bool = True) -> dict[str, Any]:
-    row = (
-        await conn.execute(text(f"SELECT {COLUMNS} FROM credit_packs WHERE id = :id"), {"id": pack_id})
-    ).mappings().first()
+    row = await pack_row(conn, pack_id)
     if row is None or (active_only and not row["active"]):
         raise NotFound("no such credit pack", packId=pack_id)
     return pack_view(row)
 
 
 async def create_pack(conn: AsyncConnection, pack: dict[str, Any]) -> dict[str, Any]:
-    created = (
-        await conn.execute(
-            text(
-                f"""
-                INSERT INTO credit_packs (id, name, credits, bonus_credits, price_minor, currency)
-                VALUES (:id, :name, :credits, :bonus_credits, :price, :currency)
-                ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}
-                """
-            ),
-            pack,
-        )
-    ).mappings().first()
+    created = await insert_pack(conn, pack)
     if created is None:
         raise InvalidState("a credit pack with this id exists", packId=pack["id"])
     return pack_view(created)
@@ -65,10 +47,9 @@ async def update_pack(conn: AsyncConnection, pack_id: str, changes: dict[str, An
     Purchases keep the terms they were made at (credits and amount are copied onto the
     purchase), so changing a pack never changes what an open purchase grants.
     """
-    allowed = {"name", "credits", "bonus_credits", "price", "currency", "active"}
-    if not allowed & changes.keys():
+    if not EDITABLE & changes.keys():
         return await get_pack(conn, pack_id, active_only=False)
-    row = await update_row(conn, "credit_packs", pack_id, changes, editable=allowed, columns=COLUMNS)
+    row = await update_pack_row(conn, pack_id, changes)
     if row is None:
         raise NotFound("no such credit pack", packId=pack_id)
     return pack_view(row)

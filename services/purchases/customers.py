@@ -2,14 +2,9 @@
 
 from typing import Protocol
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-FIND_CUSTOMER = text("SELECT customer_id FROM stripe_customers WHERE user_id = :u")
-SAVE_CUSTOMER = text(
-    "INSERT INTO stripe_customers (user_id, customer_id, email) VALUES (:u, :c, :e) "
-    "ON CONFLICT (user_id) DO NOTHING"
-)
+from services.purchases.purchase_store import FIND_CUSTOMER, SAVE_CUSTOMER
 
 
 class CustomerProvider(Protocol):

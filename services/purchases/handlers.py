@@ -9,8 +9,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
-
 from schemas.commands import ConfirmPurchase, FailPurchase, RevokePurchase
 from schemas.events import (
     PaymentFailed,
@@ -32,37 +30,14 @@ from services.ledger.handlers.returns import claim_returns
 from services.ledger.models import PROMOTIONAL, PURCHASED, Allocation
 from services.promos import reservations
 from services.purchases.claims import take_back
+from services.purchases.purchase_store import (
+    LOCK_PURCHASE,
+    MARK_PAYMENT_OUTCOME,
+    MARK_PROMO_BONUS,
+    MARK_REFUNDED,
+    RECORD_REFUND,
+)
 from services.purchases.store import Claim, owe
-
-LOCK_PURCHASE = text(
-    """
-    SELECT p.id, p.user_id, p.pack_id, p.credits, p.bonus_credits, p.amount_minor, p.currency,
-           p.status, p.payment_intent_id, p.email, c.name AS pack_name,
-           p.grant_transaction_id, p.bonus_transaction_id, p.refunded_minor, p.clawed_credits,
-           p.promo_code, p.discount_minor, p.list_amount_minor, p.reservation_id,
-           p.promo_bonus_credits, p.promo_bonus_expiry_days, p.promo_bonus_transaction_id,
-           p.owed_credits, p.shortfall_credits
-      FROM purchases p JOIN credit_packs c ON c.id = p.pack_id
-     WHERE (CAST(:purchase AS uuid) IS NULL AND p.payment_intent_id = :pi)
-        OR p.id = CAST(:purchase AS uuid)
-       FOR UPDATE OF p
-    """
-)
-MARK = text(
-    "UPDATE purchases SET status = :status, grant_transaction_id = :tx, "
-    "bonus_transaction_id = :bonus_tx, failure_code = :code, "
-    "payment_intent_id = coalesce(payment_intent_id, :pi), updated_at = now() WHERE id = :id"
-)
-RECORD_REFUND = text(
-    "INSERT INTO purchase_refunds (purchase_id, amount_minor, currency, command_id) "
-    "VALUES (:purchase, :amount, :currency, :command) ON CONFLICT (command_id) DO NOTHING"
-)
-MARK_PROMO_BONUS = text("UPDATE purchases SET promo_bonus_transaction_id = :tx WHERE id = :id")
-MARK_REFUNDED = text(
-    "UPDATE purchases SET status = :status, refunded_minor = :refunded, updated_at = now() "
-    "WHERE id = :id"
-)
-
 
 # The transactions that granted a purchase's batches, in the order a refund takes them
 # back: gifts first (a promo code's bonus, then the pack's), then the bought credits.
@@ -183,7 +158,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
     await reservations.redeem(ctx.conn, purchase["reservation_id"])
     refunded_in_full = purchase["refunded_minor"] >= purchase["amount_minor"]
     await ctx.conn.execute(
-        MARK,
+        MARK_PAYMENT_OUTCOME,
         {
             "status": "refunded" if refunded_in_full else "succeeded",
             "tx": granted.result["transactionId"],
@@ -240,7 +215,7 @@ async def fail_purchase(ctx: LedgerContext, command: FailPurchase) -> Outcome:
     if purchase["status"] != "pending":
         return Outcome(command, APPLIED, {"purchaseId": str(purchase["id"]), "already": True})
     await ctx.conn.execute(
-        MARK,
+        MARK_PAYMENT_OUTCOME,
         {"status": "failed", "tx": None, "bonus_tx": None, "code": payload.failure_code,
          "pi": payload.payment_intent_id, "id": purchase["id"]},
     )

@@ -9,19 +9,10 @@ changed price makes a new Price, since Stripe prices never change.
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.purchases.pack_store import ALL_PACKS, SAVE_IDS
 from services.purchases.ports import PaymentProvider
-
-ALL_PACKS = text(
-    "SELECT id, name, price_minor, currency, active, stripe_product_id, stripe_price_id, "
-    "stripe_price_terms FROM credit_packs ORDER BY id"
-)
-SAVE_IDS = text(
-    "UPDATE credit_packs SET stripe_product_id = :product, stripe_price_id = :price, "
-    "stripe_price_terms = :terms, updated_at = now() WHERE id = :id"
-)
 
 
 async def sync_products(

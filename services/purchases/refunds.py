@@ -8,17 +8,12 @@ idempotency key is the HTTP command id, so a retried request refunds once.
 import uuid
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import RevokePurchase, RevokePurchasePayload
 from services.errors import InvalidState
 from services.purchases.ports import PaymentProvider
-
-PURCHASE_OF_GRANT = text(
-    "SELECT id, payment_intent_id, amount_minor, refunded_minor, currency, status "
-    "FROM purchases WHERE grant_transaction_id = :tx AND user_id = :u"
-)
+from services.purchases.purchase_store import PURCHASE_OF_GRANT
 
 
 async def purchase_refund(

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.errors import ValidationFailed
-from services.promos.stats import NOT_A_FREEZE, SPENDING
+from services.promos.stats_queries import NOT_A_FREEZE, SPENDING
 
 Granularity = Literal["day", "month"]
 MAX_BUCKETS = {"day": 400, "month": 120}
