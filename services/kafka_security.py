@@ -13,15 +13,36 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from services.errors import ConfigurationInvalid
 
-if TYPE_CHECKING:
-    from services.settings import Settings
+
+class KafkaClientSettings(Protocol):
+    """The settings a Kafka client's login is made from (services.settings.Settings has
+    them). Named here as a protocol so this module needs nothing of the settings module,
+    which calls `check_kafka_security` while it validates itself."""
+
+    @property
+    def kafka_bootstrap_servers(self) -> str: ...
+    @property
+    def kafka_security_protocol(self) -> str: ...
+    @property
+    def kafka_sasl_mechanism(self) -> str: ...
+    @property
+    def kafka_sasl_username(self) -> str | None: ...
+    @property
+    def kafka_sasl_password(self) -> str | None: ...
+    @property
+    def kafka_ssl_cafile(self) -> str | None: ...
+    @property
+    def kafka_ssl_certfile(self) -> str | None: ...
+    @property
+    def kafka_ssl_keyfile(self) -> str | None: ...
+
 
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
@@ -32,7 +53,7 @@ SASL_SECURITY_CLASSES: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram51
 }
 
 
-def check_kafka_security(settings: Settings) -> None:
+def check_kafka_security(settings: KafkaClientSettings) -> None:
     """Refuse settings that would connect differently from what the operator meant.
 
     Credentials or certificate paths given with a protocol that does not use them are
@@ -77,7 +98,7 @@ def check_kafka_security(settings: Settings) -> None:
         ) from error
 
 
-def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+def kafka_ssl_context(settings: KafkaClientSettings) -> ssl.SSLContext | None:
     """TLS context of the TLS protocols: verifies the brokers (system CAs, or
     KAFKA_SSL_CAFILE) and presents the client certificate when one is given."""
     if settings.kafka_security_protocol not in TLS_PROTOCOLS:
@@ -88,7 +109,7 @@ def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def broker_security(settings: Settings) -> BaseSecurity | None:
+def broker_security(settings: KafkaClientSettings) -> BaseSecurity | None:
     """The `security=` of a FastStream `KafkaBroker`; None is PLAINTEXT."""
     protocol = settings.kafka_security_protocol
     context = kafka_ssl_context(settings)
@@ -105,7 +126,7 @@ def broker_security(settings: Settings) -> BaseSecurity | None:
     return None
 
 
-def client_security_options(settings: Settings) -> dict[str, Any]:
+def client_security_options(settings: KafkaClientSettings) -> dict[str, Any]:
     """Security keyword arguments of AIOKafkaProducer, -Consumer and -AdminClient."""
     protocol = settings.kafka_security_protocol
     options: dict[str, Any] = {"security_protocol": protocol}
@@ -118,7 +139,7 @@ def client_security_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
+def kafka_client_options(settings: KafkaClientSettings) -> dict[str, Any]:
     """Bootstrap list plus security: what every plain aiokafka client starts from."""
     return {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
@@ -126,18 +147,18 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def kafka_broker(settings: Settings, **options: Any) -> KafkaBroker:
+def kafka_broker(settings: KafkaClientSettings, **options: Any) -> KafkaBroker:
     """A FastStream broker on the configured cluster, logged in as the configured user."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers, security=broker_security(settings), **options
     )
 
 
-def _password(settings: Settings) -> str:
+def _password(settings: KafkaClientSettings) -> str:
     return settings.kafka_sasl_password or ""
 
 
-def _tls_files(settings: Settings) -> dict[str, str]:
+def _tls_files(settings: KafkaClientSettings) -> dict[str, str]:
     given = {
         "KAFKA_SSL_CAFILE": settings.kafka_ssl_cafile,
         "KAFKA_SSL_CERTFILE": settings.kafka_ssl_certfile,

@@ -279,7 +279,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> Self:
         """A half-configured Kafka login fails here, at startup, not at the first send."""
-        from services.kafka_security import check_kafka_security
+        from services.kafka_security import check_kafka_security  # imports FastStream: lazily
 
         check_kafka_security(self)
         return self
