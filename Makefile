@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-reports faults token clean install browser lock
+.PHONY: run test lint typecheck bench bench-reports faults token clean install browser lock strimzi-schemas
 
 # Dependencies come from the lock (exact versions, every file's hash checked); the
 # project itself is installed on top without resolving anything again.
@@ -35,6 +35,18 @@ browser:
 			|| echo "could not install chromium: tests/test_dashboard.py will fail"; \
 	else echo "tests/test_dashboard.py needs chromium and chromium-driver (apt-get install chromium chromium-driver as root)"; fi
 
+# tests/test_kafka_acls.py validates the Strimzi resources in k8s/ with validators
+# compiled from Strimzi's CRD schemas: a pinned npm package (tests/strimzi_schemas/
+# package-lock.json, integrity hashes checked), installed again when the lock changes.
+SCHEMAS := tests/strimzi_schemas
+SCHEMAS_STAMP := $(SCHEMAS)/node_modules/.installed
+$(SCHEMAS_STAMP): $(SCHEMAS)/package.json $(SCHEMAS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(SCHEMAS) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm is not installed: tests/test_kafka_acls.py cannot validate the Strimzi resources (install Node.js 20+ with npm)"; fi
+
+strimzi-schemas: $(SCHEMAS_STAMP)
+
 # Dev mode: the development default secrets are accepted (every other start refuses
 # them, see services/secrets_check.py). The benchmarks and the fault suite run their own
 # throw-away stacks on this machine, so they are development too.
@@ -46,7 +58,7 @@ DEVTOOLS := $(DEV) $(BIN)/python -m devtools
 run: $(STAMP)
 	$(DEVTOOLS) run
 
-test: $(STAMP) browser
+test: $(STAMP) browser strimzi-schemas
 	$(BIN)/ruff check services workers schemas ingress ops adapters devtools tests migrations
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
