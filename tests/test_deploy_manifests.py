@@ -3,7 +3,8 @@
 Nothing here needs a network, a Docker engine or a cluster. Built-in Kubernetes
 kinds are validated with ``kubernetes_validate`` (strict: unknown fields fail);
 Kustomization and Strimzi custom resources, which it has no schema for, get
-structural checks. The compose file and the Dockerfile are checked against the
+structural checks here (tests/test_kafka_acls.py validates the Strimzi ones against
+Strimzi's own CRD schemas). The compose file and the Dockerfile are checked against the
 service's contracts (CLI subcommands, ports, environment variables).
 """
 

@@ -8,27 +8,31 @@ Offline, like tests/test_deploy_manifests.py (whose loaders it reuses). Two part
   go, is written by the ingress and the CLI jobs alone). The workloads must log in
   as users that exist, with the password from their own user's Secret, and reach the
   brokers through the labels the brokers' NetworkPolicy admits.
-* The Strimzi resources against Strimzi's own CRD schemas (openAPIV3Schema of the
-  served version, strict: an unknown field fails, as with `kubectl apply`'s strict
-  field validation). The CRDs are not in this repository: set STRIMZI_CRD_DIR to a
-  directory holding Strimzi's `install/cluster-operator/04*-Crd-*.yaml` (a 1.x
-  release: it serves kafka.strimzi.io/v1 only); without it those tests skip.
+* The Strimzi resources against Strimzi's own CRD schemas for kafka.strimzi.io/v1
+  (the version Strimzi 1.x serves, alone), strict: an unknown field fails, as with
+  `kubectl apply`'s strict field validation. The schemas come as ajv validators
+  compiled from the CRDs of Strimzi 0.49.0 and 1.0.0 by the npm package
+  @kubernetes-models/strimzi-kafka-operator 1.0.1 (SCHEMAS_VERSION), pinned with
+  its integrity hashes in tests/strimzi_schemas/package-lock.json and installed by
+  `make strimzi-schemas` (which `make test` runs); tests/strimzi_schemas/
+  validate.mjs runs them on Node.js. Without node or the installed package those
+  tests fail, they never skip.
 """
 
 from __future__ import annotations
 
 import copy
-import os
+import json
+import shutil
+import subprocess
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
-import yaml
 
 from tests.test_deploy_manifests import (
+    K8S_DIR,
     KAFKA_TOPICS,
     _component,
     _configmap_data,
@@ -43,6 +47,13 @@ from workers.ledger import GROUP_ID as LEDGER_GROUP
 from workers.notify import GROUP_ID as NOTIFY_GROUP
 
 STRIMZI_KINDS = ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser")
+# The validators of Strimzi's CRD schemas: this package, this version, generated from
+# the CRDs of these Strimzi releases (its package.json names them; both serve v1).
+# Bumping the package means updating all three here and in docs/testing.md.
+SCHEMAS_DIR = Path(__file__).resolve().parent / "strimzi_schemas"
+SCHEMAS_PACKAGE = "@kubernetes-models/strimzi-kafka-operator"
+SCHEMAS_VERSION = "1.0.1"
+STRIMZI_CRD_RELEASES = ("0.49.0", "1.0.0")
 KAFKA_CLIENT_LABEL = {"pika-payment/kafka-client": "true"}
 KAFKA_CLIENT_NAMESPACE_LABEL = {"pika-payment/kafka-clients": "true"}
 INTERNAL = "payment.commands.internal"
@@ -318,80 +329,66 @@ def test_payment_pods_accept_only_the_ingress_ports_and_reach_only_their_depende
 
 
 # ------------------------------------------------------------------ CRD schemas
-def _crd_dir() -> Path:
-    configured = os.environ.get("STRIMZI_CRD_DIR")
-    if not configured or not Path(configured).is_dir():
-        pytest.skip("STRIMZI_CRD_DIR (Strimzi's CRD files) is not set; see the module docstring")
-    return Path(configured)
+def _installed_schema_package() -> dict[str, Any]:
+    manifest = SCHEMAS_DIR / "node_modules" / Path(*SCHEMAS_PACKAGE.split("/")) / "package.json"
+    if not manifest.is_file():
+        pytest.fail(f"{SCHEMAS_PACKAGE} is not installed: run `make strimzi-schemas` (needs npm)")
+    package: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
+    return package
 
 
-@cache
-def _crd_schemas(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(kind, version) -> openAPIV3Schema made strict, for every served version."""
-    schemas = {}
-    for path in sorted(directory.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            if doc["spec"]["group"] != "kafka.strimzi.io":
-                continue
-            for version in doc["spec"]["versions"]:
-                if version.get("served"):
-                    schema = _strict(version["schema"]["openAPIV3Schema"])
-                    schemas[(doc["spec"]["names"]["kind"], version["name"])] = schema
-    return schemas
+def _schema_errors(docs: list[dict[str, Any]]) -> list[list[str]]:
+    """Per resource, the refusals of the validators compiled from Strimzi's CRDs."""
+    _installed_schema_package()
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: the Strimzi schema check runs on Node.js 20+")
+    result = subprocess.run(
+        [node, str(SCHEMAS_DIR / "validate.mjs")],
+        input=json.dumps(docs), capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    answers: list[list[dict[str, str]]] = json.loads(result.stdout)
+    assert len(answers) == len(docs)
+    return [[f"{e['path']}: {e['message']}" for e in errors] for errors in answers]
 
 
-def _strict(schema: Any) -> Any:
-    """Unknown fields fail, as the API server's strict field validation makes them."""
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {key: _strict(value) for key, value in schema.items()}
-    if (
-        strict.get("type") == "object"
-        and "properties" in strict
-        and "additionalProperties" not in strict
-        and not strict.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        strict["additionalProperties"] = False
-    return strict
+def _strimzi_resources() -> list[tuple[Path, dict[str, Any]]]:
+    return [(path, doc) for path, doc in _k8s_docs() if doc.get("kind") in STRIMZI_KINDS]
 
 
-def _schema_errors(doc: dict[str, Any], directory: Path) -> list[str]:
-    version = doc["apiVersion"].split("/", 1)[1]
-    schema = _crd_schemas(directory).get((doc["kind"], version))
-    if schema is None:
-        return [f"Strimzi in {directory} serves no {doc['kind']} {doc['apiVersion']}"]
-    validator = jsonschema.Draft7Validator(schema)
-    return [
-        f"{'.'.join(str(p) for p in error.absolute_path)}: {error.message}"
-        for error in validator.iter_errors(doc)
-    ]
+def test_the_schemas_are_the_pinned_package_built_from_the_named_strimzi_releases() -> None:
+    lock = json.loads((SCHEMAS_DIR / "package-lock.json").read_text(encoding="utf-8"))
+    locked = lock["packages"][f"node_modules/{SCHEMAS_PACKAGE}"]
+    assert locked["version"] == SCHEMAS_VERSION and locked["integrity"].startswith("sha512-")
+    package = _installed_schema_package()
+    assert package["version"] == SCHEMAS_VERSION, "node_modules is stale: make strimzi-schemas"
+    releases = tuple(
+        url.rsplit("/", 2)[1] for url in package["crd-generate"]["input"]
+    )
+    assert releases == STRIMZI_CRD_RELEASES, releases
 
 
 def test_every_strimzi_resource_is_v1() -> None:
     """Strimzi 1.x serves kafka.strimzi.io/v1 only: a v1beta2 resource is refused."""
     versions = {
         (doc["kind"], doc["metadata"]["name"]): doc["apiVersion"]
-        for _path, doc in _k8s_docs() if doc.get("kind") in STRIMZI_KINDS
+        for _path, doc in _strimzi_resources()
     }
     assert {kind for kind, _name in versions} == set(STRIMZI_KINDS)
     assert {v for v in versions.values()} == {"kafka.strimzi.io/v1"}, versions
 
 
 def test_strimzi_resources_validate_against_the_strimzi_crds() -> None:
-    directory = _crd_dir()
-    checked = 0
-    errors = []
-    for path, doc in _k8s_docs():
-        if doc.get("kind") in STRIMZI_KINDS:
-            errors += [f"{path.name} {doc['kind']}/{doc['metadata']['name']}: {e}"
-                       for e in _schema_errors(doc, directory)]
-            checked += 1
+    resources = _strimzi_resources()
+    answers = _schema_errors([doc for _path, doc in resources])
+    errors = [
+        f"{path.relative_to(K8S_DIR)} {doc['kind']}/{doc['metadata']['name']}: {error}"
+        for (path, doc), found in zip(resources, answers, strict=True)
+        for error in found
+    ]
     assert not errors, "\n".join(errors)
-    assert checked == len(_docs_of("KafkaUser")) + len(_docs_of("KafkaTopic")) + 2
+    assert len(resources) == len(_docs_of("KafkaUser")) + len(_docs_of("KafkaTopic")) + 2
 
 
 @pytest.mark.parametrize(
@@ -401,18 +398,42 @@ def test_strimzi_resources_validate_against_the_strimzi_crds() -> None:
             operations=["Writ"]), "Writ"),
         ("KafkaUser", lambda d: d["spec"]["authentication"].update(type="scram-sha-256"),
          "scram-sha-256"),
+        ("KafkaUser", lambda d: d["metadata"].update(label={"a": "b"}), "unknown field"),
         ("Kafka", lambda d: d["spec"]["kafka"]["listeners"][0]["authentication"].update(
             type="scram"), "scram"),
         ("Kafka", lambda d: d["spec"]["kafka"].update(autorization={"type": "simple"}),
          "autorization"),
+        ("Kafka", lambda d: d["spec"]["kafka"]["listeners"][0].pop("type"),
+         '"missingProperty":"type"'),
+        ("KafkaNodePool", lambda d: d["spec"].pop("roles"), '"missingProperty":"roles"'),
+        ("KafkaNodePool", lambda d: d["spec"].update(roles=["zookeeper"]), "zookeeper"),
         ("KafkaTopic", lambda d: d["spec"].update(partitions="twelve"), "twelve"),
     ],
-    ids=["acl-operation", "user-mechanism", "listener-auth", "misspelt-field", "partitions"],
+    ids=["acl-operation", "user-mechanism", "misspelt-metadata", "listener-auth",
+         "misspelt-field", "listener-type-missing", "pool-roles-missing", "pool-role",
+         "partitions"],
 )
 def test_the_schema_check_rejects_what_strimzi_would(kind: str, break_it: Any, expected: str) -> None:
-    directory = _crd_dir()
-    doc = copy.deepcopy(_docs_of(kind)[0])
-    assert _schema_errors(doc, directory) == []
-    break_it(doc)
-    errors = _schema_errors(doc, directory)
-    assert errors and any(expected in error for error in errors), errors
+    valid = copy.deepcopy(_docs_of(kind)[0])
+    broken = copy.deepcopy(valid)
+    break_it(broken)
+    assert valid != broken
+    ok, refused = _schema_errors([valid, broken])
+    assert ok == []
+    assert refused and any(expected in error for error in refused), refused
+
+
+def test_the_schema_check_refuses_kinds_it_has_no_schema_for() -> None:
+    kafka = copy.deepcopy(_kafka())
+    old = {**kafka, "apiVersion": "kafka.strimzi.io/v1beta3"}
+    typo = {**kafka, "kind": "Kafkaa"}
+    builtin = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}
+    for errors in _schema_errors([old, typo, builtin]):
+        assert errors and "no validator" in errors[0], errors
+
+
+def test_the_schema_check_leaves_open_maps_open() -> None:
+    """`config` is x-kubernetes-preserve-unknown-fields: Strimzi checks it, not the API."""
+    kafka = copy.deepcopy(_kafka())
+    kafka["spec"]["kafka"]["config"]["a.setting.strimzi.passes.on"] = {"any": ["shape"]}
+    assert _schema_errors([kafka]) == [[]]
