@@ -984,15 +984,19 @@ def test_prune_settings_in_the_configmap_are_accepted_and_tied_to_kafka() -> Non
     config = _configmap_data()
     topics = {t["spec"]["topicName"]: t["spec"] for t in _docs_of("KafkaTopic")}
     kafka_days = int(config["KAFKA_COMMAND_RETENTION_DAYS"])
-    for name in ("payment.commands", "payment.commands.internal"):
+    event_days = int(config["KAFKA_EVENT_RETENTION_DAYS"])
+    for name, days in (("payment.commands", kafka_days), ("payment.commands.internal", kafka_days),
+                       ("payment.events", event_days)):
         spec_config = topics[name]["config"]
-        assert int(spec_config["retention.ms"]) == kafka_days * 86_400_000, name
+        assert int(spec_config["retention.ms"]) == days * 86_400_000, name
         # windows.py counts one default segment (7 days) past retention.ms.
         assert int(spec_config.get("segment.ms", 7 * 86_400_000)) <= 7 * 86_400_000, name
-    keys = ("KAFKA_COMMAND_RETENTION_DAYS", "OUTBOX_RETENTION_DAYS",
-            "COMMAND_ID_RETENTION_DAYS", "STRIPE_EVENT_RETENTION_DAYS", "PRUNE_BATCH_SIZE")
+    keys = ("KAFKA_COMMAND_RETENTION_DAYS", "KAFKA_EVENT_RETENTION_DAYS", "OUTBOX_RETENTION_DAYS",
+            "COMMAND_ID_RETENTION_DAYS", "STRIPE_EVENT_RETENTION_DAYS",
+            "NOTIFICATION_RETENTION_DAYS", "EXPIRY_REMINDER_RETENTION_DAYS", "PRUNE_BATCH_SIZE")
     settings = Settings(**{key.lower(): config[key] for key in keys})
     assert settings.command_id_retention_days >= kafka_days + 14
+    assert settings.notification_retention_days >= event_days + 14
     assert settings.stripe_event_retention_days >= 3
     assert config["KAFKA_CREATE_TOPICS"] == "false", "the KafkaTopics own the topics in k8s"
     assert int(config["KAFKA_TOPIC_REPLICATION_FACTOR"]) == TOPIC_REPLICAS
