@@ -61,8 +61,9 @@ USER 10001:10001
 
 EXPOSE 5505
 
-# Only meaningful for `ingress`; docker-compose disables it for the other
-# processes and Kubernetes ignores it (it uses the probes in k8s/base).
+# Only meaningful for `ingress`; docker-compose replaces it for worker, relay and
+# notify (their /ready on METRICS_PORT), disables it for the one-shot jobs, and
+# Kubernetes ignores it (it uses the probes in k8s/base).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('PAYMENT_SERVICE_PORT', '5505'); r = urllib.request.urlopen(f'http://127.0.0.1:{port}/payment/health', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 

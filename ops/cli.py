@@ -169,12 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     command("notify", "send email receipts and notices from payment.events")
     prune = command(
         "prune",
-        "delete sent outbox rows, rejected command ids and Stripe webhook rows past their "
-        "retention",
+        "delete sent outbox rows, rejected command ids, Stripe webhook rows and email "
+        "records past their retention",
         description="Delete, in batches of PRUNE_BATCH_SIZE rows per transaction: outbox rows "
         "sent more than OUTBOX_RETENTION_DAYS ago, rejected commands processed more than "
         "COMMAND_ID_RETENTION_DAYS ago, Stripe webhook inbox rows older than "
-        "STRIPE_EVENT_RETENTION_DAYS. Applied commands and command evidence are never deleted.",
+        "STRIPE_EVENT_RETENTION_DAYS, settled email claims (sent_notifications) older than "
+        "NOTIFICATION_RETENTION_DAYS, expiry reminders of batches expired more than "
+        "EXPIRY_REMINDER_RETENTION_DAYS ago. Applied commands, command evidence, unsent "
+        "events and pending emails are never deleted.",
     )
     prune.add_argument("--dry-run", action="store_true",
                        help="print how many rows would go, delete nothing")

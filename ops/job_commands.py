@@ -71,7 +71,7 @@ def run_prune(settings: Settings, args: argparse.Namespace, console: Console) ->
 
     done = asyncio.run(go())
     verb = "would delete" if args.dry_run else "deleted"
-    lines = [f"prune: {t.table}: {verb} {t.rows} rows older than {t.cutoff:%Y-%m-%d %H:%M} UTC"
+    lines = [f"prune: {t.table}: {verb} {t.rows} rows {t.cutoff_of} {t.cutoff:%Y-%m-%d %H:%M} UTC"
              for t in done]
     summary = ", ".join(f"{t.rows} {t.table}" for t in done)
     lines.append(f"prune: {'dry run, nothing deleted; would delete' if args.dry_run else 'deleted'} "

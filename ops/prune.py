@@ -3,7 +3,10 @@
 Sent outbox rows after OUTBOX_RETENTION_DAYS, rejected command ids after
 COMMAND_ID_RETENTION_DAYS (which the settings refuse to set shorter than Kafka can
 redeliver a command: services/retention/windows.py), Stripe webhook inbox rows after
-STRIPE_EVENT_RETENTION_DAYS. What is kept and why: services/retention/store.py.
+STRIPE_EVENT_RETENTION_DAYS, settled email claims after NOTIFICATION_RETENTION_DAYS
+(refused shorter than Kafka can redeliver an event, likewise), and expiry reminders of
+batches expired more than EXPIRY_REMINDER_RETENTION_DAYS ago. What is kept and why:
+services/retention/store.py.
 
 Each batch is its own transaction of at most PRUNE_BATCH_SIZE rows, so the job never
 holds locks or a snapshot for long next to the worker and relay, and a run cut short
@@ -18,8 +21,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.retention.store import (
+    EXPIRY_REMINDERS,
     OUTBOX,
     PROCESSED_COMMANDS,
+    SENT_NOTIFICATIONS,
     STRIPE_EVENTS,
     PruneRule,
     count_prunable,
@@ -31,11 +36,13 @@ from services.settings import Settings
 
 @dataclass(frozen=True)
 class Pruned:
-    """Rows of one table deleted (or, in a dry run, that would be) before `cutoff`."""
+    """Rows of one table deleted (or, in a dry run, that would be) before `cutoff`;
+    `cutoff_of` says what the cutoff was compared with ("older than", ...)."""
 
     table: str
     rows: int
     cutoff: datetime
+    cutoff_of: str
 
 
 def windows(settings: Settings) -> list[tuple[PruneRule, int]]:
@@ -43,6 +50,8 @@ def windows(settings: Settings) -> list[tuple[PruneRule, int]]:
         (OUTBOX, settings.outbox_retention_days),
         (PROCESSED_COMMANDS, settings.command_id_retention_days),
         (STRIPE_EVENTS, settings.stripe_event_retention_days),
+        (SENT_NOTIFICATIONS, settings.notification_retention_days),
+        (EXPIRY_REMINDERS, settings.expiry_reminder_retention_days),
     ]
 
 
@@ -61,10 +70,11 @@ async def prune(
         cutoff = now - timedelta(days=days)
         if dry_run:
             async with engine.connect() as conn:
-                done.append(Pruned(rule.table, await count_prunable(conn, rule, cutoff), cutoff))
+                rows = await count_prunable(conn, rule, cutoff)
+            done.append(Pruned(rule.table, rows, cutoff, rule.cutoff_of))
             continue
         total = await _prune_table(engine, rule, cutoff, settings.prune_batch_size, progress)
-        done.append(Pruned(rule.table, total, cutoff))
+        done.append(Pruned(rule.table, total, cutoff, rule.cutoff_of))
     return done
 
 

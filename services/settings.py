@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         "in days (kafka-topics.yaml): how long a command can be redelivered. Only checked "
         "against COMMAND_ID_RETENTION_DAYS; the broker's topic config is what applies.",
     )
+    kafka_event_retention_days: int = Field(
+        7, gt=0, description="retention.ms of payment.events, in days (kafka-topics.yaml): how "
+        "long an event can be redelivered to the notify worker. Only checked against "
+        "NOTIFICATION_RETENTION_DAYS; the broker's topic config is what applies.",
+    )
     topic_prefix: str = Field(
         "", description="Prefix of every topic and consumer group name (tests isolate by it)."
     )
@@ -236,6 +241,16 @@ class Settings(BaseSettings):
         30, ge=3, description="`prune` deletes Stripe webhook inbox rows older than this; at "
         "least Stripe's 3 days of retries.",
     )
+    notification_retention_days: int = Field(
+        30, gt=0, description="`prune` deletes `sent_notifications` rows (sent, skipped or "
+        "failed; never pending) claimed longer ago than this; must exceed "
+        "KAFKA_EVENT_RETENTION_DAYS by two weeks (see services/retention/windows.py).",
+    )
+    expiry_reminder_retention_days: int = Field(
+        30, gt=0, description="`prune` deletes `expiry_reminders` rows of batches that expired "
+        "longer ago than this (a batch not yet expired keeps its row: it stops a second "
+        "reminder).",
+    )
     prune_batch_size: int = Field(
         5000, gt=0, description="Rows `prune` deletes per transaction (short locks, small WAL bursts)."
     )
@@ -285,11 +300,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _command_ids_outlive_their_messages(self) -> Self:
-        """A command id pruned while Kafka may still redeliver its message is applied twice."""
-        from services.retention.windows import check_command_id_window
+    def _dedupe_records_outlive_their_messages(self) -> Self:
+        """A command id pruned while Kafka may still redeliver its message is applied twice;
+        an email claim pruned while its event may come back sends that email twice."""
+        from services.retention.windows import check_command_id_window, check_notification_window
 
         check_command_id_window(self.command_id_retention_days, self.kafka_command_retention_days)
+        check_notification_window(self.notification_retention_days, self.kafka_event_retention_days)
         return self
 
     @field_validator("trusted_proxies")

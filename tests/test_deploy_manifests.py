@@ -623,6 +623,78 @@ def test_compose_infra_healthchecks() -> None:
     assert "redis-cli" in " ".join(redis_test) and "ping" in " ".join(redis_test)
 
 
+PROBED_IN_COMPOSE = tuple(name for name in LONG_RUNNING if name != "ingress")
+
+
+def _compose_probe_code(name: str) -> str:
+    """The Python a probed compose service's healthcheck runs (exec form: CMD python -c)."""
+    test = _services()[name]["healthcheck"]["test"]
+    assert test[0] == "CMD", f"{name}: exec form, the slim image's shell is not needed"
+    assert test[1] in {"python", "python3"} and test[2] == "-c" and len(test) == 4, name
+    return str(test[3])
+
+
+def test_compose_long_running_services_are_healthchecked_on_their_own_probe_port() -> None:
+    """The ingress keeps the image's HEALTHCHECK (/payment/health on its API port); worker,
+    relay and notify call a probe path on METRICS_PORT, set as in their Deployments."""
+    from services.settings import Settings
+
+    services = _services()
+    for name in LONG_RUNNING:
+        assert _healthcheck_enabled(services[name]), f"{name}: no healthcheck"
+    assert "healthcheck" not in services["ingress"], "the Dockerfile's HEALTHCHECK is the ingress's"
+    for name in PROBED_IN_COMPOSE:
+        env = _environment(services[name])
+        settings = Settings(metrics_port=int(env["METRICS_PORT"]), metrics_host=env["METRICS_HOST"])
+        assert settings.metrics_port, f"{name}: METRICS_PORT=0 turns the probe listener off"
+        assert settings.metrics_host in {"0.0.0.0", "127.0.0.1"}, (
+            f"{name}: the healthcheck calls 127.0.0.1 inside the container"
+        )
+        (container,) = _pod_spec(_deployment(name))["containers"]
+        k8s_env = _env_values(container)
+        assert (env["METRICS_PORT"], env["METRICS_HOST"]) == (
+            k8s_env["METRICS_PORT"], k8s_env["METRICS_HOST"]), f"{name}: compose differs from k8s"
+        code = _compose_probe_code(name)
+        assert re.search(r"127\.0\.0\.1:\{port\}/(ready|health)'", code), code
+        assert "os.environ['METRICS_PORT']" in code, f"{name}: must call its own METRICS_PORT"
+        assert not {"curl", "wget"} & set(code.split())
+        deps = _depends_on(services[name])
+        assert deps.get("migrate") == "service_completed_successfully", name
+        for infra in ("kafka", "postgres", "redis"):
+            assert deps.get(infra) == "service_healthy", f"{name} must wait for {infra}"
+
+
+@pytest.mark.parametrize("name", PROBED_IN_COMPOSE)
+@pytest.mark.parametrize("ready", [True, False])
+async def test_compose_healthcheck_passes_exactly_when_the_process_is_ready(
+    name: str, ready: bool
+) -> None:
+    """Run the healthcheck's own code against a real probe listener (workers.probes)."""
+    import asyncio
+    import os
+    import sys
+
+    from devtools.processes import free_port
+    from workers.probes import ProbeServer
+
+    async def check() -> dict[str, str]:
+        return {"postgres": "ok" if ready else "unavailable: test"}
+
+    port = free_port()
+    server = ProbeServer("127.0.0.1", port, check)
+    await server.start()
+    try:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _compose_probe_code(name),
+            env={**os.environ, "METRICS_PORT": str(port)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        returncode = await asyncio.wait_for(child.wait(), 30)
+    finally:
+        await server.stop()
+    assert (returncode == 0) is ready, f"{name}: exit {returncode} with ready={ready}"
+
+
 def test_compose_kafka_is_single_node_kraft() -> None:
     env = {k: str(v) for k, v in _environment(_services()["kafka"]).items()}
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
@@ -913,15 +985,19 @@ def test_prune_settings_in_the_configmap_are_accepted_and_tied_to_kafka() -> Non
     config = _configmap_data()
     topics = {t["spec"]["topicName"]: t["spec"] for t in _docs_of("KafkaTopic")}
     kafka_days = int(config["KAFKA_COMMAND_RETENTION_DAYS"])
-    for name in ("payment.commands", "payment.commands.internal"):
+    event_days = int(config["KAFKA_EVENT_RETENTION_DAYS"])
+    for name, days in (("payment.commands", kafka_days), ("payment.commands.internal", kafka_days),
+                       ("payment.events", event_days)):
         spec_config = topics[name]["config"]
-        assert int(spec_config["retention.ms"]) == kafka_days * 86_400_000, name
+        assert int(spec_config["retention.ms"]) == days * 86_400_000, name
         # windows.py counts one default segment (7 days) past retention.ms.
         assert int(spec_config.get("segment.ms", 7 * 86_400_000)) <= 7 * 86_400_000, name
-    keys = ("KAFKA_COMMAND_RETENTION_DAYS", "OUTBOX_RETENTION_DAYS",
-            "COMMAND_ID_RETENTION_DAYS", "STRIPE_EVENT_RETENTION_DAYS", "PRUNE_BATCH_SIZE")
+    keys = ("KAFKA_COMMAND_RETENTION_DAYS", "KAFKA_EVENT_RETENTION_DAYS", "OUTBOX_RETENTION_DAYS",
+            "COMMAND_ID_RETENTION_DAYS", "STRIPE_EVENT_RETENTION_DAYS",
+            "NOTIFICATION_RETENTION_DAYS", "EXPIRY_REMINDER_RETENTION_DAYS", "PRUNE_BATCH_SIZE")
     settings = Settings(**{key.lower(): config[key] for key in keys})
     assert settings.command_id_retention_days >= kafka_days + 14
+    assert settings.notification_retention_days >= event_days + 14
     assert settings.stripe_event_retention_days >= 3
     assert config["KAFKA_CREATE_TOPICS"] == "false", "the KafkaTopics own the topics in k8s"
     assert int(config["KAFKA_TOPIC_REPLICATION_FACTOR"]) == TOPIC_REPLICAS

@@ -22,6 +22,7 @@ from ops.prune import prune
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.db import make_engine
 from services.ledger.invariant_queries import EVENTS_CHECK, reconcile
+from services.notifications.reminders import due_reminders
 from services.settings import Settings
 from tests.conftest import ChildProcess, _drop_database, publish, wait_processed
 from tests.test_cli import cli
@@ -40,6 +41,13 @@ STRIPE_ROW = text(
     "INSERT INTO stripe_events (event_id, type, received_at) "
     "VALUES (:id, 'payment_intent.succeeded', now() - make_interval(days => :age))"
 )
+NOTIFICATION_ROW = text(
+    "INSERT INTO sent_notifications (event_id, template, user_id, recipient, status, "
+    "next_attempt_at, event, created_at, sent_at) VALUES (:event, :template, 'retention-test', "
+    "'someone@example.com', :status, CASE WHEN :status = 'pending' THEN now() END, "
+    "CASE WHEN :status = 'pending' THEN '{}' END, now() - make_interval(days => :age), "
+    "CASE WHEN :status <> 'pending' THEN now() - make_interval(days => :age) END)"
+)
 
 
 async def _insert(engine: AsyncEngine) -> dict[str, Any]:
@@ -51,6 +59,17 @@ async def _insert(engine: AsyncEngine) -> dict[str, Any]:
         "command_new_rejected": uuid.uuid4(),
         "stripe_old": f"evt_old_{uuid.uuid4().hex}", "stripe_new": f"evt_new_{uuid.uuid4().hex}",
     }
+    # (event id, template): two templates of one event, so the keyset walks both columns.
+    claimed_twice = uuid.uuid4()
+    notifications = {
+        "notification_old_sent": ((claimed_twice, "receipt"), 31, "sent"),
+        "notification_old_sent_other_template": ((claimed_twice, "refund"), 31, "sent"),
+        "notification_old_skipped": ((uuid.uuid4(), "receipt"), 31, "skipped"),
+        "notification_old_failed": ((uuid.uuid4(), "receipt"), 31, "failed"),
+        "notification_old_pending": ((uuid.uuid4(), "receipt"), 60, "pending"),
+        "notification_new_sent": ((uuid.uuid4(), "receipt"), 29, "sent"),
+    }
+    rows.update({key: claim for key, (claim, _, _) in notifications.items()})
     async with engine.begin() as conn:
         for key, age, sent in (("outbox_old_sent", 8, True), ("outbox_old_unsent", 60, False),
                                ("outbox_new_sent", 6, True)):
@@ -62,6 +81,9 @@ async def _insert(engine: AsyncEngine) -> dict[str, Any]:
             await conn.execute(COMMAND_ROW, {"id": rows[key], "age": age, "status": status})
         for key, age in (("stripe_old", 31), ("stripe_new", 29)):
             await conn.execute(STRIPE_ROW, {"id": rows[key], "age": age})
+        for (event, template), age, status in notifications.values():
+            await conn.execute(NOTIFICATION_ROW, {"event": event, "template": template,
+                                                  "age": age, "status": status})
     return rows
 
 
@@ -76,7 +98,10 @@ async def _present(engine: AsyncEngine, rows: dict[str, Any]) -> set[str]:
         stripe = set((await conn.execute(
             text("SELECT event_id FROM stripe_events WHERE event_id = ANY(:ids)"),
             {"ids": [v for k, v in rows.items() if k.startswith("stripe")]})).scalars())
-    return {key for key, value in rows.items() if value in outbox | commands | stripe}
+        claims = set(map(tuple, (await conn.execute(
+            text("SELECT event_id, template FROM sent_notifications WHERE event_id = ANY(:ids)"),
+            {"ids": [v[0] for k, v in rows.items() if k.startswith("notification")]})).all()))
+    return {key for key, value in rows.items() if value in outbox | commands | stripe | claims}
 
 
 def _count(output: str, table: str, verb: str) -> int:
@@ -125,14 +150,19 @@ async def test_prune_removes_only_rows_past_their_window_in_batches(own, own_eng
         "command_old_applied",  # applied commands are kept for good
         "command_new_rejected",
         "stripe_new",
+        "notification_old_pending",  # an email still owed, however old
+        "notification_new_sent",
     }
     # One row per transaction here: a progress line per row deleted, then the summary.
     assert re.search(r"prune: outbox: 1 rows deleted so far", done.stderr), done.stderr
+    assert re.search(r"prune: sent_notifications: 4 rows deleted so far", done.stderr)
     assert _count(done.stderr, "outbox", "deleted") >= 1
     assert _count(done.stderr, "processed_commands", "deleted") >= 1
     assert _count(done.stderr, "stripe_events", "deleted") >= 1
-    assert re.search(r"prune: deleted \d+ outbox, \d+ processed_commands, \d+ stripe_events",
-                     done.stderr), done.stderr
+    assert _count(done.stderr, "sent_notifications", "deleted") >= 4
+    assert re.search(r"prune: sent_notifications: deleted \d+ rows claimed before ", done.stderr)
+    assert re.search(r"prune: deleted \d+ outbox, \d+ processed_commands, \d+ stripe_events, "
+                     r"\d+ sent_notifications, \d+ expiry_reminders", done.stderr), done.stderr
 
 
 async def test_prune_json_reports_one_object_for_a_cronjob(own, own_engine):
@@ -143,6 +173,8 @@ async def test_prune_json_reports_one_object_for_a_cronjob(own, own_engine):
     report = json.loads(line)
     assert (report["command"], report["outcome"], report["dry_run"]) == ("prune", "ok", True)
     assert report["counts"]["outbox"] >= 1 and report["counts"]["stripe_events"] >= 1
+    assert report["counts"]["sent_notifications"] >= 4
+    assert report["counts"]["expiry_reminders"] >= 0
     assert await _present(own_engine, rows) == set(rows), "a dry run deletes nothing"
 
 
@@ -152,8 +184,9 @@ async def test_dry_run_counts_and_deletes_nothing(own, own_engine):
     dry = await asyncio.to_thread(cli, own, "prune", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert await _present(own_engine, rows) == before == set(rows)
-    for table in ("outbox", "processed_commands", "stripe_events"):
+    for table in ("outbox", "processed_commands", "stripe_events", "sent_notifications"):
         assert _count(dry.stderr, table, "would delete") >= 1
+    assert _count(dry.stderr, "expiry_reminders", "would delete") >= 0
     assert "dry run, nothing deleted" in dry.stderr
     assert "rows deleted so far" not in dry.stderr
 
@@ -237,3 +270,73 @@ async def test_reconcile_does_not_miss_events_prune_removed(
     # Without the horizon the same ledger reads as a command that emitted nothing.
     everything = await reconcile(own_engine)
     assert [d for d in everything if d.check == EVENTS_CHECK and d.subject == str(grant.id)]
+
+
+async def _reminded_batches(
+    settings: Settings, engine: AsyncEngine, producer: Any, user: str
+) -> dict[str, uuid.UUID]:
+    """Three granted batches, each reminded about 400 days ago: one expired past the
+    window, one expired within it, one that expires in three days (a membership batch
+    reminded about long ahead of its end, say)."""
+    grants = [GrantCredits(user_id=user, payload=GrantPayload(credits=1, reason=f"reminded {i}"))
+              for i in range(3)]
+    for grant in grants:
+        await publish(producer, settings, grant)
+    await wait_processed(engine, [grant.id for grant in grants])
+    window = settings.expiry_reminder_retention_days
+    async with engine.begin() as conn:
+        ids = (await conn.execute(
+            text("SELECT id FROM credit_batches WHERE user_id = :u ORDER BY id"), {"u": user}
+        )).scalars().all()
+        batches = dict(zip(("expired_long_ago", "expired_recently", "expiring"), ids, strict=True))
+        for key, days in (("expired_long_ago", -(window + 1)), ("expired_recently", -(window - 1)),
+                          ("expiring", 3)):
+            await conn.execute(
+                text("UPDATE credit_batches SET expires_at = now() + make_interval(days => :d) "
+                     "WHERE id = :id"), {"d": days, "id": batches[key]})
+            await conn.execute(
+                text("INSERT INTO expiry_reminders (batch_id, user_id, event_id, reminded_at) "
+                     "VALUES (:id, :u, :event, now() - make_interval(days => 400))"),
+                {"id": batches[key], "u": user, "event": uuid.uuid4()})
+    return batches
+
+
+async def _reminded(engine: AsyncEngine, batches: dict[str, uuid.UUID]) -> set[str]:
+    async with engine.connect() as conn:
+        kept = set((await conn.execute(
+            text("SELECT batch_id FROM expiry_reminders WHERE batch_id = ANY(:ids)"),
+            {"ids": list(batches.values())})).scalars())
+    return {key for key, batch in batches.items() if batch in kept}
+
+
+async def test_a_reminder_goes_only_once_its_batch_expired_past_the_window(
+    own, own_engine, own_worker, producer, user_id
+):
+    batches = await _reminded_batches(own, own_engine, producer, user_id)
+    dry = await asyncio.to_thread(cli, own, "prune", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["counts"]["expiry_reminders"] >= 1
+    assert await _reminded(own_engine, batches) == set(batches), "a dry run deletes nothing"
+
+    done = await asyncio.to_thread(cli, own.model_copy(update={"prune_batch_size": 1}), "prune")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"prune: expiry_reminders: deleted \d+ rows of batches expired before ",
+                     done.stderr), done.stderr
+    assert await _reminded(own_engine, batches) == {"expired_recently", "expiring"}
+
+    # However short the window and however old the reminder, a batch not yet expired
+    # keeps its row: it is what stops `remind` from warning about it a second time.
+    await prune(own_engine, own.model_copy(update={"expiry_reminder_retention_days": 1}))
+    assert await _reminded(own_engine, batches) == {"expiring"}
+    due = await due_reminders(own_engine, within_days=7)
+    assert not [r for r in due if r.user_id == user_id], "reminded once, ever"
+
+
+def test_notification_claims_must_outlive_the_events_topic() -> None:
+    with pytest.raises(ValidationError, match="NOTIFICATION_RETENTION_DAYS"):
+        Settings(notification_retention_days=Settings().kafka_event_retention_days + 13)
+    Settings(notification_retention_days=Settings().kafka_event_retention_days + 14)
+    with pytest.raises(ValidationError, match="send its email a second time"):
+        Settings(kafka_event_retention_days=30)  # the default 30 days no longer suffice
+    with pytest.raises(ValidationError):
+        Settings(expiry_reminder_retention_days=0)
