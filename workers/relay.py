@@ -18,14 +18,13 @@ import time
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from opentelemetry.trace import SpanKind
 
 from services.kafka_security import kafka_client_options
 from services.kafka_start import start_kafka_client
 from services.ledger import outbox_store
 from services.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
 from services.settings import Settings
-from services.tracing import TRACEPARENT, links_to, tracer, tracing_enabled
+from services.tracing import TRACEPARENT, links_to, producer_span, tracing_enabled
 
 log = logging.getLogger("pika.relay")
 LOCK_KEY = 0x70696B61  # "pika"
@@ -66,12 +65,7 @@ async def publish_rows(producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -
     if not tracing_enabled():
         await _send_all(producer, rows)
         return
-    with tracer().start_as_current_span(
-        "publish events",
-        kind=SpanKind.PRODUCER,
-        links=links_to([row["trace_context"] for row in rows]),
-        attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(rows)},
-    ):
+    with producer_span("publish events", len(rows), links_to([row["trace_context"] for row in rows])):
         await _send_all(producer, rows)
 
 
