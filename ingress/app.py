@@ -12,6 +12,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins import PluginProtocol
 from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -37,6 +38,7 @@ from ingress.resources import Resources
 from ingress.token_verifier import TokenVerifier
 from services.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from services.settings import Settings, get_settings
+from services.tracing import tracing_enabled
 
 MAX_BODY = 64 * 1024
 BEARER_DESCRIPTION = (
@@ -66,6 +68,18 @@ class RequestMetrics(ASGIMiddleware):
             method = scope.get("method", "WS")
             HTTP_REQUESTS.labels(method=method, route=route, status=str(status["code"])).inc()
             HTTP_LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
+
+
+def tracing_plugins() -> list[PluginProtocol]:
+    """A span per request (Litestar's OpenTelemetry plugin), continuing the caller's
+    `traceparent`, when tracing is on; nothing otherwise. Probes are not traced."""
+    if not tracing_enabled():
+        return []
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+    return [OpenTelemetryPlugin(OpenTelemetryConfig(
+        exclude=["/payment/health", "/payment/ready"], exclude_spans=["receive", "send"],
+    ))]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -99,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestMetrics(), RateLimits()],
-        plugins=[PydanticPlugin(prefer_alias=True)],
+        plugins=[PydanticPlugin(prefer_alias=True), *tracing_plugins()],
         lifespan=[lifespan],
         state=State({"settings": settings, "tokens": TokenVerifier(settings)}),
         request_max_body_size=MAX_BODY,

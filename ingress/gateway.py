@@ -24,6 +24,7 @@ from services.evidence.use_cases import record_command_evidence
 from services.evidence.zones import Evidence
 from services.ledger.use_cases import find_command_status
 from services.settings import Settings
+from services.tracing import trace_headers
 
 POLL_INTERVAL = 0.02
 PENDING_TTL = 86_400
@@ -80,7 +81,8 @@ class CommandGateway:
                 self.settings.internal_commands_topic,
                 value=command.model_dump_json().encode(),
                 key=command.user_id.encode(),
-                headers=[("content-type", b"application/json")],
+                # The request span's context (traceparent), when tracing is on.
+                headers=[("content-type", b"application/json"), *trace_headers()],
             )
         except Exception as error:
             raise DependencyUnavailable("the command broker is unavailable") from error

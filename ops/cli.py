@@ -14,6 +14,7 @@ from ops.logs import configure_logging
 from services.errors import ConfigurationInvalid, DependencyUnavailable
 from services.secrets_check import placeholder_secrets, refusal_message
 from services.settings import Settings, get_settings
+from services.tracing import setup_tracing
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -246,6 +247,13 @@ def run_command(handler: Callable[[Settings, argparse.Namespace], int], args: ar
         console.print(f"configuration: {error.message}", style="red", markup=False)
         return 2
     configure_logging(os.environ.get("LOG_LEVEL", settings.log_level), settings.payment_service_name)
+    try:
+        # Off unless OTEL_TRACES_EXPORTER names an exporter; the service name defaults
+        # to pika-payment-<command> (docs/operations.md, "Tracing").
+        setup_tracing(args.command)
+    except ValueError as error:
+        console.print(f"configuration: {error}", style="red", markup=False)
+        return 2
     problems = [] if settings.payment_dev_mode else placeholder_secrets(settings)
     if problems:
         console.print(refusal_message(problems), style="red", markup=False, highlight=False)

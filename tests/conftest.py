@@ -290,13 +290,18 @@ class Ingress:
     metrics_url: str = ""
 
 
-def start_ingress(settings: Settings, name: str = "ingress") -> Ingress:
+def start_ingress(
+    settings: Settings, name: str = "ingress", env: dict[str, str] | None = None
+) -> Ingress:
+    """`env`: extra variables that are not settings (OTEL_*, for the tracing test)."""
     port, metrics_port = free_port(), free_port()
     configured = settings.model_copy(
         update={"payment_service_port": port, "payment_service_host": "127.0.0.1",
                 "ingress_metrics_port": metrics_port, "ingress_metrics_host": "127.0.0.1"}
     )
-    child = ChildProcess("ingress", configured, name=name).start()
+    child = ChildProcess("ingress", configured, name=name)
+    child.env.update(env or {})
+    child.start()
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:

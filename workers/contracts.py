@@ -16,6 +16,7 @@ from schemas.commands import Command, PublicCommand
 from schemas.events import Event
 from services.kafka_security import kafka_broker
 from services.settings import Settings
+from services.tracing import TRACEPARENT
 from workers import dead_letters
 
 
@@ -109,13 +110,26 @@ DLQ_HEADERS: dict[str, dict[str, Any]] = {
 }
 
 
+# Commands and events may carry their W3C trace context (docs/operations.md, "Tracing").
+TRACE_HEADERS: dict[str, Any] = {
+    "type": "object",
+    "description": "Optional W3C trace context. A command's traceparent goes on, through "
+    "the outbox, to the events it causes (even when the payment service itself does "
+    "not trace).",
+    "properties": {
+        TRACEPARENT: _string("W3C traceparent, e.g. 00-<32 hex trace id>-<16 hex span id>-01."),
+        "tracestate": _string("W3C tracestate (commands only; not kept through the outbox)."),
+    },
+}
+
+
 def _declare_keys_and_headers(document: dict[str, Any]) -> None:
-    """Every message is keyed by userId; dead letters carry the DLQ headers."""
+    """Every message is keyed by userId; dead letters carry the DLQ headers, commands
+    and events the trace context."""
     for name, message in document["components"]["messages"].items():
         channel = name.split(":", 1)[0]
         message.setdefault("bindings", {})["kafka"] = {"key": USER_KEY, "bindingVersion": "0.4.0"}
-        if channel in DLQ_HEADERS:
-            message["headers"] = DLQ_HEADERS[channel]
+        message["headers"] = DLQ_HEADERS.get(channel, TRACE_HEADERS)
 
 
 def asyncapi_document(settings: Settings) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from services.kafka_start import start_kafka_client
 from services.ledger import outbox_store
 from services.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
 from services.settings import Settings
+from services.tracing import TRACEPARENT, links_to, producer_span, tracing_enabled
 
 log = logging.getLogger("pika.relay")
 LOCK_KEY = 0x70696B61  # "pika"
@@ -50,14 +51,31 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
+def event_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
+    """`event-type`, and `traceparent` when the row kept its command's trace context."""
+    headers = [("event-type", row["event_type"].encode())]
+    if row["trace_context"]:
+        headers.append((TRACEPARENT, row["trace_context"].encode()))
+    return headers
+
+
 async def publish_rows(producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -> None:
-    """Send rows pipelined, then wait for every acknowledgement."""
+    """Send rows pipelined, then wait for every acknowledgement; with tracing on, inside
+    a `publish events` span linked to each row's trace context."""
+    if not tracing_enabled():
+        await _send_all(producer, rows)
+        return
+    with producer_span("publish events", len(rows), links_to([row["trace_context"] for row in rows])):
+        await _send_all(producer, rows)
+
+
+async def _send_all(producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -> None:
     futures = [
         await producer.send(
             row["topic"],
             value=row["payload"].encode(),
             key=row["key"].encode(),
-            headers=[("event-type", row["event_type"].encode())],
+            headers=event_headers(row),
         )
         for row in rows
     ]

@@ -15,6 +15,7 @@ from schemas.commands import CommandEnvelope
 from services.evidence.store import record_evidence
 from services.evidence.zones import Evidence
 from services.settings import Settings
+from services.tracing import producer_span, trace_headers
 
 
 async def publish_with_evidence(
@@ -27,16 +28,20 @@ async def publish_with_evidence(
     """Record, then publish every command (keyed by user: one user's commands keep order)."""
     async with engine.begin() as conn:
         await record_evidence(conn, entries)
-    futures = []
-    for index, (command, _evidence) in enumerate(entries, 1):
-        futures.append(
-            await producer.send(
-                settings.internal_commands_topic,
-                value=command.model_dump_json().encode(),
-                key=command.user_id.encode(),
+    # With tracing on, one span for the run; its context goes with every command.
+    with producer_span("publish commands", len(entries)):
+        headers = trace_headers()
+        futures = []
+        for index, (command, _evidence) in enumerate(entries, 1):
+            futures.append(
+                await producer.send(
+                    settings.internal_commands_topic,
+                    value=command.model_dump_json().encode(),
+                    key=command.user_id.encode(),
+                    headers=headers,
+                )
             )
-        )
-        if progress and (index % 500 == 0 or index == len(entries)):
-            progress(index, len(entries))
-    for future in futures:
-        await future
+            if progress and (index % 500 == 0 or index == len(entries)):
+                progress(index, len(entries))
+        for future in futures:
+            await future

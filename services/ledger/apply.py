@@ -15,7 +15,7 @@ needs no import of the domains whose commands it applies.
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -191,18 +191,27 @@ def processed_of(outcomes: Sequence[Outcome]) -> list[Processed]:
     return [(o.command.id, o.status, o.error_code, o.result) for o in outcomes]
 
 
-def outbox_of(outcomes: Sequence[Outcome], topic: str) -> list[OutboxRow]:
-    """The outbox rows of these outcomes' events, in the order they happened."""
+def outbox_of(
+    outcomes: Sequence[Outcome], topic: str, trace_contexts: Mapping[uuid.UUID, str] | None = None
+) -> list[OutboxRow]:
+    """The outbox rows of these outcomes' events, in the order they happened, each with
+    the trace context (`traceparent`) of its command, when it had one."""
+    traces = trace_contexts or {}
     return [
-        (event.id, o.command.id, topic, event.user_id, event.type, event.model_dump_json())  # type: ignore[attr-defined]
+        (event.id, o.command.id, topic, event.user_id, event.type, event.model_dump_json(),  # type: ignore[attr-defined]
+         traces.get(o.command.id))
         for o in outcomes
         for event in o.events
     ]
 
 
-async def _record(ctx: LedgerContext, outcomes: list[Outcome]) -> None:
+async def _record(
+    ctx: LedgerContext, outcomes: list[Outcome], trace_contexts: Mapping[uuid.UUID, str] | None
+) -> None:
     await command_store.record_processed(ctx.conn, processed_of(outcomes))
-    await outbox_store.insert_outbox(ctx.conn, outbox_of(outcomes, ctx.settings.events_topic))
+    await outbox_store.insert_outbox(
+        ctx.conn, outbox_of(outcomes, ctx.settings.events_topic, trace_contexts)
+    )
 
 
 async def apply_in(
@@ -210,8 +219,10 @@ async def apply_in(
     settings: Settings,
     commands: Sequence[CommandEnvelope],
     registry: CommandRegistry,
+    trace_contexts: Mapping[uuid.UUID, str] | None = None,
 ) -> BatchReport:
-    """Apply `commands` on an open transaction (no commit) with `registry`'s handlers."""
+    """Apply `commands` on an open transaction (no commit) with `registry`'s handlers;
+    `trace_contexts` (command id -> traceparent) goes with their events to the outbox."""
     report = BatchReport()
     unique: dict[uuid.UUID, CommandEnvelope] = {}
     prints: dict[uuid.UUID, str] = {}
@@ -245,7 +256,7 @@ async def apply_in(
         for command in round_:
             if not isinstance(command, ChargeCredits):
                 outcomes.append(await _apply_one(ctx, registry, command))
-        await _record(ctx, outcomes)
+        await _record(ctx, outcomes, trace_contexts)
         report.outcomes += outcomes
     return report
 
@@ -255,13 +266,14 @@ async def apply_commands(
     settings: Settings,
     commands: Sequence[CommandEnvelope],
     registry: CommandRegistry,
+    trace_contexts: Mapping[uuid.UUID, str] | None = None,
 ) -> BatchReport:
     """Apply and commit one batch; raises (nothing written) on a transient failure.
 
     `registry` comes from services/bootstrap.py (built once by the caller, not per batch).
     """
     async with unit_of_work(engine) as conn:
-        report = await apply_in(conn, settings, commands, registry)
+        report = await apply_in(conn, settings, commands, registry, trace_contexts)
         await conn.execute(outbox_store.NOTIFY_OUTBOX)
         await conn.commit()
     return report

@@ -16,27 +16,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 CHANNEL = "pika_outbox"
 INSERT_OUTBOX = text(
     """
-    INSERT INTO outbox (event_id, command_id, topic, key, event_type, payload)
-    SELECT event_id, command_id, topic, key, type, payload
+    INSERT INTO outbox (event_id, command_id, topic, key, event_type, payload, trace_context)
+    SELECT event_id, command_id, topic, key, type, payload, trace_context
       FROM unnest(CAST(:event_id AS uuid[]), CAST(:command_id AS uuid[]),
                   CAST(:topic AS text[]), CAST(:key AS text[]),
-                  CAST(:type AS text[]), CAST(:payload AS jsonb[]))
-             WITH ORDINALITY AS o(event_id, command_id, topic, key, type, payload, n)
+                  CAST(:type AS text[]), CAST(:payload AS jsonb[]),
+                  CAST(:trace_context AS text[]))
+             WITH ORDINALITY AS o(event_id, command_id, topic, key, type, payload, trace_context, n)
     ORDER BY n
     """
 )
 # Wakes the relay at commit; a lost notification only delays it to its next poll.
 NOTIFY_OUTBOX = text(f"NOTIFY {CHANNEL}")
 FETCH_UNSENT = """
-    SELECT id, topic, key, payload::text AS payload, event_type,
+    SELECT id, topic, key, payload::text AS payload, event_type, trace_context,
            extract(epoch FROM now() - created_at) AS age
       FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1
 """
 MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
 TRY_RELAY_LOCK = "SELECT pg_try_advisory_lock($1)"
 
-OutboxRow = tuple[uuid.UUID, uuid.UUID | None, str, str, str, str]
-"""(event id, command id, topic, key, event type, JSON payload)."""
+OutboxRow = tuple[uuid.UUID, uuid.UUID | None, str, str, str, str, str | None]
+"""(event id, command id, topic, key, event type, JSON payload, W3C traceparent or None)."""
 
 
 def outbox_rows(rows: Sequence[OutboxRow]) -> dict[str, Any]:
@@ -48,6 +49,7 @@ def outbox_rows(rows: Sequence[OutboxRow]) -> dict[str, Any]:
         "key": [r[3] for r in rows],
         "type": [r[4] for r in rows],
         "payload": [r[5] for r in rows],
+        "trace_context": [r[6] for r in rows],
     }
 
 
