@@ -87,7 +87,9 @@ async def test_reconcile_passes_then_names_a_discrepancy(settings, engine, worke
 async def test_expire_publishes_expiry_for_due_batches_and_stale_holds(
     settings, engine, worker, producer, user_id
 ):
-    soon = datetime.now(UTC) + timedelta(seconds=1)
+    # Far enough ahead that the grant is applied before it: a worker that has just
+    # joined its group (this test run alone) may take a few seconds for its first batch.
+    soon = datetime.now(UTC) + timedelta(seconds=5)
     short = GrantCredits(
         user_id=user_id, payload=GrantPayload(credits=4, reason="short", expires_at=soon)
     )
@@ -97,8 +99,9 @@ async def test_expire_publishes_expiry_for_due_batches_and_stale_holds(
     )
     await publish(producer, settings, short, long, hold)
     done = await wait_processed(engine, [short.id, long.id, hold.id])
-    assert done[hold.id]["status"] == "applied"
-    await asyncio.sleep(1.5)
+    assert {done[c.id]["status"] for c in (short, long, hold)} == {"applied"}, done
+    # Both are due once the short batch's expiry has passed (the hold's 1 s ended before).
+    await asyncio.sleep(max(1.5, (soon - datetime.now(UTC)).total_seconds() + 0.5))
     result = await asyncio.to_thread(cli, settings, "expire", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -18,11 +18,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from ingress.gateway import CommandGateway
+from ops.migrate import migrate
 from ops.topics import provision_topics
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.settings import Settings
 from services.tracing import header_traceparent, span_context, trace_headers, tracing_wanted
-from tests.conftest import ChildProcess, Ingress, auth, start_ingress
+from tests.conftest import ChildProcess, Ingress, _drop_database, auth, start_ingress
 from workers.relay import event_headers
 
 TRACE_ENV = {"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "100"}
@@ -88,9 +89,18 @@ async def event_header(settings: Settings, user: str, event_type: str, timeout: 
 
 
 @pytest.fixture
-async def traced(settings: Settings) -> AsyncIterator[tuple[Settings, Ingress, ChildProcess, ChildProcess]]:
-    """Ingress, worker and relay with tracing on, on topics of their own."""
-    own = settings.model_copy(update={"topic_prefix": f"trace-{uuid.uuid4().hex[:6]}-"})
+async def traced(
+    services: Any, settings: Settings
+) -> AsyncIterator[tuple[Settings, Ingress, ChildProcess, ChildProcess]]:
+    """Ingress, worker and relay with tracing on, on a database and topics of their own:
+    one relay per database publishes (an advisory lock), so only there is the relay
+    this test reads the spans of surely the active one."""
+    name = f"{services.database_name}_trace_{uuid.uuid4().hex[:6]}"
+    own = settings.model_copy(update={
+        "database_url": f"{services.database_admin_url.rsplit('/', 1)[0]}/{name}",
+        "topic_prefix": f"trace-{uuid.uuid4().hex[:6]}-",
+    })
+    await asyncio.to_thread(migrate, own)
     await provision_topics(own)
     worker = ChildProcess("worker", own, name="worker-traced")
     relay = ChildProcess("relay", own, name="relay-traced")
@@ -105,6 +115,7 @@ async def traced(settings: Settings) -> AsyncIterator[tuple[Settings, Ingress, C
     finally:
         for child in started:
             child.stop()
+        await _drop_database(services.database_admin_url, name)
 
 
 async def test_one_trace_from_http_request_to_event_record(traced, user_id):
@@ -139,14 +150,12 @@ async def test_one_trace_from_http_request_to_event_record(traced, user_id):
     # The event carries the worker's command span as its parent.
     assert header.split("-")[2] == applied[0]["context"]["span_id"].removeprefix("0x")
 
-    # The relay's publish span links to the trace, when this relay is the active one
-    # (one relay per database publishes; another test's may hold the lock).
-    if "relay is the active replica" in relay.log():
-        published = await wait_for_spans(
-            relay, lambda s: s["name"] == "publish events" and links_trace(s, trace_id)
-        )
-        assert published, spans_in(relay)
-        assert published[0]["resource"]["attributes"]["service.name"] == "pika-payment-relay"
+    # The relay's publish span links to the trace (the only relay of this database).
+    published = await wait_for_spans(
+        relay, lambda s: s["name"] == "publish events" and links_trace(s, trace_id)
+    )
+    assert published, spans_in(relay)
+    assert published[0]["resource"]["attributes"]["service.name"] == "pika-payment-relay"
 
 
 async def test_untraced_stack_passes_a_commands_traceparent_to_its_events(
