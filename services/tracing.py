@@ -16,6 +16,7 @@ the platform's traces whole.
 
 import contextlib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -24,6 +25,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Tracer
 
 TRACEPARENT = "traceparent"
+# W3C Trace Context, version 00: what a `traceparent` must look like to be carried on.
+# Anything else a producer sends (a megabyte of text, another format) is dropped, not
+# stored in the outbox and copied onto every event of the command.
+TRACEPARENT_FORMAT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 TRACER_NAME = "pika-payment"
 _enabled = False
 
@@ -105,11 +110,20 @@ def trace_headers() -> list[tuple[str, bytes]]:
     return [(key, value.encode()) for key, value in carrier.items()]
 
 
+def valid_traceparent(value: bytes) -> str | None:
+    """`value` as a traceparent if it is a well-formed W3C one (55 bytes), else None."""
+    if len(value) != 55:
+        return None
+    text = value.decode("ascii", errors="replace")
+    return text if TRACEPARENT_FORMAT.fullmatch(text) else None
+
+
 def header_traceparent(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
-    """The `traceparent` among a record's headers, if any (a scan of a few pairs)."""
+    """The well-formed `traceparent` among a record's headers, if any (a scan of a few
+    pairs); a malformed one counts as none."""
     for key, value in headers or ():
         if key == TRACEPARENT:
-            return value.decode(errors="replace")
+            return valid_traceparent(value)
     return None
 
 

@@ -16,13 +16,20 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
 
 from ingress.gateway import CommandGateway
 from ops.migrate import migrate
 from ops.topics import provision_topics
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.settings import Settings
-from services.tracing import header_traceparent, span_context, trace_headers, tracing_wanted
+from services.tracing import (
+    header_traceparent,
+    span_context,
+    trace_headers,
+    tracing_wanted,
+    valid_traceparent,
+)
 from tests.conftest import ChildProcess, Ingress, _drop_database, auth, start_ingress
 from workers.relay import event_headers
 
@@ -172,6 +179,33 @@ async def test_untraced_stack_passes_a_commands_traceparent_to_its_events(
     header = await event_header(settings, user_id, "credits.charge.rejected")
     assert header == traceparent
     assert not spans_in(worker)
+
+
+async def test_a_malformed_traceparent_from_a_producer_is_dropped_not_stored(
+    settings, engine, worker, relay, producer, user_id
+):
+    """A producer's `traceparent` that is not W3C's (here 10 kB of text) would otherwise be
+    stored in the outbox and copied onto every event of the command: it is dropped, and
+    the command is applied as if it had come without one."""
+    command = ChargeCredits(user_id=user_id, payload=ChargePayload(credits=1, reference="booking-junk"))
+    await producer.send_and_wait(
+        settings.commands_topic, value=command.model_dump_json().encode(), key=user_id.encode(),
+        headers=[("traceparent", b"00-" + b"a" * 10_000)],
+    )
+    assert await event_header(settings, user_id, "credits.charge.rejected") == ""
+    async with engine.connect() as conn:
+        stored = (await conn.execute(
+            text("SELECT trace_context FROM outbox WHERE command_id = :id"), {"id": command.id}
+        )).scalars().all()
+    assert stored and set(stored) == {None}
+
+
+def test_only_a_w3c_traceparent_is_carried():
+    _trace_id, traceparent = new_traceparent()
+    assert valid_traceparent(traceparent.encode()) == traceparent
+    for bad in (b"", b"garbage", traceparent.upper().encode(), b"01" + traceparent[2:].encode(),
+                b"00-" + b"0" * 32 + b"-" + b"1" * 16 + b"-01", traceparent.encode() + b"x"):
+        assert valid_traceparent(bad) is None, bad
 
 
 class Recorder:

@@ -43,7 +43,7 @@ from services.metrics import (
     CONSUMER_LAG,
 )
 from services.settings import Settings
-from services.tracing import TRACEPARENT, tracing_enabled
+from services.tracing import header_traceparent, tracing_enabled
 from workers.batch_spans import traced_apply
 from workers.dead_letters import send_to_dlq
 from workers.parsing import parse_command
@@ -204,10 +204,9 @@ async def _handle(
     # The trace context each command came with goes on to its events, even with tracing
     # off: a scan of the record's one or two headers, ~0.2 us a record (docs/operations.md).
     trace_contexts = {
-        command.id: value.decode(errors="replace")
+        command.id: traceparent
         for command, record in allowed
-        for key, value in record.headers
-        if key == TRACEPARENT
+        if (traceparent := header_traceparent(record.headers)) is not None
     }
     started = time.perf_counter()
     try:
