@@ -1309,3 +1309,22 @@ def test_the_ingress_drains_before_it_stops() -> None:
     sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert sleep >= 5
     assert pod["terminationGracePeriodSeconds"] >= sleep + 20, "time left to finish requests"
+
+
+def test_tracing_is_configured_off_in_k8s_and_compose_with_a_documented_exporter() -> None:
+    """The OTel variables are there for an operator to switch on, and switched off: a
+    value the SDK setup refuses would stop every process at start."""
+    from services.tracing import tracing_wanted
+
+    config = _configmap_data()
+    assert config["OTEL_TRACES_EXPORTER"] == "none"
+    assert config["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http")
+    assert not tracing_wanted({"OTEL_TRACES_EXPORTER": config["OTEL_TRACES_EXPORTER"]})
+    for name, svc in _app_services().items():
+        env = _environment(svc)
+        assert str(env["OTEL_TRACES_EXPORTER"]).endswith(":-none}"), name
+    # Switched on, the exporter must get out: the egress policy opens the collector's port.
+    collector_port = urlsplit(config["OTEL_EXPORTER_OTLP_ENDPOINT"]).port
+    egress = next(d for d in _docs_of("NetworkPolicy") if d["metadata"]["name"] == "pika-payment-egress")
+    opened = {p["port"] for rule in egress["spec"]["egress"] for p in rule.get("ports", [])}
+    assert collector_port in opened, f"egress to the OTLP collector port {collector_port}"
