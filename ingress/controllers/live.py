@@ -22,6 +22,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from ingress.auth import Principal, decode_token, verifier_of
 from ingress.live import BalanceHub, Subscription
+from schemas.live import LiveBalance, LivePing
 from services.errors import PaymentError, Unauthorized
 from services.ledger.use_cases import read_balance
 
@@ -61,7 +62,7 @@ async def _pump(socket: WebSocket[Any, Any, Any], subscription: Subscription) ->
         if overflow in done:
             await socket.close(code=4429, reason="too slow to keep up")
             return
-        await socket.send_json(getter.result() if getter in done else {"type": "ping"})
+        await socket.send_json(getter.result() if getter in done else LivePing().model_dump())
 
 
 async def _listen(socket: WebSocket[Any, Any, Any]) -> None:
@@ -82,10 +83,9 @@ async def balance_socket(socket: WebSocket[Any, Any, Any]) -> None:
     subscription = hub.subscribe(user_id)  # before reading the balance: no gap
     try:
         balance = await read_balance(resources.uow, user_id)
-        await socket.send_json(
-            {"type": "balance", "userId": user_id, "available": balance["available"],
-             "held": balance["held"], "total": balance["total"]}
-        )
+        hello = LiveBalance(user_id=user_id, available=balance["available"],
+                            held=balance["held"], total=balance["total"])
+        await socket.send_json(hello.model_dump(mode="json"))
         pump = asyncio.create_task(_pump(socket, subscription))
         listen = asyncio.create_task(_listen(socket))
         expiry = asyncio.create_task(_token_expiry(principal))
