@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-reports faults token clean install browser lock strimzi-schemas
+.PHONY: run test lint typecheck bench bench-reports faults token clean install browser lock strimzi-schemas ts-types typescript-generators
 
 # Dependencies come from the lock (exact versions, every file's hash checked); the
 # project itself is installed on top without resolving anything again.
@@ -40,12 +40,28 @@ browser:
 # package-lock.json, integrity hashes checked), installed again when the lock changes.
 SCHEMAS := tests/strimzi_schemas
 SCHEMAS_STAMP := $(SCHEMAS)/node_modules/.installed
+# $(call npm_ci,FOLDER,what fails without it): the locked packages, or why not.
+npm_ci = @if command -v npm >/dev/null 2>&1; then \
+		cd $(1) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm is not installed: $(2) (install Node.js 20+ with npm)"; fi
 $(SCHEMAS_STAMP): $(SCHEMAS)/package.json $(SCHEMAS)/package-lock.json
-	@if command -v npm >/dev/null 2>&1; then \
-		cd $(SCHEMAS) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
-	else echo "npm is not installed: tests/test_kafka_acls.py cannot validate the Strimzi resources (install Node.js 20+ with npm)"; fi
+	$(call npm_ci,$(SCHEMAS),tests/test_kafka_acls.py cannot validate the Strimzi resources)
 
 strimzi-schemas: $(SCHEMAS_STAMP)
+
+# TypeScript types for frontends (clients/typescript/): generated from the service's
+# OpenAPI document and JSON Schemas by pinned npm generators (package-lock.json,
+# integrity hashes checked). tests/test_typescript_types.py regenerates them and fails
+# when the committed files differ; `make ts-types` writes them again.
+TS := clients/typescript
+TS_STAMP := $(TS)/node_modules/.installed
+$(TS_STAMP): $(TS)/package.json $(TS)/package-lock.json
+	$(call npm_ci,$(TS),tests/test_typescript_types.py cannot generate the TypeScript types)
+
+typescript-generators: $(TS_STAMP)
+
+ts-types: $(STAMP) $(TS_STAMP)
+	$(DEVTOOLS) ts-types
 
 # Dev mode: the development default secrets are accepted (every other start refuses
 # them, see services/secrets_check.py). The benchmarks and the fault suite run their own
@@ -58,7 +74,7 @@ DEVTOOLS := $(DEV) $(BIN)/python -m devtools
 run: $(STAMP)
 	$(DEVTOOLS) run
 
-test: $(STAMP) browser strimzi-schemas
+test: $(STAMP) browser strimzi-schemas typescript-generators
 	$(BIN)/ruff check services workers schemas ingress ops adapters devtools tests migrations
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

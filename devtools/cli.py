@@ -82,6 +82,12 @@ def cmd_faults(settings: Settings, args: argparse.Namespace) -> int:
     return faults_main(settings, args)
 
 
+def cmd_ts_types(_settings: Settings, _: argparse.Namespace) -> int:
+    from devtools.typescript_types import main as ts_types_main
+
+    return ts_types_main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand and flag carries `help=` (tests/test_cli.py checks it)."""
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
@@ -115,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     faults = command("faults", "fault-injection suite")
     faults.add_argument("--short", action="store_true",
                         help="the short scenario set (the one make test runs)")
+    command("ts-types", "regenerate the TypeScript types in clients/typescript/ (needs npm)")
     return parser
 
 
@@ -125,6 +132,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "bench": cmd_bench,
     "bench-reports": cmd_bench_reports,
     "faults": cmd_faults,
+    "ts-types": cmd_ts_types,
 }
 
 

@@ -257,9 +257,10 @@ def test_the_job_commands_print_json():
 
 
 def test_the_product_command_line_has_no_development_command():
-    """Local stack, seed, tokens, benchmarks and faults live in `python -m devtools` only."""
+    """Local stack, seed, tokens, benchmarks, faults and the TypeScript types live in
+    `python -m devtools` only."""
     product, toolkit = set(_subcommands(build_parser())), set(_subcommands(build_devtools_parser()))
-    assert toolkit == {"run", "seed", "token", "bench", "bench-reports", "faults"}
+    assert toolkit == {"run", "seed", "token", "bench", "bench-reports", "faults", "ts-types"}
     assert not product & toolkit
 
 
