@@ -48,7 +48,7 @@ class StripeWebhookController(Controller):
         if event.get("type") not in HANDLED:
             return {"received": True, "ignored": True}
         command = await record_stripe_event(
-            res.engine, record_of(event), lambda owners: command_for(event, owners, res.payments)
+            res.uow, record_of(event), lambda owners: command_for(event, owners, res.payments)
         )
         if command is None:
             return {"received": True, "ignored": True}

@@ -1,7 +1,7 @@
 """Membership plans' and memberships' synchronous use cases: one unit of work each.
 
-The HTTP controllers call these instead of opening connections; the SQL stays in
-`services.memberships.plans` and `.store`. Subscribe and cancel talk to Stripe between
+The HTTP controllers call these instead of opening connections; the plan rules are
+`services.memberships.plans`, the SQL `.plan_store` and `.store`. Subscribe and cancel talk to Stripe between
 transactions and take the engine (`services.memberships.subscriptions`).
 """
 

@@ -1,7 +1,8 @@
 """Promo codes' synchronous use cases: one unit of work each.
 
-The HTTP controllers call these instead of opening connections; the SQL stays in
-`services.promos.codes`, `.reservations` and `.stats`.
+The HTTP controllers call these instead of opening connections; the rules are
+`services.promos.codes` and `.reservations`, the SQL `.code_store`, `.reservation_store`
+and `.stats_queries`.
 """
 
 import uuid

@@ -1,8 +1,9 @@
 """The credit-pack catalogue's synchronous use cases: one unit of work each.
 
-The HTTP controllers call these instead of opening connections; the SQL stays in
-`services.purchases.credit_packs`. Purchases themselves (`checkout.start_purchase`) talk
-to Stripe between transactions and take the engine.
+The HTTP controllers call these instead of opening connections; the pack rules are
+`services.purchases.credit_packs` and its SQL is `services.purchases.pack_store`.
+Purchases themselves (`checkout.start_purchase`) talk to Stripe between transactions
+and take the engine.
 """
 
 from typing import Any

@@ -11,10 +11,10 @@ adapter, which hands its translation in as `command_of`.
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.commands import CommandEnvelope
-from services.db import unit_of_work
+from services.db import UnitOfWork
 from services.evidence.store import record_evidence
 from services.evidence.zones import Evidence
 from services.stripe_events.store import (
@@ -45,14 +45,14 @@ CommandOf = Callable[[Owners], Awaitable[CommandEnvelope | None]]
 
 
 async def record_stripe_event(
-    engine: AsyncEngine, event: StripeEventRecord, command_of: CommandOf
+    uow: UnitOfWork, event: StripeEventRecord, command_of: CommandOf
 ) -> CommandEnvelope | None:
     """The event's command, kept with its evidence; None (nothing kept) when it is not ours.
 
     Publishing is the caller's: it publishes every time, not only for a new event, so
     a crash between this commit and the publish is healed by Stripe's retry.
     """
-    async with unit_of_work(engine) as conn:
+    async with uow.begin() as conn:
         command = await command_of(Owners(conn))
         if command is None:
             return None
@@ -60,5 +60,4 @@ async def record_stripe_event(
         await record_evidence(
             conn, [(command, Evidence("stripe_event", event.event_id, EVIDENCE_SUBJECT))]
         )
-        await conn.commit()
     return command
