@@ -138,6 +138,13 @@ class CommandStatusRead(WireModel):
     type: str | None = None
     result: dict[str, Any] | None = None
     error: ErrorBody | None = None
+    fingerprint: str | None = Field(
+        None,
+        description="What the id was first used for: SHA-256 of the command's type, user and "
+        "payload (`command_fingerprint` of the contracts). A publisher compares it with its "
+        "own command's before taking `result` as its answer: the same id used for another "
+        "command was refused (PAY012), not applied. None for records older than fingerprints.",
+    )
 
 
 class GrantRequest(WireModel):

@@ -48,6 +48,7 @@ class CommandsController(Controller):
                 type=stored["type"],
                 result=stored["result"] if applied else None,
                 error=None if applied else ErrorBody.model_validate(stored["result"]),
+                fingerprint=stored.get("fingerprint"),
             )
         owner = await res.gateway.pending_owner(command_id)
         if owner is None or not principal.may_see(owner):

@@ -936,6 +936,12 @@ export interface components {
             /** @default null */
             error: components["schemas"]["ErrorBody"] | null;
             /**
+             * Fingerprint
+             * @description What the id was first used for: SHA-256 of the command's type, user and payload (`command_fingerprint` of the contracts). A publisher compares it with its own command's before taking `result` as its answer: the same id used for another command was refused (PAY012), not applied. None for records older than fingerprints.
+             * @default null
+             */
+            fingerprint: string | null;
+            /**
              * Result
              * @default null
              */
