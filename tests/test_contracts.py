@@ -32,6 +32,19 @@ def test_kafka_doc_has_one_valid_example_of_every_command():
         assert json.loads(command.model_dump_json()).keys() == example.keys() | {"payload"}
 
 
+def test_the_public_examples_carry_the_ids_the_python_client_derives():
+    """A platform team reading the examples sees the ids its retries will carry: the
+    booking and the action (and a refund's transaction), as `pika_payment_client` does."""
+    from pika_payment_client import command_id
+
+    examples = documented_command_examples()
+    for kind in ("charge", "hold", "capture", "release"):
+        example = examples[f"credits.{kind}"]
+        assert example["id"] == str(command_id(example["payload"]["reference"], kind)), kind
+    refund = examples["credits.refund"]
+    assert refund["id"] == str(command_id("booking-123", "refund", refund["payload"]["transactionId"]))
+
+
 def test_wire_json_is_camel_case_and_round_trips():
     for name, example in documented_command_examples().items():
         dumped = json.loads(command_adapter.validate_python(example).model_dump_json())
