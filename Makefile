@@ -124,4 +124,4 @@ token: $(STAMP)
 	@$(DEVTOOLS) token --sub $(SUB) --roles $(ROLES)
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache clients/python/.mypy_cache clients/python/.ruff_cache
