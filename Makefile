@@ -4,25 +4,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-reports faults token clean install browser lock strimzi-schemas ts-types typescript-generators
+.PHONY: run test lint typecheck bench bench-reports faults token clean install browser lock strimzi-schemas ts-types typescript-generators client-contracts
 
 # Dependencies come from the lock (exact versions, every file's hash checked); the
-# project itself is installed on top without resolving anything again.
-$(STAMP): pyproject.toml requirements/dev.lock
+# project itself is installed on top without resolving anything again. So is the Python
+# client (clients/python/): its few dependencies are a subset of dev.lock.
+$(STAMP): pyproject.toml requirements/dev.lock clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e clients/python
 	touch $(STAMP)
 
 # Regenerate both locks after changing dependencies in pyproject.toml (needs PyPI).
 # prod.lock: what the image installs; dev.lock: that plus the test and local-stack extras.
-LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+# clients/python/requirements.lock: the client's clean install (with its test extra),
+# held to dev.lock's versions so the client is tested with what the service runs.
+COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --no-header
+LOCK := $(COMPILE) pyproject.toml
 lock:
 	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
 	$(LOCK) -o requirements/prod.lock
 	$(LOCK) --extra test --extra embedded -o requirements/dev.lock
+	$(COMPILE) clients/python/pyproject.toml --extra test --constraint requirements/dev.lock \
+		-o clients/python/requirements.lock
 
 install: $(STAMP)
 
@@ -63,6 +70,12 @@ typescript-generators: $(TS_STAMP)
 ts-types: $(STAMP) $(TS_STAMP)
 	$(DEVTOOLS) ts-types
 
+# The Python client's contracts (clients/python/src/pika_payment_client/contracts/) are
+# a generated copy of schemas/; tests/test_python_client_contracts.py fails when the
+# committed copy differs, and this writes it again.
+client-contracts: $(STAMP)
+	$(DEVTOOLS) client-contracts
+
 # Dev mode: the development default secrets are accepted (every other start refuses
 # them, see services/secrets_check.py). The benchmarks and the fault suite run their own
 # throw-away stacks on this machine, so they are development too.
@@ -74,16 +87,26 @@ DEVTOOLS := $(DEV) $(BIN)/python -m devtools
 run: $(STAMP)
 	$(DEVTOOLS) run
 
+# Ruff over the service and the integration kit (the Python client and the examples:
+# the client's own ruff settings apply under clients/python). mypy: the service with the
+# root settings, the client strict with its own (run from its folder, where its
+# pyproject.toml is the configuration mypy finds).
+RUFF_PATHS := services workers schemas ingress ops adapters devtools tests migrations clients/python examples
+CLIENT_MYPY := cd clients/python && ../../$(BIN)/mypy
+
 test: $(STAMP) browser strimzi-schemas typescript-generators
-	$(BIN)/ruff check services workers schemas ingress ops adapters devtools tests migrations
+	$(BIN)/ruff check $(RUFF_PATHS)
 	$(BIN)/mypy
+	$(CLIENT_MYPY)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check services workers schemas ingress ops adapters devtools tests migrations
+	$(BIN)/ruff check $(RUFF_PATHS)
+	$(CLIENT_MYPY)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(CLIENT_MYPY)
 
 bench: $(STAMP)
 	$(DEVTOOLS) bench
@@ -101,4 +124,4 @@ token: $(STAMP)
 	@$(DEVTOOLS) token --sub $(SUB) --roles $(ROLES)
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache clients/python/.mypy_cache clients/python/.ruff_cache

@@ -88,6 +88,12 @@ def cmd_ts_types(_settings: Settings, _: argparse.Namespace) -> int:
     return ts_types_main()
 
 
+def cmd_client_contracts(_settings: Settings, _: argparse.Namespace) -> int:
+    from devtools.python_client_contracts import main as client_contracts_main
+
+    return client_contracts_main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand and flag carries `help=` (tests/test_cli.py checks it)."""
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
@@ -122,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--short", action="store_true",
                         help="the short scenario set (the one make test runs)")
     command("ts-types", "regenerate the TypeScript types in clients/typescript/ (needs npm)")
+    command("client-contracts",
+            "copy schemas/ into the Python client's contracts (clients/python/)")
     return parser
 
 
@@ -133,6 +141,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "bench-reports": cmd_bench_reports,
     "faults": cmd_faults,
     "ts-types": cmd_ts_types,
+    "client-contracts": cmd_client_contracts,
 }
 
 

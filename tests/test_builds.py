@@ -25,7 +25,13 @@ DEVELOPMENT_ONLY = {
 
 def locked(name: str) -> dict[str, tuple[str, list[str]]]:
     """name -> (version, hashes) of requirements/<name>.lock."""
-    text = (ROOT / "requirements" / f"{name}.lock").read_text()
+    return pins_of(ROOT / "requirements" / f"{name}.lock")
+
+
+def pins_of(lock: Path) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of a lock written by `uv pip compile --generate-hashes`."""
+    name = lock.stem
+    text = lock.read_text()
     pins: dict[str, tuple[str, list[str]]] = {}
     for block in re.split(r"\n(?=[A-Za-z0-9])", text):
         head = block.split("\\", 1)[0].strip()
@@ -106,6 +112,7 @@ def test_the_built_wheel_requires_no_development_package(wheel: Path):
 # fault suite) is run from a checkout as `python -m devtools` and never ships.
 PRODUCT_PACKAGES = {"services", "workers", "schemas", "ingress", "ops", "adapters", "migrations"}
 DEVELOPMENT_MODULES = {"bench", "faults", "stack", "runner", "seed", "tokens"}
+KIT = {"clients", "examples", "pika_payment_client"}
 
 
 def test_the_built_wheel_holds_the_product_and_no_development_toolkit(wheel: Path):
@@ -116,6 +123,9 @@ def test_the_built_wheel_holds_the_product_and_no_development_toolkit(wheel: Pat
     modules = {Path(name).with_suffix("") for name in names if name.endswith(".py")}
     top_level = {module.parts[0] for module in modules}
     assert top_level == PRODUCT_PACKAGES, top_level ^ PRODUCT_PACKAGES
+    # The integration kit (the clients, the examples) is a separate distribution or none.
+    kit = [name for name in names if name.split("/", 1)[0] in KIT]
+    assert kit == [], kit
     development = sorted(str(m) for m in modules if DEVELOPMENT_MODULES & set(m.parts[1:]))
     assert development == [], development
     for product in ("ops/cli", "ops/migrate", "workers/main", "ingress/app"):

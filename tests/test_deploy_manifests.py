@@ -461,7 +461,7 @@ def _dockerignored(path: str, patterns: list[str]) -> bool:
 
 def test_dockerignore_excludes_junk_but_keeps_build_inputs() -> None:
     patterns = _dockerignore_patterns()
-    for junk in (".git", ".venv", ".env", "tests", "devtools", "__pycache__"):
+    for junk in (".git", ".venv", ".env", "tests", "devtools", "clients", "examples", "__pycache__"):
         assert _dockerignored(junk, patterns), f"{junk} should be in .dockerignore"
     for needed in ("pyproject.toml", "alembic.ini", "migrations", "README.md"):
         assert not _dockerignored(needed, patterns), f"{needed} must reach the build"
