@@ -15,6 +15,7 @@ refund of a usage): the ledger dead-letters anything else a platform service pub
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ from pika_payment_client.errors import InvalidCommand, OutcomeUnknown, PaymentAp
 from pika_payment_client.http import PaymentsHttp
 from pika_payment_client.outcomes import Outcome, OutcomeWatcher
 
+log = logging.getLogger("pika_payment_client.payments")
 PUBLIC_COMMANDS: tuple[type[CommandEnvelope], ...] = (
     ChargeCredits, HoldCredits, CaptureCredits, ReleaseCredits, RefundCredits,
 )
@@ -89,7 +91,7 @@ class Payments:
     ```
 
     `http` (a PaymentsHttp with a service token) is the fallback that answers a command
-    whose events this process did not see.
+    whose events this process did not see, and checks the contract version at start.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class Payments:
         http: PaymentsHttp | None = None,
         fallback_after: float = 1.0,
         watch_outcomes: bool = True,
+        check_contract: bool = True,
     ) -> None:
         if not source:
             raise ValueError("source names the publishing service; it is empty")
@@ -109,9 +112,20 @@ class Payments:
         self.fallback_after = fallback_after
         self._producer: Any = None
         self._watcher = OutcomeWatcher(broker) if watch_outcomes else None
+        self._check_contract = check_contract
 
     async def start(self) -> None:
-        """Connect the producer and start watching outcomes (from now on)."""
+        """Connect the producer and start watching outcomes (from now on).
+
+        With `http`, the served contracts are compared with this client's first: another
+        `schemaVersion` raises SchemaVersionMismatch before anything is published, and
+        other differences (a service newer than the client) are logged.
+        """
+        if self.http is not None and self._check_contract:
+            check = await self.http.check_contract()
+            if not check.identical:
+                log.warning("the service's contracts differ from this client's for %s; "
+                            "update pika-payment-client", ", ".join(check.differing + check.missing))
         producer = AIOKafkaProducer(**self.broker.aiokafka_options(), acks="all")
         await producer.start()
         self._producer = producer
