@@ -58,8 +58,8 @@ def decode_event(value: bytes | None) -> EventEnvelope:
         raise InvalidEvent(f"unknown event type {shown}")
     version = decoded.get("schemaVersion")
     if not (type(version) is int and version == 1):
-        shown = str(version)[:20]
-        raise InvalidEvent(f"schemaVersion {shown!r} is not 1, the only version this client reads")
+        shown = json.dumps(version)[:20]
+        raise InvalidEvent(f"schemaVersion {shown} is not 1, the only version this client reads")
     try:
         return cast(EventEnvelope, event_adapter.validate_json(value))
     except ValidationError as error:
