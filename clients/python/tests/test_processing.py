@@ -181,6 +181,8 @@ class FakeConsumer:
 
     async def getmany(self, timeout_ms: int = 0) -> dict[Any, list[FakeRecord]]:
         batch = [r for r in self.records if r.offset >= self.position]
+        if not batch:  # nothing new: wait, as the broker does
+            await asyncio.sleep(timeout_ms / 1000)
         self.position = self.records[-1].offset + 1
         return {self.partition: batch} if batch else {}
 
@@ -249,3 +251,41 @@ def test_the_guarantees_settings_cannot_be_overridden(option: str) -> None:
 def test_a_group_is_required() -> None:
     with pytest.raises(ValueError):
         PaymentEvents(BrokerSettings("localhost:9092"), group_id="", dedupe=InMemoryDedupe())
+
+
+async def test_a_stop_asked_before_run_makes_it_return_at_once_and_only_once() -> None:
+    events = PaymentEvents(BrokerSettings("localhost:9092"), group_id="g", dedupe=InMemoryDedupe())
+    handled: list[int] = []
+
+    @events.on(BalanceChanged)
+    async def show(event: BalanceChanged) -> None:
+        handled.append(event.payload.available)
+        events.stop()
+
+    fake = consumer_of(events, [record_of(balance_changed(available=n), n) for n in (1, 2)])
+    events.stop()
+    await asyncio.wait_for(events.run(), 5)
+    assert handled == [] and fake.commits == []
+    await asyncio.wait_for(events.run(), 5)  # the earlier stop is spent
+    assert handled == [1] and fake.commits == [2]
+
+
+async def test_leaving_async_with_stops_a_run_in_another_task_before_closing() -> None:
+    events = PaymentEvents(BrokerSettings("localhost:9092"), group_id="g", dedupe=InMemoryDedupe())
+    closed: list[bool] = []
+
+    async def start() -> None:
+        fake = consumer_of(events, [record_of(balance_changed(available=1), 1)])
+
+        async def stop() -> None:
+            closed.append(task.done())
+
+        fake.stop = stop  # type: ignore[method-assign]
+
+    events.start = start  # type: ignore[method-assign]
+    async with events:
+        task = asyncio.create_task(events.run())
+        await asyncio.sleep(0.01)
+        assert not task.done()
+    assert task.done() and task.exception() is None
+    assert closed == [True]

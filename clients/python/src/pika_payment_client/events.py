@@ -277,7 +277,8 @@ class PaymentEvents:
             self.handlers, dedupe, retry or RetryPolicy(), on_invalid, self._stopping
         )
         self._consumer: Any = None
-        self._running = False
+        self._idle = asyncio.Event()  # set while no run() is running
+        self._idle.set()
 
     @property
     def topic(self) -> str:
@@ -295,7 +296,8 @@ class PaymentEvents:
 
     def stop(self) -> None:
         """Ask `run()` to return after the event at hand (safe from a signal handler);
-        an event waiting to be retried is left uncommitted."""
+        an event waiting to be retried is left uncommitted. Asked before `run()`, it
+        makes the next `run()` return at once."""
         self._stopping.set()
 
     async def start(self) -> None:
@@ -318,6 +320,7 @@ class PaymentEvents:
 
     async def close(self) -> None:
         """Leave the group and disconnect; committed offsets stay."""
+        self._stopping.clear()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -330,15 +333,15 @@ class PaymentEvents:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+        await self._idle.wait()  # a run() in another task returns before the consumer closes
         await self.close()
 
     async def run(self) -> None:
         """Handle events until `stop()` or cancellation; `EventHandlingFailed` when an
         event's handlers keep failing (that event is left uncommitted)."""
-        if self._running:
+        if not self._idle.is_set():
             raise RuntimeError("PaymentEvents.run() is already running")
-        self._running = True
-        self._stopping.clear()
+        self._idle.clear()
         owned = self._consumer is None
         try:
             await self.start()
@@ -346,9 +349,12 @@ class PaymentEvents:
                 batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
                 await self._handle_batch(batch)
         finally:
-            self._running = False
-            if owned:
-                await self.close()
+            self._stopping.clear()  # the stop is done: a next run() runs
+            try:
+                if owned:
+                    await self.close()
+            finally:
+                self._idle.set()
 
     async def _handle_batch(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
         """Process each partition's records in order, then commit what is done; on a
