@@ -173,16 +173,17 @@ async def test_a_restarted_group_resumes_after_what_it_committed(settings, engin
 
 
 async def suppresses_repeats(settings, engine, producer, events_log: EventLog, user: str,
-                             store: Callable[[], DedupeStore]) -> list[uuid.UUID]:
+                             store: DedupeStore, replica_store: DedupeStore) -> list[uuid.UUID]:
     """A user's events published twice by the relay are handled once, and a consumer of
-    another group sharing the store (a replica that lost its offsets) skips them too;
+    another group whose store shares the same ids (a replica that lost its offsets)
+    skips them too;
     the ids handled."""
     await applied(producer, settings, engine, grant(user, 6))
     await wait_repeated(events_log, user, await republish(settings, user))
     marker = grant(user, 1)  # after the repeats in the user's partition: all were read
     await applied(producer, settings, engine, marker)
 
-    events = consumer(settings, store())
+    events = consumer(settings, store)
     handled = collect(events, BalanceChanged, user)
 
     await run_until(events, lambda: any(e.command_id == marker.id for e in handled))
@@ -191,7 +192,7 @@ async def suppresses_repeats(settings, engine, producer, events_log: EventLog, u
 
     late = grant(user, 2)
     await applied(producer, settings, engine, late)
-    other = consumer(settings, store())
+    other = consumer(settings, replica_store)
     replica = collect(other, BalanceChanged, user)
 
     await run_until(other, lambda: any(e.command_id == late.id for e in replica))
@@ -203,10 +204,11 @@ async def test_redis_dedupe_suppresses_a_repeated_event(settings, engine, worker
                                                         events, user_id):
     client = redis.from_url(settings.redis_url)
     prefix = f"pika-client-test:{uuid.uuid4().hex}:"
+    replica = RedisDedupe.from_url(settings.redis_url, prefix=prefix, ttl=timedelta(minutes=10))
     try:
         handled = await suppresses_repeats(
             settings, engine, producer, events, user_id,
-            lambda: RedisDedupe(client, prefix=prefix, ttl=timedelta(minutes=10)),
+            RedisDedupe(client, prefix=prefix, ttl=timedelta(minutes=10)), replica,
         )
         for event_id in handled:
             ttl = await client.ttl(f"{prefix}{event_id}")
@@ -216,21 +218,28 @@ async def test_redis_dedupe_suppresses_a_repeated_event(settings, engine, worker
         if keys:
             await client.delete(*keys)
         await client.aclose()
+        await replica.client.aclose()
 
 
 async def test_postgres_dedupe_suppresses_a_repeated_event(settings, engine, worker, relay, producer,
                                                            events, user_id):
     pool = await asyncpg.create_pool(settings.plain_database_url, min_size=1, max_size=2)
     table = f"client_test_seen_{uuid.uuid4().hex[:10]}"
+    replica = await PostgresDedupe.connect(settings.plain_database_url, table=table)
     try:
         handled = await suppresses_repeats(
-            settings, engine, producer, events, user_id, lambda: PostgresDedupe(pool, table=table)
+            settings, engine, producer, events, user_id, PostgresDedupe(pool, table=table), replica
         )
-        rows = await pool.fetch(f"SELECT event_id FROM {table}")
+        rows = await pool.fetch(f"SELECT event_id FROM {table}")  # other users' events too
         assert {row["event_id"] for row in rows} >= set(handled)
+        await replica.forget_older_than(timedelta(hours=1))
+        assert await pool.fetchval(f"SELECT count(*) FROM {table}") == len(rows)
+        await replica.forget_older_than(timedelta(0))
+        assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0
     finally:
         await pool.execute(f"DROP TABLE IF EXISTS {table}")
         await pool.close()
+        await replica.db.close()
 
 
 async def test_a_failing_handler_is_retried_and_the_event_handled_once(settings, engine, worker, relay,
