@@ -9,11 +9,11 @@ prints one line per step (`step=… booking=… status=… available=… held=�
 
 Against `make run` (Kafka on 127.0.0.1:9092, the API on 127.0.0.1:5505):
 
-    export PIKA_SERVICE_TOKEN=$(make -s token SUB=booking-service ROLES=service)
+    export PAYMENT_SERVICE_TOKEN=$(make -s token SUB=booking-service ROLES=service)
     .venv/bin/python examples/booking_service.py demo-alice
 
-Settings (environment): PIKA_KAFKA_BOOTSTRAP (127.0.0.1:9092), PIKA_TOPIC_PREFIX (none),
-PIKA_API_URL (http://127.0.0.1:5505), PIKA_SERVICE_TOKEN (a `service` JWT; without it
+Settings (environment): KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:9092), TOPIC_PREFIX (none),
+PAYMENT_API_URL (http://127.0.0.1:5505), PAYMENT_SERVICE_TOKEN (a `service` JWT; without it
 outcomes come from the events only). The user needs at least 6 available credits.
 """
 
@@ -59,14 +59,14 @@ def report(step: str, booking_id: str, outcome: Outcome) -> None:
 
 
 def connect(http: PaymentsHttp | None) -> Payments:
-    broker = BrokerSettings(os.environ.get("PIKA_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-                            topic_prefix=os.environ.get("PIKA_TOPIC_PREFIX", ""))
+    broker = BrokerSettings(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+                            topic_prefix=os.environ.get("TOPIC_PREFIX", ""))
     return Payments(broker, source="example-booking-service", http=http)
 
 
 async def demo(user_id: str, run: str) -> int:
-    token = os.environ.get("PIKA_SERVICE_TOKEN")
-    http = PaymentsHttp(os.environ.get("PIKA_API_URL", "http://127.0.0.1:5505"), token) if token else None
+    token = os.environ.get("PAYMENT_SERVICE_TOKEN")
+    http = PaymentsHttp(os.environ.get("PAYMENT_API_URL", "http://127.0.0.1:5505"), token) if token else None
     kept, cancelled, retried = (f"booking-{run}-{name}" for name in ("yoga", "spin", "pilates"))
     try:
         async with connect(http) as payments:

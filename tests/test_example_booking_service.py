@@ -33,9 +33,9 @@ async def test_the_booking_example_holds_captures_part_releases_and_survives_a_r
                               json={"userId": user, "credits": 10, "reason": "example"})
     assert granted.status_code == 200, granted.text
     run = uuid.uuid4().hex[:8]
-    env = {**os.environ, "PIKA_KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
-           "PIKA_TOPIC_PREFIX": settings.topic_prefix, "PIKA_API_URL": ingress.url,
-           "PIKA_SERVICE_TOKEN": token("example-booking-service", "service")}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+           "TOPIC_PREFIX": settings.topic_prefix, "PAYMENT_API_URL": ingress.url,
+           "PAYMENT_SERVICE_TOKEN": token("example-booking-service", "service")}
 
     done = await asyncio.to_thread(
         subprocess.run, [sys.executable, str(EXAMPLE), user, "--run", run], env=env,
