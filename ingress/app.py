@@ -19,6 +19,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from ingress.auth import BEARER_SCHEME
 from ingress.controllers.commands import CommandsController
 from ingress.controllers.config import ConfigController
+from ingress.controllers.console import ConsoleController
 from ingress.controllers.credits import CreditsController
 from ingress.controllers.dashboard import DashboardController
 from ingress.controllers.docs import DocsController
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             StripeWebhookController,
             DocsController,
             DashboardController,
+            ConsoleController,
             HealthController,
             balance_socket,
         ],
