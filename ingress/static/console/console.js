@@ -216,7 +216,7 @@
     const base = `/payment/admin/customers/${encodeURIComponent(userId)}`;
     const post = (path, body, key) => api(`${base}/${path}`, { method: "POST", body, key });
     const balance = c.balance || {};
-    const paid = (c.purchases || []).filter((p) => p.status === "succeeded" || p.status === "paid" || p.status === "refunded");
+    const paid = (c.purchases || []).filter((p) => p.status === "succeeded" || p.status === "refunded");
     const views = [];
     views.push(el("div", { class: "tiles", id: "balance" },
       el("div", { class: "tile" }, el("b", { "data-balance": "available" }, balance.available), el("span", {}, "available")),
@@ -228,12 +228,12 @@
       actionForm("grant", [{ label: "Credits", input: number("credits") }], "Grant goodwill credits",
         (v, key) => post("grant", { credits: integer(v.credits), reason: v.reason }, key)),
       paid.length ? actionForm("refund-purchase", [
-        { label: "Purchase", input: select("purchaseId", paid.map((p) => [p.id, `${p.packName || p.packId || "purchase"} · ${money(p.amount, p.currency)} · ${p.paymentIntentId || ""}`])) },
+        { label: "Purchase", input: select("purchaseId", paid.map((p) => [p.purchaseId, `${p.packName} · paid ${money(p.amount, p.currency)} · refunded ${money(p.refundedAmount, p.currency)} · ${p.paymentIntentId || ""}`])) },
         { label: "Amount (minor units, empty = all)", input: el("input", { name: "amount", type: "number", min: 1, step: 1 }) },
       ], "Refund through Stripe",
       (v, key) => post("refund-purchase", { purchaseId: v.purchaseId, amount: integer(v.amount), reason: v.reason }, key)) : null,
       paid.length ? actionForm("resend-receipt", [
-        { label: "Purchase", input: select("purchaseId", paid.map((p) => [p.id, `${p.packName || p.packId || "purchase"} · ${when(p.createdAt)}`])) },
+        { label: "Purchase", input: select("purchaseId", paid.map((p) => [p.purchaseId, `${p.packName} · ${when(p.createdAt)}`])) },
       ], "Resend receipt", (v, key) => post("resend-receipt", { purchaseId: v.purchaseId, reason: v.reason }, key)) : null));
     views.push(card("Open batches", "spent in this order", table(c.batches, [
       { title: "Batch", value: (b) => link(`#/batch/${b.id}`, b.id.slice(0, 8)) },
@@ -243,31 +243,32 @@
       { title: "Acquired", value: (b) => when(b.acquiredAt) },
       { title: "Expires", value: (b) => `${relative(b.expiresAt)} (${when(b.expiresAt)})` },
     ], { empty: "no open batch" })));
-    views.push(card("Open holds", null, table(c.holds, [
+    views.push(card("Open holds", "bookings and dispute or fraud freezes", table(c.holds, [
+      { title: "Kind", value: (h) => h.kind },
       { title: "Reference", value: (h) => h.reference, wrap: true },
       { title: "Credits", value: (h) => h.credits, num: true },
       { title: "Age", value: (h) => relative(h.createdAt) },
       { title: "Expires", value: (h) => relative(h.expiresAt) },
-      { title: "", value: (h) => actionForm(`release-hold-${h.id}`, [], "Release",
-        (v, key) => post("release-hold", { holdId: h.id, reason: v.reason }, key)) },
+      { title: "", value: (h) => (h.kind === "booking" ? actionForm(`release-hold-${h.id}`, [], "Release",
+        (v, key) => post("release-hold", { holdId: h.id, reason: v.reason }, key)) : "settled by its review") },
     ], { empty: "no open hold" })));
     const m = c.membership;
     views.push(card("Membership", null, m ? table([m], [
-      { title: "Plan", value: (x) => x.planName || x.planId },
+      { title: "Plan", value: (x) => x.planName },
       { title: "Status", value: (x) => x.status },
       { title: "Period", value: (x) => `${when(x.currentPeriodStart)} → ${when(x.currentPeriodEnd)}` },
       { title: "Credits this period", value: (x) => x.creditsThisPeriod, num: true },
-      { title: "Rollover", value: (x) => x.rolloverPolicy || "" },
+      { title: "Rollover", value: (x) => x.rollover },
     ]) : el("p", { class: "empty" }, "no membership")));
     views.push(card("Purchases", null, table(c.purchases, [
       { title: "When", value: (p) => when(p.createdAt) },
-      { title: "Pack", value: (p) => p.packName || p.packId || "" },
+      { title: "Pack", value: (p) => p.packName },
       { title: "Credits", value: (p) => p.credits, num: true },
       { title: "Amount", value: (p) => money(p.amount, p.currency), num: true },
-      { title: "Refunded", value: (p) => money(p.refunded, p.currency), num: true },
+      { title: "Refunded", value: (p) => money(p.refundedAmount, p.currency), num: true },
       { title: "Status", value: (p) => p.status },
       { title: "PaymentIntent", value: (p) => p.paymentIntentId || "" },
-      { title: "Disputes", value: (p) => (p.disputes || []).map((d) => `${d.disputeId || d.id} ${d.status}`).join(", "), wrap: true },
+      { title: "Disputes", value: (p) => (p.disputes || []).map((d) => `${d.disputeId} ${d.status}`).join(", "), wrap: true },
     ], { empty: "no purchase" })));
     views.push(card("Promo redemptions", null, table(c.promoRedemptions, [
       { title: "Code", value: (r) => r.code },
@@ -278,7 +279,8 @@
     ])));
     views.push(card("Fraud flags", null, table(c.fraudFlags, [
       { title: "Raised", value: (f) => when(f.createdAt) },
-      { title: "Reason", value: (f) => f.reason, wrap: true },
+      { title: "Rule", value: (f) => `${f.rule} (${f.subject})`, wrap: true },
+      { title: "Frozen", value: (f) => f.frozenCredits, num: true },
       { title: "Severity", value: (f) => f.severity },
       { title: "Status", value: (f) => f.status },
       { title: "", value: (f) => (f.status === "open" ? actionForm(`resolve-${f.id}`, [
@@ -286,8 +288,10 @@
       ], "Resolve", (v, key) => post("resolve-fraud-flag", { flagId: f.id, resolution: v.resolution, reason: v.reason }, key)) : "") },
     ])));
     views.push(card("Emails sent", null, table(c.notifications, [
-      { title: "When", value: (n) => when(n.sentAt) },
+      { title: "When", value: (n) => when(n.sentAt || n.createdAt) },
       { title: "Template", value: (n) => n.template },
+      { title: "Status", value: (n) => n.status },
+      { title: "To", value: (n) => n.recipient || "" },
       { title: "Event", value: (n) => n.eventId },
     ])));
     views.push(card("Audit", null, link(`#/audit/${encodeURIComponent(userId)}`, "Admin actions on this customer →")));
@@ -298,16 +302,16 @@
     return el("div", {},
       el("strong", {}, "Postings"),
       table(entry.postings, [
-        { title: "Account", value: (p) => p.account || p.userId || "" },
-        { title: "Bucket", value: (p) => p.bucket || "" },
+        { title: "Account", value: (p) => (p.accountKind === "system" ? `system: ${p.account}` : p.account) },
+        { title: "Bucket", value: (p) => p.bucket },
         { title: "Amount", value: (p) => p.amount, num: true, sign: true },
       ]),
       el("strong", {}, "Batches"),
       table(entry.allocations, [
         { title: "Batch", value: (a) => link(`#/batch/${a.batchId}`, a.batchId.slice(0, 8)) },
-        { title: "Source", value: (a) => a.source || "" },
+        { title: "Source", value: (a) => a.batchSource },
         { title: "Credits", value: (a) => a.credits, num: true, sign: true },
-        { title: "Batch expires", value: (a) => when(a.expiresAt) },
+        { title: "Batch expires", value: (a) => when(a.batchExpiresAt) },
       ], { empty: "no batch touched" }));
   }
 
@@ -321,8 +325,8 @@
       { title: "When", value: (e) => when(e.createdAt) },
       { title: "Type", value: (e) => e.type },
       { title: "Reference", value: (e) => e.reference || "", wrap: true },
-      { title: "Available", value: (e) => e.credits, num: true, sign: true },
-      { title: "Held", value: (e) => e.heldCredits, num: true, sign: true },
+      { title: "Available", value: (e) => e.availableChange, num: true, sign: true },
+      { title: "Held", value: (e) => e.heldChange, num: true, sign: true },
       { title: "Balance after", value: (e) => e.balanceAfter, num: true },
       { title: "Held after", value: (e) => e.heldAfter, num: true },
     ], {
@@ -346,16 +350,23 @@
 
   async function batchView(batchId) {
     const found = (await api(`/payment/admin/batches/${encodeURIComponent(batchId)}`)).body;
-    const b = found.batch || {};
+    const b = found.batch;
     return [
       el("p", {}, b.userId ? link(`#/customer/${encodeURIComponent(b.userId)}`, `← ${b.userId}`) : null),
       card(`Batch ${batchId.slice(0, 8)}`, `${b.source} · ${b.remaining} of ${b.amount} left · expires ${relative(b.expiresAt)}`,
         table(found.movements, [
           { title: "When", value: (mv) => when(mv.createdAt) },
-          { title: "Type", value: (mv) => mv.type || mv.transactionType },
+          { title: "Type", value: (mv) => mv.transactionType },
           { title: "Reference", value: (mv) => mv.reference || "", wrap: true },
           { title: "Credits", value: (mv) => mv.credits, num: true, sign: true },
-        ], { empty: "nothing moved" })),
+        ], { empty: "nothing moved" }),
+        found.returnedElsewhere && found.returnedElsewhere.length
+          ? el("div", {}, el("strong", {}, "Returned to another batch"), table(found.returnedElsewhere, [
+            { title: "When", value: (r) => when(r.createdAt) },
+            { title: "Type", value: (r) => r.transactionType },
+            { title: "Batch", value: (r) => link(`#/batch/${r.batchId}`, r.batchId.slice(0, 8)) },
+            { title: "Credits", value: (r) => r.credits, num: true },
+          ])) : null),
     ];
   }
 
