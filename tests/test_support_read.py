@@ -237,7 +237,7 @@ async def test_search_finds_the_customer_by_each_key(http, customer):
     assert nobody.status_code == 200 and nobody.json() == {"matches": []}
 
 
-@pytest.mark.parametrize("q", [None, "", "   ", "x" * 256])
+@pytest.mark.parametrize("q", [None, "", "   ", "x" * 256, "a\x00b", "line\nbreak"])
 async def test_search_refuses_an_empty_or_too_long_query_with_pay007(http, q):
     params = {} if q is None else {"q": q}
     response = await http.get("/payment/admin/customers/search", params=params, headers=ADMIN)

@@ -38,6 +38,8 @@ async def find_customers(uow: UnitOfWork, q: str) -> list[dict[str, Any]]:
     q = q.strip()
     if not q or len(q) > MAX_QUERY:
         raise ValidationFailed(f"q must be 1 to {MAX_QUERY} characters", length=len(q))
+    if not q.isprintable():  # no key has control characters, and Postgres text takes no NUL
+        raise ValidationFailed("q must not contain control characters")
     async with uow.read() as conn:
         return await search_queries.find_matches(conn, q, MAX_MATCHES)
 
