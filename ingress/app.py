@@ -30,6 +30,7 @@ from ingress.controllers.memberships import MembershipsController
 from ingress.controllers.packs import CreditPacksController, ProductsController
 from ingress.controllers.promos import PromoCodesController
 from ingress.controllers.reports import ReportsController
+from ingress.controllers.support import SupportController
 from ingress.controllers.webhooks import StripeWebhookController
 from ingress.errors import ERROR_TABLE, EXCEPTION_HANDLERS
 from ingress.metrics_server import metrics_listener
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             FraudFlagsController,
             PromoCodesController,
             ReportsController,
+            SupportController,
             StripeWebhookController,
             DocsController,
             DashboardController,

@@ -72,6 +72,10 @@ ROUTES: dict[str, tuple[str, str, str, dict | None]] = {
     "listFraudFlags": ("admin", "GET", "/payment/admin/fraud-flags/", None),
     "resolveFraudFlag": ("admin", "POST", f"/payment/admin/fraud-flags/{SAMPLE}/resolve",
                          {"resolution": "cleared"}),
+    "searchCustomers": ("admin", "GET", "/payment/admin/customers/search?q=u-victim", None),
+    "getCustomer": ("admin", "GET", "/payment/admin/customers/u-victim", None),
+    "explainBalance": ("admin", "GET", "/payment/admin/customers/u-victim/explanation", None),
+    "getBatch": ("admin", "GET", f"/payment/admin/batches/{SAMPLE}", None),
 }
 REFUSED_BY_AUDIENCE = {
     "user": [()],  # anonymous only

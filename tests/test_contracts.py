@@ -119,10 +119,11 @@ def test_every_example_body_in_the_openapi_document_is_valid_for_its_model():
     import schemas.api
     import schemas.fraud_api
     import schemas.promo_api
+    import schemas.support_api
     from schemas.base import WireModel
 
     checked = set()
-    for module in (schemas.api, schemas.fraud_api, schemas.promo_api):
+    for module in (schemas.api, schemas.fraud_api, schemas.promo_api, schemas.support_api):
         for model in vars(module).values():
             if not (isinstance(model, type) and issubclass(model, WireModel)):
                 continue
@@ -132,7 +133,8 @@ def test_every_example_body_in_the_openapi_document_is_valid_for_its_model():
                 checked.add(model.__name__)
     assert {"GrantRequest", "RefundRequest", "TransferRequest", "PackCreate", "PlanCreate",
             "PromoCodeCreate", "PromoTarget", "ResolveRequest", "PurchaseRequest", "BalanceRead",
-            "CommandAppliedRead", "CommandPendingRead", "PublicConfigRead"} <= checked
+            "CommandAppliedRead", "CommandPendingRead", "PublicConfigRead", "CustomerSearchRead",
+            "CustomerRead", "ExplanationPage", "BatchStoryRead"} <= checked
 
 
 def test_unknown_fields_and_versions_are_refused():

@@ -21,6 +21,7 @@ import schemas.commands
 import schemas.events
 import schemas.fraud_api
 import schemas.promo_api
+import schemas.support_api
 from schemas.base import WireModel
 from schemas.commands import (
     ChargeCredits,
@@ -33,7 +34,7 @@ from schemas.commands import (
 from tests.conftest import auth, dead_letters, publish, wait_processed
 
 SCHEMA_MODULES = (schemas.api, schemas.commands, schemas.events, schemas.fraud_api,
-                  schemas.promo_api)
+                  schemas.promo_api, schemas.support_api)
 # What lax validation would have turned into a number or a boolean.
 NOT_INTS: tuple[Any, ...] = ("1", True, 1.0, "true")
 NOT_BOOLS: tuple[Any, ...] = ("true", "false", 1, 0, "1", 1.0)
@@ -119,6 +120,8 @@ def test_the_walk_finds_the_money_fields():
         ("SubscriptionStatePayload", "cancelAtPeriodEnd", "bool"),
         ("CreditsExpiringPayload", "credits", "int"),
         ("FraudFlagRead", "frozenCredits", "int"),
+        ("ExplanationEntryRead", "balanceAfter", "int"),
+        ("AllocationRead", "credits", "int"),
     ):
         assert expected in found, expected
     assert len(FIELDS) > 100
