@@ -132,7 +132,10 @@
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 401) throw error;
       session = null;
-      $("dev-sign-in").hidden = !(error.details && error.details.devSignIn);
+      const how = error.details || {};
+      $("dev-sign-in").hidden = how.devSignIn !== true;
+      $("sign-in").hidden = !how.signIn;
+      if (how.signIn) $("sign-in").href = `${how.signIn}?next=${encodeURIComponent("/payment/admin/console")}`;
     }
     const signedIn = session !== null && (session.roles || []).includes("admin");
     $("signed-out").hidden = signedIn;
