@@ -82,11 +82,18 @@ class AdminSessionController(Controller):
     @get("/session", operation_id="getAdminSession",
          responses=error_responses(*READ_ERRORS, 401, 503))
     async def session(self, request: Request[Any, Any, Any]) -> AdminSessionRead:
-        """The console session of this browser's cookie (401 PAY009 when signed out)."""
+        """The console session of this browser's cookie. Signed out: 401 PAY009 whose details
+        say how to sign in here (`signIn`: the provider's sign-in path or null; `devSignIn`:
+        whether the development sign-in is open), so a page can offer the right one."""
         session_id = request.cookies.get(COOKIE)
         session = await sessions_of(request.app.state).get(session_id) if session_id else None
         if session is None:
-            raise Unauthorized("not signed in to the console: GET /payment/admin/sign-in")
+            settings: Settings = request.app.state.settings
+            raise Unauthorized(
+                "not signed in to the console",
+                signIn="/payment/admin/sign-in" if settings.admin_oidc_configured else None,
+                devSignIn=settings.payment_dev_mode,
+            )
         return session_read(session)
 
     @get("/sign-in", operation_id="startAdminSignIn", status_code=302,
