@@ -421,3 +421,27 @@ async def test_signed_out_and_forged_cookies_get_401(oidc_http, http):
         assert response.status_code == 401 and response.json()["code"] == "PAY009", response.text
     forged = await http.get("/payment/admin/fraud-flags/", headers=cookie("forged"))
     assert forged.status_code == 401, forged.text
+
+
+@pytest.fixture(scope="module")
+def limited_dev_ingress(settings: Settings, worker, relay) -> Iterator[Ingress]:
+    """Development mode with a per-user read limit of 3 a minute (own counters)."""
+    started = start_ingress(settings.model_copy(update={
+        "payment_dev_mode": True, "rate_limit_reads_per_minute": 3,
+        "rate_limit_namespace": f"pika-test-{uuid.uuid4().hex[:8]}",
+    }), "ingress-session-limits")
+    yield started
+    started.process.stop()
+
+
+async def test_rate_limits_count_a_session_under_its_admin(limited_dev_ingress):
+    async with httpx.AsyncClient(base_url=limited_dev_ingress.url, timeout=20) as http:
+        first, _ = await dev_session(http, f"ops-{uuid.uuid4().hex[:8]}")
+        other, _ = await dev_session(http, f"ops-{uuid.uuid4().hex[:8]}")
+        statuses = [(await http.get("/payment/admin/fraud-flags/", headers=cookie(first))).status_code
+                    for _ in range(4)]
+        assert statuses[:3] == [200, 200, 200] and statuses[3] == 429, statuses
+        over = await http.get("/payment/admin/fraud-flags/", headers=cookie(first))
+        assert over.json()["code"] == "PAY011" and "user" in over.json()["message"], over.text
+        # Another admin's session has its own bucket (the address limit is far away).
+        assert (await http.get("/payment/admin/fraud-flags/", headers=cookie(other))).status_code == 200

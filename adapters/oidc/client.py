@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from authlib.common.security import generate_token
+from authlib.integrations.base_client import OAuthError
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -133,10 +134,10 @@ class OidcClient:
                     metadata["token_endpoint"], grant_type="authorization_code", code=code,
                     code_verifier=code_verifier, redirect_uri=self.redirect_url,
                 )
-        except httpx.HTTPError as error:
-            raise DependencyUnavailable("the identity provider's token endpoint did not answer") from error
-        except Exception as error:  # Authlib's OAuthError: the provider refused the code
+        except OAuthError as error:  # invalid_grant and the like: a used, foreign or forged code
             raise Unauthorized(f"the identity provider refused the sign-in: {error}") from error
+        except (httpx.HTTPError, ValueError) as error:
+            raise DependencyUnavailable("the identity provider's token endpoint did not answer") from error
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise Unauthorized("the identity provider sent no ID token")

@@ -85,7 +85,7 @@ class AdminSessionController(Controller):
         """The console session of this browser's cookie. Signed out: 401 PAY009 whose details
         say how to sign in here (`signIn`: the provider's sign-in path or null; `devSignIn`:
         whether the development sign-in is open), so a page can offer the right one."""
-        session_id = request.cookies.get(COOKIE)
+        session_id = cookie_value(request.headers.get("cookie"), COOKIE)
         session = await sessions_of(request.app.state).get(session_id) if session_id else None
         if session is None:
             settings: Settings = request.app.state.settings
@@ -179,7 +179,7 @@ class AdminSessionController(Controller):
         clears the cookie; with no live session there is nothing to end and 204 all the same."""
         settings: Settings = request.app.state.settings
         sessions = sessions_of(request.app.state)
-        session_id = request.cookies.get(COOKIE)
+        session_id = cookie_value(request.headers.get("cookie"), COOKIE)
         session = await sessions.get(session_id) if session_id else None
         if session is not None and session_id:
             if not session.csrf_matches(request.headers.get(CSRF_HEADER)):
