@@ -27,11 +27,15 @@ import httpx
 import oidc_provider_mock
 import pytest
 import werkzeug.serving
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 from redis.asyncio import Redis
 
+from adapters.oidc.client import OidcClient
 from devtools import processes
 from devtools.processes import free_port
 from ingress.controllers.admin_session import CONSOLE_PATH, safe_next
+from services.errors import Unauthorized
 from services.settings import Settings
 from tests.conftest import ChildProcess, Ingress, auth, start_ingress
 
@@ -445,3 +449,39 @@ async def test_rate_limits_count_a_session_under_its_admin(limited_dev_ingress):
         assert over.json()["code"] == "PAY011" and "user" in over.json()["message"], over.text
         # Another admin's session has its own bucket (the address limit is far away).
         assert (await http.get("/payment/admin/fraud-flags/", headers=cookie(other))).status_code == 200
+
+
+async def test_id_tokens_are_checked_for_signature_issuer_audience_expiry_and_nonce(provider, settings):
+    """The ID token checks on their own: the client discovers the real provider, then its
+    key set is replaced by a key of ours, so the test can sign each kind of bad token."""
+    client = OidcClient(settings.model_copy(update={
+        "admin_oidc_issuer": provider.url, "admin_oidc_client_id": CLIENT_ID,
+        "admin_oidc_redirect_url": "http://127.0.0.1:1/payment/admin/callback",
+    }))
+    await client.metadata()
+    ours, stranger = (RSAKey.generate_key(2048, parameters={"kid": kid}) for kid in ("ours", "stranger"))
+    now = int(time.time())
+    good = {"iss": provider.url, "sub": "ops-carol", "aud": CLIENT_ID, "iat": now, "exp": now + 300,
+            "nonce": "n-1", "roles": ["admin"], "email": "carol@pika.example"}
+
+    async def check(claims: dict[str, Any], key: RSAKey = ours, alg: str = "RS256") -> Any:
+        client._keys = {"keys": [ours.as_dict(private=False)]}
+        signed = jwt.encode({"alg": alg, "kid": key.kid}, claims, key)
+        return await client._verified_claims(signed, nonce="n-1", access_token=None)
+
+    claims = await check(good)
+    identity = client._identity(claims)
+    assert (identity.subject, identity.email, identity.roles) == ("ops-carol", "carol@pika.example",
+                                                                  frozenset({"admin"}))
+    bad_tokens = {
+        "signed by a key the provider does not publish": (good, stranger),
+        "another issuer": ({**good, "iss": "http://127.0.0.1:1"}, ours),
+        "another audience": ({**good, "aud": "someone-else"}, ours),
+        "expired": ({**good, "iat": now - 900, "exp": now - 600}, ours),
+        "another nonce": ({**good, "nonce": "n-2"}, ours),
+        "no nonce": ({k: v for k, v in good.items() if k != "nonce"}, ours),
+    }
+    for case, (bad, key) in bad_tokens.items():
+        with pytest.raises(Unauthorized):
+            await check(bad, key)
+            pytest.fail(f"accepted an ID token {case}")
