@@ -17,6 +17,7 @@ from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ingress.auth import BEARER_SCHEME
+from ingress.controllers.admin_session import AdminSessionController
 from ingress.controllers.commands import CommandsController
 from ingress.controllers.config import ConfigController
 from ingress.controllers.console import ConsoleController
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DocsController,
             DashboardController,
             ConsoleController,
+            AdminSessionController,
             HealthController,
             balance_socket,
         ],

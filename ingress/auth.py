@@ -1,9 +1,17 @@
-"""Who the caller is (a verified bearer JWT) and the role guards of the routes.
+"""Who the caller is (a verified bearer JWT, or an admin console session) and the role
+guards of the routes.
 
 Claims: `sub` (user id), `roles` (any of user, service, admin; none means a plain user),
 `email` (optional); signature, `aud`, `iss`, `iat`, `exp` and lifetime are checked by
 `ingress.token_verifier`. Routes guarded here declare `security=BEARER`, so the OpenAPI
 document says which operations need the token.
+
+A request with no Authorization header but the `pika_admin_session` cookie is the
+console's: its principal comes from the server-side session (ingress.admin_sessions).
+A browser sends that cookie by itself, so a cookie-authenticated request that can change
+something (any method but GET/HEAD/OPTIONS) must also carry the session's CSRF token in
+`X-CSRF-Token`, which another site's page cannot read; without it the request is not
+authenticated at all (403 PAY010), whatever route it is for.
 """
 
 from collections.abc import Awaitable, Callable
@@ -14,6 +22,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import SecurityRequirement
 from litestar.types import Scope
 
+from ingress.admin_sessions import COOKIE, CSRF_HEADER, SAFE_METHODS, cookie_value, sessions_of
 from ingress.token_verifier import TokenVerifier
 from services.errors import Forbidden, Unauthorized
 
@@ -61,13 +70,44 @@ def verifier_of(connection: ASGIConnection) -> TokenVerifier:
     return verifier
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def session_principal(scope: Scope, session_id: str) -> Principal:
+    """The console session behind the cookie; for a request that can change something,
+    only with the session's CSRF token in X-CSRF-Token."""
+    app = scope["app"]
+    session = await sessions_of(app.state).get(session_id)
+    if session is None:
+        raise Unauthorized("the console session is unknown or expired: sign in again")
+    if scope.get("method", "GET") not in SAFE_METHODS and not session.csrf_matches(
+        _header(scope, CSRF_HEADER.encode())
+    ):
+        raise Forbidden(
+            "a request authenticated by the console session cookie must send the session's "
+            "csrfToken (GET /payment/admin/session) in the X-CSRF-Token header"
+        )
+    return Principal(session.subject, frozenset(r for r in session.roles if r in ROLES),
+                     session.email, session.expires_at)
+
+
 async def scope_principal(scope: Scope, header: str | None, verifier: TokenVerifier) -> Principal:
-    """The caller, verified once per request (rate limits, guards and handlers all ask)."""
+    """The caller, verified once per request (rate limits, guards and handlers all ask).
+
+    A bearer token always wins; the session cookie counts only when there is none."""
     state = scope.setdefault("state", {})
     cached = state.get("principal")
     if isinstance(cached, Principal):
         return cached
-    principal = await decode_token(header, verifier)
+    session_id = None if header else cookie_value(_header(scope, b"cookie"), COOKIE)
+    if session_id:
+        principal = await session_principal(scope, session_id)
+    else:
+        principal = await decode_token(header, verifier)
     state["principal"] = principal
     return principal
 

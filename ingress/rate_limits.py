@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from ingress.auth import scope_principal
 from ingress.client_address import client_address_of
-from services.errors import DependencyUnavailable, RateLimited, Unauthorized
+from services.errors import DependencyUnavailable, Forbidden, RateLimited, Unauthorized
 
 log = logging.getLogger("pika.ingress")
 WINDOW = 60
@@ -81,9 +81,10 @@ class RateLimits(ASGIMiddleware):
         group = "read" if scope.get("method") in ("GET", "HEAD", "OPTIONS") else "write"
         headers = dict(scope.get("headers") or [])
         user = None
-        # Without a valid token the route answers 401; the address limit still counts it.
-        # A JWKS outage answers 503 on the route itself; here it only means "no user".
-        with contextlib.suppress(Unauthorized, DependencyUnavailable):
+        # Without a valid token (or console session) the route answers 401, and a session
+        # request without its CSRF token 403; the address limit still counts them. A JWKS
+        # or session-store outage answers 503 on the route itself; here it only means "no user".
+        with contextlib.suppress(Unauthorized, Forbidden, DependencyUnavailable):
             authorization = headers.get(b"authorization", b"").decode("latin-1") or None
             user = (await scope_principal(scope, authorization, app.state.tokens)).subject
         ip = client_address_of(scope, settings.trusted_proxy_networks) or "unknown"

@@ -42,6 +42,9 @@ def _configured_secrets(settings: Settings) -> dict[str, str | None]:
         "SMTP_PASSWORD": settings.smtp_password,
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
+        # An admin console whose client secret is a placeholder lets anyone who read it
+        # exchange codes as us at the identity provider.
+        "ADMIN_OIDC_CLIENT_SECRET": settings.admin_oidc_client_secret,
     }
     if "HS256" in settings.jwt_algorithms:
         secrets["PAYMENT_JWT_SECRET"] = settings.payment_jwt_secret

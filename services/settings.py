@@ -254,6 +254,45 @@ class Settings(BaseSettings):
     prune_batch_size: int = Field(
         5000, gt=0, description="Rows `prune` deletes per transaction (short locks, small WAL bursts)."
     )
+    # --- Admin sign-in (OpenID Connect) to the console and the dashboard --------------------
+    admin_oidc_issuer: str | None = Field(
+        None, description="Issuer URL of the identity provider admins sign in with; its "
+        "`/.well-known/openid-configuration` names the endpoints and the JWKS. Unset: only "
+        "bearer tokens (and, in development mode, the development sign-in).",
+    )
+    admin_oidc_client_id: str | None = Field(
+        None, description="Client id of the payment console at the identity provider; the ID "
+        "token's `aud` must contain it.",
+    )
+    admin_oidc_client_secret: str | None = Field(
+        None, description="Client secret (a secret, from the environment only); unset = a "
+        "public client that proves itself with PKCE alone.",
+    )
+    admin_oidc_redirect_url: str | None = Field(
+        None, description="Absolute URL of `/payment/admin/callback` as the browser reaches it "
+        "(registered at the identity provider).",
+    )
+    admin_oidc_roles_claim: str = Field(
+        "roles", min_length=1, description="ID token claim that lists the identity's roles; "
+        "only an identity whose list contains `admin` gets a console session.",
+    )
+    admin_oidc_scopes: str = Field(
+        "openid email profile", description="Scopes asked for at sign-in (must include openid)."
+    )
+    admin_session_seconds: int = Field(
+        8 * 3600, gt=0, le=7 * 86_400, description="Lifetime of a console session (Redis "
+        "record and cookie); the admin signs in again after it.",
+    )
+    admin_sign_in_timeout_seconds: int = Field(
+        600, gt=0, le=3600, description="How long a started sign-in (state, nonce, PKCE "
+        "verifier) waits for the identity provider's callback.",
+    )
+
+    @property
+    def admin_oidc_configured(self) -> bool:
+        """Sign-in through the identity provider needs its issuer, our client id and callback."""
+        return bool(self.admin_oidc_issuer and self.admin_oidc_client_id and self.admin_oidc_redirect_url)
+
     log_level: str = Field("INFO")
 
     @field_validator("payment_jwt_algorithms")

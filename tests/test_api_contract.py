@@ -14,8 +14,10 @@ from tests.conftest import auth
 from tests.test_http_api import grant_http
 
 ADMIN = auth("contract-admin", "admin")
-# POSTs with their own idempotency (the Stripe webhook dedupes by Stripe's event id).
-NOT_KEYED = {"stripeWebhook"}
+# POSTs with their own idempotency (the Stripe webhook dedupes by Stripe's event id), and
+# the console's development sign-in and sign-out, which change only the caller's own
+# session cookie: a replayed reply would carry no cookie, and doing either twice is harmless.
+NOT_KEYED = {"stripeWebhook", "devAdminSignIn", "adminSignOut"}
 COMMAND_PUBLISHERS = {"grantCredits", "refundCredits", "transferCredits", "publishCommand",
                       "resolveFraudFlag"}
 

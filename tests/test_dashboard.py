@@ -1,32 +1,37 @@
-"""The admin dashboard in a real browser: Debian's chromium, headless, against the running
-ingress and its real report endpoints.
+"""The admin dashboard in a real browser: Debian's chromium, headless, against a running
+ingress and its real report endpoints, driven over the DevTools protocol.
 
-The page is opened as `/payment/admin#token=<admin JWT>` (a fragment is never sent to a
-server). It marks `<body data-ready="true">` once every chart is drawn, `data-points` on
-each chart's section, and copies every script error into `<pre id="errors">`; the DOM
-chromium dumps after its virtual-time budget is checked for those.
+The admin signs in the way `make run` offers it: the page, signed out, shows the
+development sign-in (an ingress in development mode), the test clicks it, and the
+browser keeps the HttpOnly session cookie the service set; no token is pasted or put in
+a URL. The page marks `<body data-ready="true">` once every chart is drawn
+("signed-out" without a session), `data-points` on each chart's section, and copies
+every script error into `<pre id="errors">`; the DOM is read from the browser.
 """
 
-import asyncio
 import re
-import tempfile
 import uuid
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ARTIFACTS, Ingress, auth, token
+from services.settings import Settings
+from tests.chromium_cdp import Browser
+from tests.conftest import ARTIFACTS, Ingress, auth, start_ingress
 from tests.test_http_api import charge_http, grant_http
 from tests.test_purchases import purchase, wait_balance
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHARTS = ("chart-revenue", "chart-credits", "chart-liability", "chart-packs", "chart-churn",
           "chart-promos")
 DRAWN_FROM_TEST_DATA = ("chart-revenue", "chart-credits", "chart-liability", "chart-packs")
 EXTERNAL_URL = re.compile(r"https?://", re.IGNORECASE)
 SCREENSHOT = ARTIFACTS / "dashboard.png"
+# What the page settles on: charts drawn, a report failed, or no session.
+SETTLED = ("['true', 'error', 'signed-out'].includes(document.body.dataset.ready)"
+           " && document.body.dataset.ready")
 
 
 class DomFacts(HTMLParser):
@@ -57,43 +62,29 @@ class DomFacts(HTMLParser):
             self.texts[self._in] += data
 
 
-def require_chromium() -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium and "
-            "chromium-driver (or apt-get install -y chromium chromium-driver as root)"
-        )
-
-
-async def chromium(url: str, *mode: str, timeout: float = 120) -> str:
-    """Run headless chromium once on `url`; its stdout (the DOM with --dump-dom)."""
-    require_chromium()
-    with tempfile.TemporaryDirectory(prefix="pika-chromium-") as profile:
-        child = await asyncio.create_subprocess_exec(
-            str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-            "--virtual-time-budget=15000", *mode, url,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(child.communicate(), timeout)
-        except TimeoutError:
-            child.kill()
-            await child.wait()
-            pytest.fail(f"chromium did not finish within {timeout}s on {url.split('#')[0]}")
-    assert child.returncode == 0, f"chromium exited {child.returncode}:\n{err.decode()[-3000:]}"
-    return out.decode()
-
-
 def read_dom(dom: str) -> DomFacts:
     facts = DomFacts()
     facts.feed(dom)
     return facts
 
 
-def page_url(ingress: Ingress, jwt: str) -> str:
-    return f"{ingress.url}/payment/admin#token={jwt}"
+@pytest.fixture(scope="module")
+def dev_ingress(settings: Settings, worker, relay) -> Iterator[Ingress]:
+    """An ingress in development mode, as `make run` starts it (same database)."""
+    started = start_ingress(settings.model_copy(update={"payment_dev_mode": True}), "ingress-dash-dev")
+    yield started
+    started.process.stop()
+
+
+async def signed_in(browser: Browser, ingress: Ingress, subject: str) -> str:
+    """Open the dashboard signed out, use its development sign-in; what the page settles on."""
+    await browser.goto(f"{ingress.url}/payment/admin")
+    assert await browser.wait_for(SETTLED) == "signed-out"
+    assert await browser.evaluate("document.getElementById('dev-sign-in-box').hidden") is False
+    await browser.evaluate(f"document.getElementById('dev-subject').value = {subject!r}")
+    await browser.evaluate("document.getElementById('dev-sign-in').click()")
+    await browser.wait_for("document.getElementById('account').dataset.state === 'signed-in'")
+    return str(await browser.wait_for(SETTLED))
 
 
 @pytest.fixture(scope="module")
@@ -119,35 +110,66 @@ async def report_data(ingress: Ingress, webhook_registered, stripe_client) -> st
     return user
 
 
-async def test_dashboard_draws_every_report_in_chromium(ingress, report_data):
-    dom = await chromium(page_url(ingress, token("dash-admin", "admin")), "--dump-dom")
+async def test_dashboard_draws_every_report_after_signing_in(dev_ingress, report_data):
+    subject = f"dash-admin-{uuid.uuid4().hex[:6]}"
+    async with Browser() as browser:
+        settled = await signed_in(browser, dev_ingress, subject)
+        dom = await browser.dom()
+        cookies = {c["name"]: c for c in await browser.cookies()}
     facts = read_dom(dom)
     context = f"status: {facts.texts['status']!r}; errors: {facts.texts['errors']!r}"
-    assert facts.body.get("data-ready") == "true", context
+    assert settled == "true", context
     assert facts.texts["errors"].strip() == "", context
     assert set(facts.points) == set(CHARTS), facts.points
     drawn = {chart: int(points or "-1") for chart, points in facts.points.items()}
     assert all(points >= 0 for points in drawn.values()), drawn
     assert all(drawn[chart] >= 1 for chart in DRAWN_FROM_TEST_DATA), drawn
-    assert "#token=" not in dom and "?token=" not in dom, "the token must not stay in the page"
+    assert f"Signed in as {subject}" in dom
+    session = cookies["pika_admin_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and session["path"] == "/payment"
+    assert 'id="token"' not in dom and "#token=" not in dom, "no token is asked for or kept"
 
 
-async def test_dashboard_screenshot(ingress, report_data):
+async def test_dashboard_screenshot(dev_ingress, report_data):
     SCREENSHOT.parent.mkdir(exist_ok=True)
     SCREENSHOT.unlink(missing_ok=True)
-    await chromium(page_url(ingress, token("dash-admin", "admin")),
-                   f"--screenshot={SCREENSHOT}", "--window-size=1400,1800")
+    async with Browser(1400, 1800) as browser:
+        assert await signed_in(browser, dev_ingress, "dash-admin") == "true"
+        await browser.screenshot(SCREENSHOT)
     assert SCREENSHOT.exists(), "chromium wrote no screenshot"
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert SCREENSHOT.stat().st_size > 20_000, "the screenshot is too small to hold the charts"
 
 
-async def test_dashboard_says_so_when_the_token_is_refused(ingress):
-    for jwt, status in ((token("dash-user"), "403"), ("not-a-jwt", "401")):
-        facts = read_dom(await chromium(page_url(ingress, jwt), "--dump-dom"))
-        assert facts.body.get("data-ready") == "error", facts.texts
-        assert status in facts.texts["status"], facts.texts
-        assert facts.texts["errors"].strip() == "", facts.texts
+async def test_signing_out_ends_the_dashboards_session(dev_ingress, report_data):
+    async with Browser() as browser:
+        assert await signed_in(browser, dev_ingress, f"dash-admin-{uuid.uuid4().hex[:6]}") == "true"
+        session_id = next(c["value"] for c in await browser.cookies() if c["name"] == "pika_admin_session")
+        await browser.evaluate("document.getElementById('sign-out').click()")
+        await browser.wait_for("document.getElementById('account').dataset.state === 'signed-out'")
+        await browser.goto(f"{dev_ingress.url}/payment/admin")
+        assert await browser.wait_for(SETTLED) == "signed-out"
+    async with httpx.AsyncClient(base_url=dev_ingress.url) as http:
+        old = await http.get("/payment/reports/revenue",
+                             headers={"Cookie": f"pika_admin_session={session_id}"})
+    assert old.status_code == 401, old.text
+
+
+async def test_dashboard_without_a_session_shows_no_data_and_offers_what_is_configured(ingress):
+    """Outside development mode with no identity provider configured: no development
+    sign-in, no sign-in link, and a forged cookie is no session."""
+    async with Browser() as browser:
+        await browser.page("Network.setCookie", name="pika_admin_session", value="forged-" + uuid.uuid4().hex,
+                           url=f"{ingress.url}/payment", path="/payment", httpOnly=True, sameSite="Strict")
+        await browser.goto(f"{ingress.url}/payment/admin")
+        assert await browser.wait_for(SETTLED) == "signed-out"
+        facts = read_dom(await browser.dom())
+        hidden = await browser.evaluate(
+            "[document.getElementById('dev-sign-in-box').hidden, document.getElementById('sign-in').hidden]")
+    assert hidden == [True, True]
+    assert "No sign-in is configured" in facts.texts["status"], facts.texts
+    assert facts.texts["errors"].strip() == "", facts.texts
+    assert all(points in (None, "0") for points in facts.points.values()), facts.points
 
 
 async def test_dashboard_files_are_served_from_the_ingress_with_no_external_url(http):

@@ -29,6 +29,9 @@ PLACEHOLDERS: dict[str, tuple[dict[str, Any], str]] = {
     "stripe-key-dev-default": ({"stripe_secret_key": DEV_STRIPE_SECRET_KEY}, "STRIPE_SECRET_KEY"),
     "stripe-key-change-me": ({"stripe_secret_key": "sk_live_CHANGE_ME"}, "STRIPE_SECRET_KEY"),
     "smtp-password-change-me": ({"smtp_password": "please-change-me-" + LONG}, "SMTP_PASSWORD"),
+    "admin-oidc-client-secret-change-me": (
+        {"admin_oidc_client_secret": "CHANGE_ME-console-client-secret"}, "ADMIN_OIDC_CLIENT_SECRET"
+    ),
     "database-password-change-me": (
         {"database_url": "postgresql://payment:CHANGE_ME@127.0.0.1:5432/payment"}, "DATABASE_URL"
     ),

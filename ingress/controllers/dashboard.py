@@ -1,8 +1,9 @@
 """The admin dashboard: one static page that draws the JSON reports with a vendored Chart.js.
 
-The page holds no data, so it is public; it calls /payment/reports/* with the admin JWT
-the viewer pastes in (kept in sessionStorage). Everything it loads comes from here, so it
-works offline and a Content-Security-Policy of 'self' only can pin that down.
+The page holds no data, so it is public; it calls /payment/reports/* with the admin's
+console session (the HttpOnly cookie of /payment/admin/sign-in, or the development
+sign-in), never a pasted token. Everything it loads comes from here, so it works offline
+and a Content-Security-Policy of 'self' only can pin that down.
 """
 
 from functools import lru_cache
@@ -47,7 +48,7 @@ class DashboardController(Controller):
 
     @get("/", media_type=MediaType.HTML, operation_id="getAdminDashboard")
     async def page(self) -> Response[bytes]:
-        """The reports dashboard page; its data is fetched with the admin's token."""
+        """The reports dashboard page; its data is fetched with the admin's console session."""
         body, media_type = static_files()["index.html"]
         return Response(body, media_type=media_type,
                         headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})

@@ -1,14 +1,15 @@
-/* The admin reports dashboard: fetches /payment/reports/* with the admin JWT and draws
- * them with the vendored Chart.js. Loaded before the library (both deferred) so the
- * error hooks below also see the library's own errors.
+/* The admin reports dashboard: fetches /payment/reports/* and draws them with the
+ * vendored Chart.js. Loaded before the library (both deferred) so the error hooks below
+ * also see the library's own errors.
  *
- * The token lives in sessionStorage (this tab only) and goes out only in the
- * Authorization header, never in a URL query. `#token=<jwt>` in the fragment (which
- * browsers never send to a server) is taken once and removed from the address bar;
- * the automated test opens the page that way.
+ * The admin is signed in by the console session: an HttpOnly cookie this script never
+ * sees, sent by the browser to this origin only. GET /payment/admin/session says who is
+ * signed in (and its CSRF token, sent as X-CSRF-Token on sign-out, the page's only
+ * write); signed out, its details say whether to link to the identity provider's
+ * sign-in or to offer the development sign-in (development mode only).
  *
  * For the tests and for monitoring: <body data-ready="true"> once every chart is drawn
- * ("error" when a report failed), each chart's <section data-points="N"> with the number
+ * ("error" when a report failed, "signed-out" without a session), each chart's <section data-points="N"> with the number
  * of data values drawn, and every script error in <pre id="errors">.
  */
 "use strict";
@@ -36,23 +37,61 @@
     consoleError(...args);
   };
 
-  // --- token --------------------------------------------------------------------------
-  const TOKEN_KEY = "pika.dashboard.adminToken";
-  const tokenInput = document.getElementById("token");
-  function storedToken() {
-    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (_) { return ""; }
-  }
-  function storeToken(value) {
+  // --- session ------------------------------------------------------------------------
+  // null: signed out; else {subject, email, roles, csrfToken, expiresAt}. In memory only.
+  let session = null;
+  async function readSession() {
+    let response;
     try {
-      if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
-    } catch (_) { /* storage disabled: the token stays in the input only */ }
+      response = await fetch("/payment/admin/session", { cache: "no-store", credentials: "same-origin" });
+    } catch (error) {
+      return { session: null, problem: `Could not reach the service: ${describe(error)}` };
+    }
+    if (response.ok) return { session: await response.json() };
+    let details = {};
+    try { details = (await response.json()).details || {}; } catch (_) { /* not our error shape */ }
+    return { session: null, signIn: details.signIn || null, devSignIn: details.devSignIn === true };
   }
-  function takeFragmentToken() {
-    const fragment = new URLSearchParams(window.location.hash.slice(1));
-    const value = (fragment.get("token") || "").trim();
-    if (!value) return;
-    storeToken(value);
-    history.replaceState(null, "", window.location.pathname);
+  function showAccount(found) {
+    const account = document.getElementById("account");
+    session = found.session;
+    account.dataset.state = session ? "signed-in" : "signed-out";
+    document.getElementById("who").textContent = session
+      ? `Signed in as ${session.email || session.subject}` : "Signed out.";
+    document.getElementById("sign-out").hidden = !session;
+    document.getElementById("sign-in").hidden = Boolean(session) || !found.signIn;
+    document.getElementById("dev-sign-in-box").hidden = Boolean(session) || !found.devSignIn;
+  }
+  async function devSignIn() {
+    const subject = document.getElementById("dev-subject").value.trim();
+    const response = await fetch("/payment/admin/dev-sign-in", {
+      method: "POST", cache: "no-store", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ subject }),
+    });
+    if (!response.ok) { setStatus(`Development sign-in failed (${response.status}).`, "bad"); return; }
+    await checkSession(true);
+  }
+  async function signOut() {
+    if (!session) return;
+    await fetch("/payment/admin/sign-out", {
+      method: "POST", cache: "no-store", credentials: "same-origin",
+      headers: { "X-CSRF-Token": session.csrfToken },
+    });
+    charts.forEach((_, id) => clearChart(id, ""));
+    await checkSession(false);
+  }
+  async function checkSession(load) {
+    const found = await readSession();
+    showAccount(found);
+    if (found.problem) { setStatus(found.problem, "bad"); document.body.dataset.ready = "error"; return; }
+    if (!session) {
+      const how = found.signIn ? "Sign in with your admin account." : found.devSignIn
+        ? "Use the development sign-in." : "No sign-in is configured on this service.";
+      setStatus(`Signed out. ${how}`, "bad");
+      document.body.dataset.ready = "signed-out";
+      return;
+    }
+    if (load) refresh();
   }
 
   // --- dates (UTC, as the reports bucket) -----------------------------------------------
@@ -97,12 +136,9 @@
     let response;
     try {
       response = await fetch(`/payment/reports/${report}?${query}`, {
-        headers: {
-          Authorization: `Bearer ${currentToken()}`,
-          Accept: format === "csv" ? "text/csv" : "application/json",
-        },
+        headers: { Accept: format === "csv" ? "text/csv" : "application/json" },
         cache: "no-store",
-        credentials: "omit",
+        credentials: "same-origin", // the session cookie; GETs need no CSRF token
       });
     } catch (error) {
       throw new ReportError(report, 0, describe(error));
@@ -121,8 +157,8 @@
     if (!(error instanceof ReportError)) return `Unexpected failure: ${describe(error)}`;
     const where = `/payment/reports/${error.report}`;
     if (error.status === 0) return `Could not reach the service (${where}): ${error.message}. Check the connection and press Refresh.`;
-    if (error.status === 401) return `The token was refused (401 ${error.message}). Paste a valid, unexpired admin token.`;
-    if (error.status === 403) return `This token is not an admin's (403 ${error.message}). The reports need the admin role.`;
+    if (error.status === 401) return `Your session has ended (401 ${error.message}). Sign in again.`;
+    if (error.status === 403) return `This account is not an admin's (403 ${error.message}). The reports need the admin role.`;
     if (error.status === 404) return `${where} is not available on this service (404).`;
     if (error.status === 429) return `Too many requests (429): wait a minute and press Refresh.`;
     return `${where} answered ${error.status}: ${error.message}`;
@@ -342,7 +378,6 @@
     statusLine.textContent = text;
     statusLine.className = kind || "";
   }
-  function currentToken() { return tokenInput.value.trim(); }
   function currentView() {
     const from = input("from").value;
     const through = input("to").value;
@@ -365,8 +400,7 @@
     document.body.dataset.ready = "false";
     let view;
     try { view = currentView(); } catch (error) { setStatus(error.message, "bad"); return; }
-    if (!currentToken()) { setStatus("Paste an admin token and press Refresh.", "bad"); return; }
-    storeToken(currentToken());
+    if (!session) { setStatus("Sign in first.", "bad"); document.body.dataset.ready = "signed-out"; return; }
     if (typeof Chart === "undefined") {
       recordError("Chart.js did not load from /payment/admin/static/");
       setStatus("The charting library did not load.", "bad");
@@ -402,6 +436,7 @@
       const auth = failures.find((f) => f instanceof ReportError && (f.status === 401 || f.status === 403));
       setStatus(explain(auth || failures[0]), "bad");
       document.body.dataset.ready = "error";
+      if (auth && auth.status === 401) showAccount(await readSession());
     }
   }
 
@@ -409,7 +444,7 @@
     const entry = REPORTS.find((r) => r.name === report);
     let view;
     try { view = currentView(); } catch (error) { setStatus(error.message, "bad"); return; }
-    if (!currentToken()) { setStatus("Paste an admin token first.", "bad"); return; }
+    if (!session) { setStatus("Sign in first.", "bad"); return; }
     try {
       const blob = await getReport(report, entry.params(view), "csv");
       const url = URL.createObjectURL(blob);
@@ -426,8 +461,6 @@
   }
 
   function start() {
-    takeFragmentToken();
-    tokenInput.value = storedToken();
     const today = isoDay(new Date());
     input("to").value = today;
     input("from").value = addDays(today, -29);
@@ -439,15 +472,12 @@
       event.preventDefault();
       refresh();
     });
-    input("forget").addEventListener("click", () => {
-      storeToken("");
-      tokenInput.value = "";
-      setStatus("Token removed from this tab.");
-    });
+    input("dev-sign-in").addEventListener("click", () => { devSignIn(); });
+    input("sign-out").addEventListener("click", () => { signOut(); });
     document.querySelectorAll("button[data-csv]").forEach((button) => {
       button.addEventListener("click", () => downloadCsv(button.dataset.csv));
     });
-    if (tokenInput.value) refresh();
+    checkSession(true);
   }
 
   // Deferred scripts run before DOMContentLoaded, and the library runs after this one:

@@ -1,0 +1,1 @@
+"""OpenID Connect relying party of the admin console's sign-in (Authlib)."""
