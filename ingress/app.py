@@ -17,6 +17,7 @@ from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ingress.auth import BEARER_SCHEME
+from ingress.controllers.admin_actions import AdminActionsController
 from ingress.controllers.commands import CommandsController
 from ingress.controllers.config import ConfigController
 from ingress.controllers.credits import CreditsController
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             FraudFlagsController,
             PromoCodesController,
             ReportsController,
+            AdminActionsController,
             StripeWebhookController,
             DocsController,
             DashboardController,
