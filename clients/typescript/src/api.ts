@@ -23,6 +23,125 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/payment/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Audit */
+        get: operations["listAdminActions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/audit.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** AuditCsv */
+        get: operations["exportAdminActions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/customers/{user_id}/grant": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Grant */
+        post: operations["supportGrant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/customers/{user_id}/refund-purchase": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** RefundPurchase */
+        post: operations["supportRefundPurchase"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/customers/{user_id}/release-hold": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** ReleaseHold */
+        post: operations["supportReleaseHold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/customers/{user_id}/resend-receipt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** ResendReceipt */
+        post: operations["supportResendReceipt"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/customers/{user_id}/resolve-fraud-flag": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** ResolveFraudFlag */
+        post: operations["supportResolveFraudFlag"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/payment/admin/fraud-flags": {
         parameters: {
             query?: never;
@@ -646,6 +765,114 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * AuditEffectRead
+         * @description One ledger transaction the action's command wrote.
+         */
+        AuditEffectRead: {
+            /**
+             * Amount
+             * @description Money in minor units, when it moved.
+             * @default null
+             */
+            amount: number | null;
+            /** Credits */
+            credits: number;
+            /**
+             * Currency
+             * @default null
+             */
+            currency: string | null;
+            /**
+             * Transactionid
+             * Format: uuid
+             */
+            transactionId: string;
+            /**
+             * Type
+             * @example PROMO_BONUS
+             */
+            type: string;
+        };
+        /** AuditEntryRead */
+        AuditEntryRead: {
+            /**
+             * Action
+             * @enum {string}
+             */
+            action: "grant" | "refund_purchase" | "release_hold" | "resolve_fraud_flag" | "resend_receipt";
+            /**
+             * Admin
+             * @description The acting admin (the token's or session's subject).
+             */
+            admin: string;
+            /**
+             * At
+             * Format: date-time
+             * @description When the admin asked.
+             */
+            at: string;
+            /**
+             * Commandid
+             * Format: uuid
+             */
+            commandId: string;
+            /** Commandtype */
+            commandType: string;
+            /**
+             * @description The command's (first) ledger transaction; none for a receipt.
+             * @default null
+             */
+            effect: components["schemas"]["AuditEffectRead"] | null;
+            /**
+             * Effects
+             * @description Every ledger transaction it wrote.
+             */
+            effects: components["schemas"]["AuditEffectRead"][];
+            /**
+             * Errorcode
+             * @description The PAY code of a rejected command.
+             * @default null
+             */
+            errorCode: string | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Reason */
+            reason: string;
+            /**
+             * Request
+             * @description The action's fields as the admin sent them.
+             */
+            request: {
+                [key: string]: unknown;
+            };
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "applied" | "rejected";
+            /** Userid */
+            userId: string;
+        };
+        /** AuditPage */
+        AuditPage: {
+            /**
+             * Hasmore
+             * @description True iff a further page exists (then `nextCursor` fetches it).
+             */
+            hasMore: boolean;
+            /** Items */
+            items: components["schemas"]["AuditEntryRead"][];
+            /**
+             * Nextcursor
+             * @description Pass as `cursor` for the next page.
+             * @default null
+             */
+            nextCursor: string | null;
+        };
+        /**
          * BalanceRead
          * @example {
          *       "available": 25,
@@ -924,7 +1151,7 @@ export interface components {
         };
         /** CommandRequest */
         CommandRequest: {
-            root: components["schemas"]["ChargeCredits"] | components["schemas"]["HoldCredits"] | components["schemas"]["CaptureCredits"] | components["schemas"]["ReleaseCredits"] | components["schemas"]["RefundCredits"] | components["schemas"]["GrantCredits"] | components["schemas"]["TransferCredits"] | components["schemas"]["ExpireCredits"] | components["schemas"]["ConfirmPurchase"] | components["schemas"]["FailPurchase"] | components["schemas"]["RevokePurchase"] | components["schemas"]["FreezePurchase"] | components["schemas"]["SettleDispute"] | components["schemas"]["GrantMembershipPeriod"] | components["schemas"]["FailMembershipPayment"] | components["schemas"]["SyncMembership"] | components["schemas"]["RecordCard"] | components["schemas"]["ResolveFraudFlag"];
+            root: components["schemas"]["ChargeCredits"] | components["schemas"]["HoldCredits"] | components["schemas"]["CaptureCredits"] | components["schemas"]["ReleaseCredits"] | components["schemas"]["RefundCredits"] | components["schemas"]["GrantCredits"] | components["schemas"]["TransferCredits"] | components["schemas"]["ExpireCredits"] | components["schemas"]["ConfirmPurchase"] | components["schemas"]["FailPurchase"] | components["schemas"]["RevokePurchase"] | components["schemas"]["FreezePurchase"] | components["schemas"]["SettleDispute"] | components["schemas"]["GrantMembershipPeriod"] | components["schemas"]["FailMembershipPayment"] | components["schemas"]["SyncMembership"] | components["schemas"]["RecordCard"] | components["schemas"]["ResolveFraudFlag"] | components["schemas"]["ResendReceipt"];
         };
         /** CommandStatusRead */
         CommandStatusRead: {
@@ -2731,6 +2958,64 @@ export interface components {
             reference: string | null;
         };
         /**
+         * ResendReceipt
+         * @description An admin asks for a paid purchase's receipt again (admins only): a fresh
+         *     `receipt.requested` event (a new event id), so the notifier emails it once more.
+         */
+        ResendReceipt: {
+            /**
+             * Correlationid
+             * @description Traces a request end to end.
+             * @default null
+             */
+            correlationId: string | null;
+            /**
+             * Id
+             * Format: uuid
+             * @description Idempotency key.
+             */
+            id?: string;
+            /**
+             * Occurredat
+             * Format: date-time
+             */
+            occurredAt?: string;
+            payload: components["schemas"]["ResendReceiptPayload"];
+            /**
+             * Schemaversion
+             * @description Contract version; others go to the DLQ.
+             * @default 1
+             * @constant
+             */
+            schemaVersion: 1;
+            /**
+             * Source
+             * @description Publishing service.
+             * @default unknown
+             */
+            source: string;
+            /**
+             * Type
+             * @default receipt.resend
+             * @constant
+             */
+            type: "receipt.resend";
+            /**
+             * Userid
+             * @description Owner of the account the command acts on.
+             */
+            userId: string;
+        };
+        /** ResendReceiptPayload */
+        ResendReceiptPayload: {
+            /**
+             * Purchaseid
+             * Format: uuid
+             * @description The paid purchase whose receipt is sent again.
+             */
+            purchaseId: string;
+        };
+        /**
          * ResolveFraudFlag
          * @description An admin's decision on a fraud flag (admins only).
          */
@@ -3008,6 +3293,117 @@ export interface components {
             subscriptionId: string;
         };
         /**
+         * SupportGrantRequest
+         * @description Goodwill credits as a PROMOTIONAL batch.
+         * @example {
+         *       "credits": 25,
+         *       "reason": "goodwill: booking #812 was cancelled"
+         *     }
+         */
+        SupportGrantRequest: {
+            /**
+             * Credits
+             * @description Whole credits, > 0.
+             */
+            credits: number;
+            /**
+             * Expiresat
+             * @description Default: CREDIT_EXPIRY_DAYS.
+             * @default null
+             */
+            expiresAt: string | null;
+            /** Reason */
+            reason: string;
+        };
+        /**
+         * SupportRefundPurchaseRequest
+         * @description Money back through Stripe, and the purchase's credits in proportion taken back.
+         * @example {
+         *       "purchaseId": "3f0e4c5a-6f1e-4c2b-9a55-2d8e1f0b7c44",
+         *       "reason": "charged twice"
+         *     }
+         * @example {
+         *       "amount": 600,
+         *       "purchaseId": "3f0e4c5a-6f1e-4c2b-9a55-2d8e1f0b7c44",
+         *       "reason": "partial: one session was cancelled"
+         *     }
+         */
+        SupportRefundPurchaseRequest: {
+            /**
+             * Amount
+             * @description Minor units to refund; default all that is left.
+             * @default null
+             */
+            amount: number | null;
+            /**
+             * Purchaseid
+             * Format: uuid
+             */
+            purchaseId: string;
+            /** Reason */
+            reason: string;
+        };
+        /**
+         * SupportReleaseHoldRequest
+         * @description Give a hold's credits back to the batches they came from (not a freeze).
+         * @example {
+         *       "holdId": "6b1d1f2e-8a43-4f57-b2a5-3c51a8a4e0d2",
+         *       "reason": "the booking service lost the booking"
+         *     }
+         */
+        SupportReleaseHoldRequest: {
+            /**
+             * Holdid
+             * Format: uuid
+             */
+            holdId: string;
+            /** Reason */
+            reason: string;
+        };
+        /**
+         * SupportResendReceiptRequest
+         * @description Email a paid purchase's receipt again (a new `receipt.requested` event).
+         * @example {
+         *       "purchaseId": "3f0e4c5a-6f1e-4c2b-9a55-2d8e1f0b7c44",
+         *       "reason": "customer never got the first one"
+         *     }
+         */
+        SupportResendReceiptRequest: {
+            /**
+             * Purchaseid
+             * Format: uuid
+             */
+            purchaseId: string;
+            /** Reason */
+            reason: string;
+        };
+        /**
+         * SupportResolveFraudFlagRequest
+         * @description cleared releases the credits the flag froze; confirmed takes them back.
+         * @example {
+         *       "flagId": "9d2c4e61-0c4b-4ad9-8c10-2f5e7b1b6a33",
+         *       "reason": "card holder confirmed by phone",
+         *       "resolution": "cleared"
+         *     }
+         */
+        SupportResolveFraudFlagRequest: {
+            /**
+             * Flagid
+             * Format: uuid
+             */
+            flagId: string;
+            /**
+             * Reason
+             * @description Kept as the flag's resolution note too.
+             */
+            reason: string;
+            /**
+             * Resolution
+             * @enum {string}
+             */
+            resolution: "cleared" | "confirmed";
+        };
+        /**
          * SyncMembership
          * @description Stripe's view of a subscription (created / updated / deleted) kept on the membership.
          */
@@ -3237,6 +3633,760 @@ export interface operations {
                 };
                 content: {
                     "text/html": string;
+                };
+            };
+        };
+    };
+    listAdminActions: {
+        parameters: {
+            query?: {
+                userId?: string | null;
+                admin?: string | null;
+                from?: string | null;
+                to?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exportAdminActions: {
+        parameters: {
+            query?: {
+                userId?: string | null;
+                admin?: string | null;
+                from?: string | null;
+                to?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    supportGrant: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required here (422 PAY007 without): one key per form, so a double click or a retry is one action (the command id is derived from the admin, the route and the key); the same key with another body is 422 PAY012. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                /** @description The customer. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SupportGrantRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAppliedRead"];
+                };
+            };
+            /** @description Published but not applied within PAYMENT_REPLY_TIMEOUT: poll the `Location` (`GET /payment/commands/{id}`); the command is applied once. */
+            202: {
+                headers: {
+                    /** @description Where the command's status is: `/payment/commands/{commandId}`. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandPendingRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY001 Insufficient credits: the available balance is short of the credits asked for / PAY002 Payment failed: declined or refused, or the amount received does not match the purchase */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY004 Subscription already active: a live membership exists / PAY013 A request with this Idempotency-Key is in progress: retry when it has finished / PAY014 The operation does not fit the current state: e.g. the hold is not open, or nothing is left to refund */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    supportRefundPurchase: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required here (422 PAY007 without): one key per form, so a double click or a retry is one action (the command id is derived from the admin, the route and the key); the same key with another body is 422 PAY012. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                /** @description The customer. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SupportRefundPurchaseRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAppliedRead"];
+                };
+            };
+            /** @description Published but not applied within PAYMENT_REPLY_TIMEOUT: poll the `Location` (`GET /payment/commands/{id}`); the command is applied once. */
+            202: {
+                headers: {
+                    /** @description Where the command's status is: `/payment/commands/{commandId}`. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandPendingRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY001 Insufficient credits: the available balance is short of the credits asked for / PAY002 Payment failed: declined or refused, or the amount received does not match the purchase */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY004 Subscription already active: a live membership exists / PAY013 A request with this Idempotency-Key is in progress: retry when it has finished / PAY014 The operation does not fit the current state: e.g. the hold is not open, or nothing is left to refund */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    supportReleaseHold: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required here (422 PAY007 without): one key per form, so a double click or a retry is one action (the command id is derived from the admin, the route and the key); the same key with another body is 422 PAY012. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                /** @description The customer. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SupportReleaseHoldRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAppliedRead"];
+                };
+            };
+            /** @description Published but not applied within PAYMENT_REPLY_TIMEOUT: poll the `Location` (`GET /payment/commands/{id}`); the command is applied once. */
+            202: {
+                headers: {
+                    /** @description Where the command's status is: `/payment/commands/{commandId}`. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandPendingRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY001 Insufficient credits: the available balance is short of the credits asked for / PAY002 Payment failed: declined or refused, or the amount received does not match the purchase */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY004 Subscription already active: a live membership exists / PAY013 A request with this Idempotency-Key is in progress: retry when it has finished / PAY014 The operation does not fit the current state: e.g. the hold is not open, or nothing is left to refund */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    supportResendReceipt: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required here (422 PAY007 without): one key per form, so a double click or a retry is one action (the command id is derived from the admin, the route and the key); the same key with another body is 422 PAY012. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                /** @description The customer. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SupportResendReceiptRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAppliedRead"];
+                };
+            };
+            /** @description Published but not applied within PAYMENT_REPLY_TIMEOUT: poll the `Location` (`GET /payment/commands/{id}`); the command is applied once. */
+            202: {
+                headers: {
+                    /** @description Where the command's status is: `/payment/commands/{commandId}`. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandPendingRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY001 Insufficient credits: the available balance is short of the credits asked for / PAY002 Payment failed: declined or refused, or the amount received does not match the purchase */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY004 Subscription already active: a live membership exists / PAY013 A request with this Idempotency-Key is in progress: retry when it has finished / PAY014 The operation does not fit the current state: e.g. the hold is not open, or nothing is left to refund */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    supportResolveFraudFlag: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required here (422 PAY007 without): one key per form, so a double click or a retry is one action (the command id is derived from the admin, the route and the key); the same key with another body is 422 PAY012. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                /** @description The customer. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SupportResolveFraudFlagRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAppliedRead"];
+                };
+            };
+            /** @description Published but not applied within PAYMENT_REPLY_TIMEOUT: poll the `Location` (`GET /payment/commands/{id}`); the command is applied once. */
+            202: {
+                headers: {
+                    /** @description Where the command's status is: `/payment/commands/{commandId}`. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandPendingRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY001 Insufficient credits: the available balance is short of the credits asked for / PAY002 Payment failed: declined or refused, or the amount received does not match the purchase */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY004 Subscription already active: a live membership exists / PAY013 A request with this Idempotency-Key is in progress: retry when it has finished / PAY014 The operation does not fit the current state: e.g. the hold is not open, or nothing is left to refund */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
