@@ -43,6 +43,7 @@ from schemas.support_actions_api import (
     SupportResolveFraudFlagRequest,
 )
 from services.errors import NotFound
+from services.evidence.zones import Evidence
 from services.fraud.use_cases import get_fraud_flag
 from services.purchases.refunds import refund_purchase_money
 from services.support_actions.models import Action, AdminAction
@@ -63,7 +64,6 @@ CustomerId = Annotated[
 ]
 Built = tuple[CommandEnvelope, dict[str, Any]]
 ACTION_ERRORS = error_responses(*WRITE_ERRORS, 402, 404) | pending_response()
-AuditFilters = dict[str, Any]
 
 
 async def act(
@@ -86,7 +86,7 @@ async def act(
         audit = AdminAction(admin=principal.subject, action=action, user_id=user_id,
                             reason=data.reason, idempotency_key=key, request=body)
 
-        async def record(built: CommandEnvelope, evidence: Any) -> None:
+        async def record(built: CommandEnvelope, evidence: Evidence | None) -> None:
             await record_admin_action(res.uow, audit, built, evidence)
 
         reply = await res.gateway.submit(
