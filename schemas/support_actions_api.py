@@ -7,13 +7,20 @@ command's result (`CommandAppliedRead`, or 202 `CommandPendingRead`) or its PAY 
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field
 
 from schemas.api import MinorUnits
 from schemas.base import StrictBool, StrictInt, WireModel, examples
-from schemas.commands import Credits, Reason
+from schemas.commands import Credits
+
+# Why the admin acts: required, 1 to 500 characters, not blank (the audit shows it).
+ActionReason = Annotated[
+    str,
+    Field(min_length=1, max_length=500, pattern=r"\S",
+          description="Why the admin acts (1 to 500 characters, not blank); kept in the audit."),
+]
 
 AuditAction = Literal[
     "grant", "refund_purchase", "release_hold", "resolve_fraud_flag", "resend_receipt"
@@ -26,7 +33,7 @@ class SupportGrantRequest(WireModel):
     model_config = examples({"credits": 25, "reason": "goodwill: booking #812 was cancelled"})
 
     credits: Credits
-    reason: Reason
+    reason: ActionReason
     expires_at: AwareDatetime | None = Field(None, description="Default: CREDIT_EXPIRY_DAYS.")
 
 
@@ -43,7 +50,7 @@ class SupportRefundPurchaseRequest(WireModel):
     amount: MinorUnits | None = Field(
         None, description="Minor units to refund; default all that is left."
     )
-    reason: Reason
+    reason: ActionReason
 
 
 class SupportReleaseHoldRequest(WireModel):
@@ -53,7 +60,7 @@ class SupportReleaseHoldRequest(WireModel):
                              "reason": "the booking service lost the booking"})
 
     hold_id: uuid.UUID
-    reason: Reason
+    reason: ActionReason
 
 
 class SupportResolveFraudFlagRequest(WireModel):
@@ -64,7 +71,7 @@ class SupportResolveFraudFlagRequest(WireModel):
 
     flag_id: uuid.UUID
     resolution: Literal["cleared", "confirmed"]
-    reason: Reason = Field(description="Kept as the flag's resolution note too.")
+    reason: ActionReason = Field(description="Kept in the audit and as the flag's note.")
 
 
 class SupportResendReceiptRequest(WireModel):
@@ -74,7 +81,7 @@ class SupportResendReceiptRequest(WireModel):
                              "reason": "customer never got the first one"})
 
     purchase_id: uuid.UUID
-    reason: Reason
+    reason: ActionReason
 
 
 class AuditEffectRead(WireModel):

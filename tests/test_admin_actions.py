@@ -107,6 +107,7 @@ async def test_a_goodwill_grant_is_applied_and_audited_with_admin_reason_and_eff
 @pytest.mark.parametrize("body", [
     {"credits": 25},
     {"credits": 25, "reason": ""},
+    {"credits": 25, "reason": " \n\t"},
     {"credits": 25, "reason": "x" * 501},
     {"credits": 25, "reason": None},
 ])
@@ -376,3 +377,12 @@ async def test_the_admin_actions_table_refuses_update_delete_and_truncate(http, 
                 await conn.execute(text(statement), {"u": user_id})
     (row,) = await audit_of(http, user_id)
     assert row["reason"] == "original reason"
+    for reason in ("", "   ", "x" * 501):  # the table holds the rule too, not just the API
+        with pytest.raises(DBAPIError, match="check"):
+            async with engine.begin() as conn:
+                await conn.execute(text(
+                    "INSERT INTO admin_actions (id, admin_subject, action, user_id, reason, "
+                    "command_id, command_type, idempotency_key, request) VALUES (:id, 'a', "
+                    "'grant', :u, :reason, :id, 'credits.grant', 'k', '{}')"
+                ), {"id": uuid.uuid4(), "u": user_id, "reason": reason})
+    assert len(await audit_of(http, user_id)) == 1

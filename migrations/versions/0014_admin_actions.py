@@ -37,7 +37,7 @@ def upgrade() -> None:
             admin_subject text NOT NULL CHECK (length(admin_subject) BETWEEN 1 AND 255),
             action text NOT NULL CHECK (action IN ({actions})),
             user_id text NOT NULL CHECK (length(user_id) BETWEEN 1 AND 128),
-            reason text NOT NULL CHECK (length(reason) BETWEEN 1 AND 500),
+            reason text NOT NULL CHECK (length(reason) BETWEEN 1 AND 500 AND reason ~ '\\S'),
             command_id uuid NOT NULL UNIQUE,
             command_type text NOT NULL,
             idempotency_key text NOT NULL CHECK (length(idempotency_key) BETWEEN 1 AND 255),

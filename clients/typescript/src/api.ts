@@ -3312,7 +3312,10 @@ export interface components {
              * @default null
              */
             expiresAt: string | null;
-            /** Reason */
+            /**
+             * Reason
+             * @description Why the admin acts (1 to 500 characters, not blank); kept in the audit.
+             */
             reason: string;
         };
         /**
@@ -3340,7 +3343,10 @@ export interface components {
              * Format: uuid
              */
             purchaseId: string;
-            /** Reason */
+            /**
+             * Reason
+             * @description Why the admin acts (1 to 500 characters, not blank); kept in the audit.
+             */
             reason: string;
         };
         /**
@@ -3357,7 +3363,10 @@ export interface components {
              * Format: uuid
              */
             holdId: string;
-            /** Reason */
+            /**
+             * Reason
+             * @description Why the admin acts (1 to 500 characters, not blank); kept in the audit.
+             */
             reason: string;
         };
         /**
@@ -3374,7 +3383,10 @@ export interface components {
              * Format: uuid
              */
             purchaseId: string;
-            /** Reason */
+            /**
+             * Reason
+             * @description Why the admin acts (1 to 500 characters, not blank); kept in the audit.
+             */
             reason: string;
         };
         /**
@@ -3394,7 +3406,7 @@ export interface components {
             flagId: string;
             /**
              * Reason
-             * @description Kept as the flag's resolution note too.
+             * @description Kept in the audit and as the flag's note.
              */
             reason: string;
             /**
