@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ingress.auth import BEARER_SCHEME
 from ingress.controllers.admin_session import AdminSessionController
+from ingress.controllers.admin_actions import AdminActionsController
 from ingress.controllers.commands import CommandsController
 from ingress.controllers.config import ConfigController
 from ingress.controllers.console import ConsoleController
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PromoCodesController,
             ReportsController,
             SupportController,
+            AdminActionsController,
             StripeWebhookController,
             DocsController,
             DashboardController,

@@ -9,6 +9,7 @@ Redis with its owner, so `GET /payment/commands/{id}` can tell "pending" from
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,9 @@ from services.settings import Settings
 from services.tracing import trace_headers
 
 POLL_INTERVAL = 0.02
+# Records a command's evidence (None: it needs none) and what goes with it, committed
+# before the command is published.
+Recorder = Callable[[CommandEnvelope, Evidence | None], Awaitable[None]]
 PENDING_TTL = 86_400
 
 
@@ -64,13 +68,24 @@ class CommandGateway:
         self.redis = redis
         self.settings = settings
 
-    async def publish(self, command: CommandEnvelope, evidence: Evidence | None = None) -> None:
+    async def publish(
+        self,
+        command: CommandEnvelope,
+        evidence: Evidence | None = None,
+        record: Recorder | None = None,
+    ) -> None:
         """Record `evidence` (when given), mark the command pending, publish it.
+
+        `record`, when given, records instead, in one transaction of its own: the
+        evidence together with whatever else must be on record before the command is
+        published (an admin action's audit row).
 
         The ingress is in the payment zone: everything it publishes goes to the internal
         command topic, so one user's commands from HTTP and webhooks keep their order.
         """
-        if evidence is not None:
+        if record is not None:
+            await record(command, evidence)
+        elif evidence is not None:
             await record_command_evidence(self.uow, command, evidence)
         try:
             await self.redis.set(pending_key(command.id), command.user_id, ex=PENDING_TTL)
@@ -95,12 +110,13 @@ class CommandGateway:
         command: CommandEnvelope,
         evidence: Evidence | None = None,
         timeout: float | None = None,
+        record: Recorder | None = None,
     ) -> Reply:
         """Publish (unless already processed) and wait for the result or time out."""
         existing = await self.stored(command.id)
         if existing:
             return reply_for(existing, command)
-        await self.publish(command, evidence)
+        await self.publish(command, evidence, record)
         wait = self.settings.payment_reply_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:

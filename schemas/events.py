@@ -308,6 +308,8 @@ REJECTABLE = Literal[
     "purchase.revoke.rejected",
     "purchase.freeze.rejected",
     "purchase.settle_dispute.rejected",
+    "fraud.resolve.rejected",
+    "receipt.resend.rejected",
 ]
 
 

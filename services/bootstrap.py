@@ -14,11 +14,14 @@ from services.memberships.handlers import HANDLERS as MEMBERSHIP_HANDLERS
 from services.purchases.claims import claim_returned_credits
 from services.purchases.disputes import freeze_purchase, settle_dispute
 from services.purchases.handlers import HANDLERS as PURCHASE_HANDLERS
+from services.purchases.receipts import resend_receipt
 
 PURCHASE_DISPUTE_HANDLERS: dict[str, Handler] = {
     "purchase.freeze": freeze_purchase,
     "purchase.settle_dispute": settle_dispute,
 }
+# An admin's resend of a purchase's receipt (the support console).
+RECEIPT_HANDLERS: dict[str, Handler] = {"receipt.resend": resend_receipt}
 
 
 def command_handlers() -> dict[str, Handler]:
@@ -30,6 +33,7 @@ def command_handlers() -> dict[str, Handler]:
         MEMBERSHIP_HANDLERS,
         FRAUD_HANDLERS,
         PURCHASE_DISPUTE_HANDLERS,
+        RECEIPT_HANDLERS,
     ):
         twice = handlers.keys() & domain.keys()
         if twice:

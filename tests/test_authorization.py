@@ -76,6 +76,19 @@ ROUTES: dict[str, tuple[str, str, str, dict | None]] = {
     "getCustomer": ("admin", "GET", "/payment/admin/customers/u-victim", None),
     "explainBalance": ("admin", "GET", "/payment/admin/customers/u-victim/explanation", None),
     "getBatch": ("admin", "GET", f"/payment/admin/batches/{SAMPLE}", None),
+    "supportGrant": ("admin", "POST", "/payment/admin/customers/u-victim/grant",
+                     {"credits": 1, "reason": "r"}),
+    "supportRefundPurchase": ("admin", "POST", "/payment/admin/customers/u-victim/refund-purchase",
+                              {"purchaseId": SAMPLE, "reason": "r"}),
+    "supportReleaseHold": ("admin", "POST", "/payment/admin/customers/u-victim/release-hold",
+                           {"holdId": SAMPLE, "reason": "r"}),
+    "supportResolveFraudFlag": ("admin", "POST",
+                                "/payment/admin/customers/u-victim/resolve-fraud-flag",
+                                {"flagId": SAMPLE, "resolution": "cleared", "reason": "r"}),
+    "supportResendReceipt": ("admin", "POST", "/payment/admin/customers/u-victim/resend-receipt",
+                             {"purchaseId": SAMPLE, "reason": "r"}),
+    "listAdminActions": ("admin", "GET", "/payment/admin/audit", None),
+    "exportAdminActions": ("admin", "GET", "/payment/admin/audit.csv", None),
 }
 REFUSED_BY_AUDIENCE = {
     "user": [()],  # anonymous only

@@ -22,6 +22,7 @@ import schemas.events
 import schemas.fraud_api
 import schemas.promo_api
 import schemas.support_api
+import schemas.support_actions_api
 from schemas.base import WireModel
 from schemas.commands import (
     ChargeCredits,
@@ -34,7 +35,7 @@ from schemas.commands import (
 from tests.conftest import auth, dead_letters, publish, wait_processed
 
 SCHEMA_MODULES = (schemas.api, schemas.commands, schemas.events, schemas.fraud_api,
-                  schemas.promo_api, schemas.support_api)
+                  schemas.promo_api, schemas.support_api, schemas.support_actions_api)
 # What lax validation would have turned into a number or a boolean.
 NOT_INTS: tuple[Any, ...] = ("1", True, 1.0, "true")
 NOT_BOOLS: tuple[Any, ...] = ("true", "false", 1, 0, "1", 1.0)

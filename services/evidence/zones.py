@@ -8,7 +8,7 @@ Two command topics, two trust zones:
 - `payment.commands.internal` (payment zone): written only by the payment ingress and the
   payment CLI jobs. Every other command travels here: purchase and membership commands
   derived from verified Stripe events, admin grants and transfers, fraud resolutions,
-  expiry runs.
+  receipts resent, expiry runs.
 
 The broker enforces the split with ACLs in production; the worker enforces it again
 (defence in depth): a command of a payment-zone type read from the public topic is
@@ -41,6 +41,7 @@ EVIDENCE_KINDS: dict[str, frozenset[str]] = {
     "credits.grant": ADMIN,
     "credits.transfer": ADMIN,
     "fraud.resolve": ADMIN,
+    "receipt.resend": ADMIN,
     "credits.expire": frozenset({"operator_job", "admin_request"}),
 }
 KINDS = frozenset().union(*EVIDENCE_KINDS.values())

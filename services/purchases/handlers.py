@@ -82,6 +82,27 @@ def _allocation(granted: Outcome, source: str, purchase_id: Any) -> Allocation:
     )
 
 
+def receipt_of(
+    purchase: dict[str, Any], balance_after: int, envelope: dict[str, Any]
+) -> ReceiptRequested:
+    """The receipt of a paid purchase (a locked `LOCK_PURCHASE` row): what the payment
+    bought and the balance after; a new event (id) each time it is built."""
+    return ReceiptRequested(
+        **envelope,
+        payload=ReceiptPayload(
+            purchase_id=purchase["id"],
+            pack_id=purchase["pack_id"],
+            pack_name=purchase["pack_name"],
+            credits=purchase["credits"],
+            bonus_credits=purchase["bonus_credits"] + purchase["promo_bonus_credits"],
+            amount=purchase["amount_minor"],
+            currency=purchase["currency"].strip(),
+            email=purchase["email"],
+            balance_after=balance_after,
+        ),
+    )
+
+
 async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outcome:
     """Grant a paid purchase: PURCHASED batch (+ PROMOTIONAL bonus), CREDIT_PURCHASE."""
     payload = command.payload
@@ -175,20 +196,7 @@ async def confirm_purchase(ctx: LedgerContext, command: ConfirmPurchase) -> Outc
     }
     events += [
         PaymentSucceeded(**envelope, payload=_payment(purchase)),
-        ReceiptRequested(
-            **envelope,
-            payload=ReceiptPayload(
-                purchase_id=purchase["id"],
-                pack_id=purchase["pack_id"],
-                pack_name=purchase["pack_name"],
-                credits=purchase["credits"],
-                bonus_credits=purchase["bonus_credits"] + purchase["promo_bonus_credits"],
-                amount=purchase["amount_minor"],
-                currency=currency,
-                email=purchase["email"],
-                balance_after=balance["available"],
-            ),
-        ),
+        receipt_of(purchase, balance["available"], envelope),
     ]
     events += await after_paid_purchase(ctx, command, purchase)
     if purchase["reservation_id"]:

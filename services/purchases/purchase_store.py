@@ -29,6 +29,11 @@ PURCHASE_OF_GRANT = text(
     "FROM purchases WHERE grant_transaction_id = :tx AND user_id = :u"
 )
 
+PURCHASE_BY_ID = text(
+    "SELECT id, payment_intent_id, amount_minor, refunded_minor, currency, status "
+    "FROM purchases WHERE id = :id AND user_id = :u"
+)
+
 FIND_CUSTOMER = text("SELECT customer_id FROM stripe_customers WHERE user_id = :u")
 
 SAVE_CUSTOMER = text(

@@ -655,7 +655,9 @@ export interface CommandRejected {
     | "purchase.fail.rejected"
     | "purchase.revoke.rejected"
     | "purchase.freeze.rejected"
-    | "purchase.settle_dispute.rejected";
+    | "purchase.settle_dispute.rejected"
+    | "fraud.resolve.rejected"
+    | "receipt.resend.rejected";
   userId: string;
 }
 export interface RejectedPayload {

@@ -373,6 +373,18 @@ class ResolveFraudFlag(CommandEnvelope):
     payload: ResolvePayload
 
 
+class ResendReceiptPayload(WireModel):
+    purchase_id: uuid.UUID = Field(description="The paid purchase whose receipt is sent again.")
+
+
+class ResendReceipt(CommandEnvelope):
+    """An admin asks for a paid purchase's receipt again (admins only): a fresh
+    `receipt.requested` event (a new event id), so the notifier emails it once more."""
+
+    type: Literal["receipt.resend"] = "receipt.resend"
+    payload: ResendReceiptPayload
+
+
 Command = Annotated[
     ChargeCredits
     | HoldCredits
@@ -391,7 +403,8 @@ Command = Annotated[
     | FailMembershipPayment
     | SyncMembership
     | RecordCard
-    | ResolveFraudFlag,
+    | ResolveFraudFlag
+    | ResendReceipt,
     Field(discriminator="type"),
 ]
 # What platform services may publish on `payment.commands` (the public zone); every
@@ -419,6 +432,7 @@ COMMAND_MODELS: tuple[type[CommandEnvelope], ...] = (
     SyncMembership,
     RecordCard,
     ResolveFraudFlag,
+    ResendReceipt,
 )
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 

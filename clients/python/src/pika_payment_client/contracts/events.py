@@ -310,6 +310,8 @@ REJECTABLE = Literal[
     "purchase.revoke.rejected",
     "purchase.freeze.rejected",
     "purchase.settle_dispute.rejected",
+    "fraud.resolve.rejected",
+    "receipt.resend.rejected",
 ]
 
 
