@@ -17,8 +17,8 @@ from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ingress.auth import BEARER_SCHEME
-from ingress.controllers.admin_session import AdminSessionController
 from ingress.controllers.admin_actions import AdminActionsController
+from ingress.controllers.admin_session import AdminSessionController
 from ingress.controllers.commands import CommandsController
 from ingress.controllers.config import ConfigController
 from ingress.controllers.console import ConsoleController

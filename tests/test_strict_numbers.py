@@ -21,8 +21,8 @@ import schemas.commands
 import schemas.events
 import schemas.fraud_api
 import schemas.promo_api
-import schemas.support_api
 import schemas.support_actions_api
+import schemas.support_api
 from schemas.base import WireModel
 from schemas.commands import (
     ChargeCredits,

@@ -57,6 +57,108 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/payment/admin/batches/{batch_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Batch */
+        get: operations["getBatch"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Callback */
+        get: operations["finishAdminSignIn"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/console": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Page */
+        get: operations["getSupportConsole"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/customers/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Search */
+        get: operations["searchCustomers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/customers/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Customer */
+        get: operations["getCustomer"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/customers/{user_id}/explanation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Explanation */
+        get: operations["explainBalance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/payment/admin/customers/{user_id}/grant": {
         parameters: {
             query?: never;
@@ -142,6 +244,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/payment/admin/dev-sign-in": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** DevSignIn */
+        post: operations["devAdminSignIn"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/payment/admin/fraud-flags": {
         parameters: {
             query?: never;
@@ -170,6 +289,57 @@ export interface paths {
         put?: never;
         /** Resolve */
         post: operations["resolveFraudFlag"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Session */
+        get: operations["getAdminSession"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/sign-in": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** SignIn */
+        get: operations["startAdminSignIn"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payment/admin/sign-out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** SignOut */
+        post: operations["adminSignOut"];
         delete?: never;
         options?: never;
         head?: never;
@@ -765,6 +935,83 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * AdminSessionRead
+         * @description The signed-in admin, and the CSRF token every cookie-authenticated write must send.
+         * @example {
+         *       "csrfToken": "q2VnY3Jm...",
+         *       "email": "alice@pika.example",
+         *       "expiresAt": "2026-12-02T17:00:00Z",
+         *       "roles": [
+         *         "admin"
+         *       ],
+         *       "subject": "ops-alice"
+         *     }
+         */
+        AdminSessionRead: {
+            /**
+             * Csrftoken
+             * @description Send as `X-CSRF-Token` on every POST made with the cookie.
+             */
+            csrfToken: string;
+            /**
+             * Email
+             * @default null
+             */
+            email: string | null;
+            /**
+             * Expiresat
+             * Format: date-time
+             * @description The session ends then; sign in again.
+             */
+            expiresAt: string;
+            /** Roles */
+            roles: string[];
+            /** Subject */
+            subject: string;
+        };
+        /**
+         * AllocationRead
+         * @description What a transaction took from (negative) or gave to (positive) one batch.
+         */
+        AllocationRead: {
+            /**
+             * Batchexpiresat
+             * Format: date-time
+             */
+            batchExpiresAt: string;
+            /**
+             * Batchid
+             * Format: uuid
+             */
+            batchId: string;
+            /** Batchsource */
+            batchSource: string;
+            /** Batchuserid */
+            batchUserId: string;
+            /**
+             * Credits
+             * @description Signed, from the batch's point of view.
+             */
+            credits: number;
+            /**
+             * Debittransactionid
+             * @description A return: the hold or charge it gives back.
+             * @default null
+             */
+            debitTransactionId: string | null;
+            /**
+             * Originbatchid
+             * @description A return: the batch the credits were first taken from.
+             * @default null
+             */
+            originBatchId: string | null;
+            /**
+             * Purchaseid
+             * @default null
+             */
+            purchaseId: string | null;
+        };
+        /**
          * AuditEffectRead
          * @description One ledger transaction the action's command wrote.
          */
@@ -912,6 +1159,90 @@ export interface components {
             /** Userid */
             userId: string;
         };
+        /** BatchDetailRead */
+        BatchDetailRead: {
+            /**
+             * Acquiredat
+             * Format: date-time
+             */
+            acquiredAt: string;
+            /** Amount */
+            amount: number;
+            /**
+             * Expiresat
+             * Format: date-time
+             */
+            expiresAt: string;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Purchaseid
+             * @default null
+             */
+            purchaseId: string | null;
+            /** Remaining */
+            remaining: number;
+            /** Source */
+            source: string;
+            /**
+             * Sourceref
+             * @description The command (or debit) it came from.
+             * @default null
+             */
+            sourceRef: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "open" | "expired";
+            /**
+             * Transactionid
+             * Format: uuid
+             * @description The transaction that created the batch.
+             */
+            transactionId: string;
+            /** Transactiontype */
+            transactionType: string;
+            /** Userid */
+            userId: string;
+        };
+        /** BatchMovementRead */
+        BatchMovementRead: {
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /**
+             * Credits
+             * @description Signed: taken out (negative) or given back.
+             */
+            credits: number;
+            /**
+             * Debittransactionid
+             * @description A return: the hold or charge it gives back.
+             * @default null
+             */
+            debitTransactionId: string | null;
+            /**
+             * Reference
+             * @default null
+             */
+            reference: string | null;
+            /**
+             * Transactionid
+             * Format: uuid
+             */
+            transactionId: string;
+            /**
+             * Transactiontype
+             * @example CREDIT_USAGE
+             */
+            transactionType: string;
+        };
         /** BatchRead */
         BatchRead: {
             /**
@@ -938,6 +1269,46 @@ export interface components {
              * @example PURCHASED
              */
             source: string;
+        };
+        /**
+         * BatchStoryRead
+         * @description A batch and every movement against it, oldest first: `amount` plus the sum of
+         *     the movements' `credits` is `remaining`.
+         * @example {
+         *       "batch": {
+         *         "acquiredAt": "2026-11-01T10:00:00Z",
+         *         "amount": 20,
+         *         "expiresAt": "2027-11-01T10:00:00Z",
+         *         "id": "6b1d1f2e-8a43-4f57-b2a5-3c51a8a4e0d2",
+         *         "purchaseId": "3c1e2b7a-5d4f-4e1a-9b8c-7a6d5e4f3a21",
+         *         "remaining": 15,
+         *         "source": "PURCHASED",
+         *         "status": "open",
+         *         "transactionId": "0f8b7e7c-2f5e-4c59-9a4f-1d0f6c1f2a11",
+         *         "transactionType": "CREDIT_PURCHASE",
+         *         "userId": "u-123"
+         *       },
+         *       "movements": [
+         *         {
+         *           "createdAt": "2026-11-20T09:00:00Z",
+         *           "credits": -5,
+         *           "reference": "booking-812",
+         *           "transactionId": "9d2c4e61-0c4b-4ad9-8c10-2f5e7b1b6a33",
+         *           "transactionType": "CREDIT_USAGE"
+         *         }
+         *       ],
+         *       "returnedElsewhere": []
+         *     }
+         */
+        BatchStoryRead: {
+            batch: components["schemas"]["BatchDetailRead"];
+            /**
+             * Movements
+             * @description Oldest first, creation excluded.
+             */
+            movements: components["schemas"]["BatchMovementRead"][];
+            /** Returnedelsewhere */
+            returnedElsewhere: components["schemas"]["ReturnedElsewhereRead"][];
         };
         /** CancelRequest */
         CancelRequest: {
@@ -1266,6 +1637,424 @@ export interface components {
             /** Currency */
             currency: string;
         };
+        /** CustomerBalanceRead */
+        CustomerBalanceRead: {
+            /**
+             * Available
+             * @description Spendable now.
+             */
+            available: number;
+            /**
+             * Held
+             * @description Reserved by open holds and freezes.
+             */
+            held: number;
+            /** Total */
+            total: number;
+        };
+        /** CustomerBatchRead */
+        CustomerBatchRead: {
+            /**
+             * Acquiredat
+             * Format: date-time
+             */
+            acquiredAt: string;
+            /**
+             * Amount
+             * @description Credits the batch was created with.
+             */
+            amount: number;
+            /**
+             * Expiresat
+             * Format: date-time
+             */
+            expiresAt: string;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Purchaseid
+             * @description The purchase whose money is behind it.
+             * @default null
+             */
+            purchaseId: string | null;
+            /** Remaining */
+            remaining: number;
+            /**
+             * Source
+             * @example PURCHASED
+             */
+            source: string;
+            /**
+             * Transactionid
+             * Format: uuid
+             * @description The transaction that created the batch.
+             */
+            transactionId: string;
+        };
+        /** CustomerHoldRead */
+        CustomerHoldRead: {
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Credits */
+            credits: number;
+            /**
+             * Expiresat
+             * Format: date-time
+             */
+            expiresAt: string;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Kind
+             * @description booking: `credits.hold`; freeze: a dispute or a fraud flag.
+             * @enum {string}
+             */
+            kind: "booking" | "freeze";
+            /** Reference */
+            reference: string;
+            /**
+             * Transactionid
+             * Format: uuid
+             */
+            transactionId: string;
+        };
+        /** CustomerMatch */
+        CustomerMatch: {
+            /**
+             * Detail
+             * @description Where it matched, e.g. `purchases.email`.
+             */
+            detail: string;
+            /**
+             * Matchedby
+             * @description Which key of the query found this user.
+             * @enum {string}
+             */
+            matchedBy: "userId" | "email" | "stripeCustomerId" | "paymentIntentId" | "transactionId";
+            /** Userid */
+            userId: string;
+        };
+        /** CustomerMembershipRead */
+        CustomerMembershipRead: {
+            /** Cancelatperiodend */
+            cancelAtPeriodEnd: boolean;
+            /**
+             * Canceledat
+             * @default null
+             */
+            canceledAt: string | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Creditsperperiod */
+            creditsPerPeriod: number;
+            /**
+             * Creditsthisperiod
+             * @description Credits granted for the latest period.
+             */
+            creditsThisPeriod: number;
+            /**
+             * Currentperiodend
+             * @default null
+             */
+            currentPeriodEnd: string | null;
+            /**
+             * Currentperiodstart
+             * @default null
+             */
+            currentPeriodStart: string | null;
+            /**
+             * Membershipid
+             * Format: uuid
+             */
+            membershipId: string;
+            /** Planid */
+            planId: string;
+            /** Planname */
+            planName: string;
+            /**
+             * Rollover
+             * @description The plan's policy: none, one_cycle or capped:N.
+             */
+            rollover: string;
+            /**
+             * Status
+             * @example active
+             */
+            status: string;
+            /**
+             * Stripecustomerid
+             * @default null
+             */
+            stripeCustomerId: string | null;
+            /**
+             * Subscriptionid
+             * @default null
+             */
+            subscriptionId: string | null;
+            /** Trialdays */
+            trialDays: number;
+        };
+        /** CustomerPurchaseRead */
+        CustomerPurchaseRead: {
+            /**
+             * Amount
+             * @description Money paid, minor units of `currency`.
+             */
+            amount: number;
+            /** Bonuscredits */
+            bonusCredits: number;
+            /**
+             * Checkoutsessionid
+             * @default null
+             */
+            checkoutSessionId: string | null;
+            /**
+             * Clawedcredits
+             * @description Of those, taken back so far.
+             */
+            clawedCredits: number;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Credits */
+            credits: number;
+            /** Currency */
+            currency: string;
+            /** Discount */
+            discount: number;
+            /**
+             * Disputes
+             * @description Oldest first.
+             */
+            disputes: components["schemas"]["PurchaseDisputeRead"][];
+            /**
+             * Failurecode
+             * @default null
+             */
+            failureCode: string | null;
+            /**
+             * Granttransactionid
+             * @default null
+             */
+            grantTransactionId: string | null;
+            /**
+             * Listamount
+             * @description Before the promo discount.
+             * @default null
+             */
+            listAmount: number | null;
+            /**
+             * Owedcredits
+             * @description Credits the purchase must give back.
+             */
+            owedCredits: number;
+            /** Packid */
+            packId: string;
+            /** Packname */
+            packName: string;
+            /**
+             * Paymentintentid
+             * @default null
+             */
+            paymentIntentId: string | null;
+            /** Promobonuscredits */
+            promoBonusCredits: number;
+            /**
+             * Promocode
+             * @default null
+             */
+            promoCode: string | null;
+            /**
+             * Purchaseid
+             * Format: uuid
+             */
+            purchaseId: string;
+            /**
+             * Refundedamount
+             * @description Money refunded so far, minor units.
+             */
+            refundedAmount: number;
+            /**
+             * Refunds
+             * @description Oldest first.
+             */
+            refunds: components["schemas"]["PurchaseRefundRead"][];
+            /**
+             * Shortfallcredits
+             * @description Still owed: already spent.
+             */
+            shortfallCredits: number;
+            /**
+             * Status
+             * @example succeeded
+             */
+            status: string;
+        };
+        /**
+         * CustomerRead
+         * @description Everything about one customer on one page. Lists other than `batches` and
+         *     `holds` are newest first and capped at the newest 100.
+         * @example {
+         *       "balance": {
+         *         "available": 18,
+         *         "held": 5,
+         *         "total": 23
+         *       },
+         *       "batches": [
+         *         {
+         *           "acquiredAt": "2026-11-01T10:00:00Z",
+         *           "amount": 20,
+         *           "expiresAt": "2027-11-01T10:00:00Z",
+         *           "id": "6b1d1f2e-8a43-4f57-b2a5-3c51a8a4e0d2",
+         *           "purchaseId": "3c1e2b7a-5d4f-4e1a-9b8c-7a6d5e4f3a21",
+         *           "remaining": 15,
+         *           "source": "PURCHASED",
+         *           "transactionId": "0f8b7e7c-2f5e-4c59-9a4f-1d0f6c1f2a11"
+         *         }
+         *       ],
+         *       "email": "ana@example.com",
+         *       "fraudFlags": [],
+         *       "holds": [
+         *         {
+         *           "createdAt": "2026-11-20T09:00:00Z",
+         *           "credits": 5,
+         *           "expiresAt": "2026-11-20T09:15:00Z",
+         *           "id": "5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+         *           "kind": "booking",
+         *           "reference": "booking-812",
+         *           "transactionId": "9d2c4e61-0c4b-4ad9-8c10-2f5e7b1b6a33"
+         *         }
+         *       ],
+         *       "membership": null,
+         *       "notifications": [
+         *         {
+         *           "attempts": 1,
+         *           "createdAt": "2026-11-01T10:00:01Z",
+         *           "eventId": "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d",
+         *           "recipient": "ana@example.com",
+         *           "sentAt": "2026-11-01T10:00:02Z",
+         *           "status": "sent",
+         *           "template": "receipt"
+         *         }
+         *       ],
+         *       "promoRedemptions": [],
+         *       "purchases": [
+         *         {
+         *           "amount": 1800,
+         *           "bonusCredits": 3,
+         *           "clawedCredits": 0,
+         *           "createdAt": "2026-11-01T09:59:00Z",
+         *           "credits": 20,
+         *           "currency": "usd",
+         *           "discount": 0,
+         *           "disputes": [],
+         *           "grantTransactionId": "0f8b7e7c-2f5e-4c59-9a4f-1d0f6c1f2a11",
+         *           "owedCredits": 0,
+         *           "packId": "pack_20",
+         *           "packName": "20 credits + 3",
+         *           "paymentIntentId": "pi_Example123",
+         *           "promoBonusCredits": 0,
+         *           "purchaseId": "3c1e2b7a-5d4f-4e1a-9b8c-7a6d5e4f3a21",
+         *           "refundedAmount": 0,
+         *           "refunds": [],
+         *           "shortfallCredits": 0,
+         *           "status": "succeeded"
+         *         }
+         *       ],
+         *       "stripeCustomerId": "cus_Example123",
+         *       "userId": "u-123"
+         *     }
+         */
+        CustomerRead: {
+            balance: components["schemas"]["CustomerBalanceRead"];
+            /**
+             * Batches
+             * @description Open batches in the order they are spent.
+             */
+            batches: components["schemas"]["CustomerBatchRead"][];
+            /**
+             * Email
+             * @description The newest address the service has for them.
+             * @default null
+             */
+            email: string | null;
+            /** Fraudflags */
+            fraudFlags: components["schemas"]["FraudFlagRead"][];
+            /**
+             * Holds
+             * @description Open holds and freezes, oldest first.
+             */
+            holds: components["schemas"]["CustomerHoldRead"][];
+            /**
+             * @description The live membership, else the latest one.
+             * @default null
+             */
+            membership: components["schemas"]["CustomerMembershipRead"] | null;
+            /**
+             * Notifications
+             * @description Emails sent (or tried) to them.
+             */
+            notifications: components["schemas"]["NotificationRead"][];
+            /** Promoredemptions */
+            promoRedemptions: components["schemas"]["PromoRedemptionRead"][];
+            /** Purchases */
+            purchases: components["schemas"]["CustomerPurchaseRead"][];
+            /**
+             * Stripecustomerid
+             * @default null
+             */
+            stripeCustomerId: string | null;
+            /** Userid */
+            userId: string;
+        };
+        /**
+         * CustomerSearchRead
+         * @description Every user the query names exactly (a user id, an email, a Stripe customer id, a
+         *     PaymentIntent id or a transaction id); empty when none.
+         * @example {
+         *       "matches": [
+         *         {
+         *           "detail": "purchases.email",
+         *           "matchedBy": "email",
+         *           "userId": "u-123"
+         *         }
+         *       ]
+         *     }
+         */
+        CustomerSearchRead: {
+            /** Matches */
+            matches: components["schemas"]["CustomerMatch"][];
+        };
+        /**
+         * DevSignInRequest
+         * @description Development mode only: sign in as this subject with the admin role, no identity provider.
+         * @example {
+         *       "subject": "dev-admin"
+         *     }
+         */
+        DevSignInRequest: {
+            /**
+             * Email
+             * @default null
+             */
+            email: string | null;
+            /** Subject */
+            subject: string;
+        };
         /** DisputePayload */
         DisputePayload: {
             /** Disputeid */
@@ -1350,6 +2139,172 @@ export interface components {
              * Format: uuid
              */
             batchId: string;
+        };
+        /** ExplanationEntryRead */
+        ExplanationEntryRead: {
+            /** Allocations */
+            allocations: components["schemas"]["AllocationRead"][];
+            /**
+             * Amount
+             * @description Money in minor units, where money moved.
+             * @default null
+             */
+            amount: number | null;
+            /**
+             * Availablechange
+             * @description Change of this customer's available credits.
+             */
+            availableChange: number;
+            /**
+             * Balanceafter
+             * @description This customer's available credits after it.
+             */
+            balanceAfter: number;
+            /**
+             * Counterpartyuserid
+             * @default null
+             */
+            counterpartyUserId: string | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /**
+             * Credits
+             * @description The transaction's size (positive).
+             */
+            credits: number;
+            /**
+             * Currency
+             * @default null
+             */
+            currency: string | null;
+            /** Heldafter */
+            heldAfter: number;
+            /**
+             * Heldchange
+             * @description Change of this customer's held credits.
+             */
+            heldChange: number;
+            /**
+             * Holdid
+             * @default null
+             */
+            holdId: string | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            };
+            /**
+             * Postings
+             * @description Every leg, system accounts included.
+             */
+            postings: components["schemas"]["PostingRead"][];
+            /**
+             * Reference
+             * @default null
+             */
+            reference: string | null;
+            /**
+             * Relatedtransactionid
+             * @default null
+             */
+            relatedTransactionId: string | null;
+            /** Status */
+            status: string;
+            /**
+             * Stripepaymentintentid
+             * @default null
+             */
+            stripePaymentIntentId: string | null;
+            /**
+             * Type
+             * @example CREDIT_USAGE
+             */
+            type: string;
+            /**
+             * Userid
+             * @description Whose transaction it is (a transfer's sender).
+             */
+            userId: string;
+        };
+        /**
+         * ExplanationPage
+         * @description The customer's transactions, newest first, each with its postings and batch
+         *     allocations and the running balance after it: the first entry of the first page
+         *     ends at `balance`.
+         * @example {
+         *       "balance": {
+         *         "available": 15,
+         *         "held": 0,
+         *         "total": 15
+         *       },
+         *       "entries": [
+         *         {
+         *           "allocations": [
+         *             {
+         *               "batchExpiresAt": "2027-11-01T10:00:00Z",
+         *               "batchId": "6b1d1f2e-8a43-4f57-b2a5-3c51a8a4e0d2",
+         *               "batchSource": "PURCHASED",
+         *               "batchUserId": "u-123",
+         *               "credits": -5,
+         *               "purchaseId": "3c1e2b7a-5d4f-4e1a-9b8c-7a6d5e4f3a21"
+         *             }
+         *           ],
+         *           "availableChange": -5,
+         *           "balanceAfter": 15,
+         *           "createdAt": "2026-11-20T09:00:00Z",
+         *           "credits": 5,
+         *           "heldAfter": 0,
+         *           "heldChange": 0,
+         *           "id": "9d2c4e61-0c4b-4ad9-8c10-2f5e7b1b6a33",
+         *           "metadata": {},
+         *           "postings": [
+         *             {
+         *               "account": "u-123",
+         *               "accountKind": "user",
+         *               "amount": -5,
+         *               "bucket": "available"
+         *             },
+         *             {
+         *               "account": "bookings",
+         *               "accountKind": "system",
+         *               "amount": 5,
+         *               "bucket": "available"
+         *             }
+         *           ],
+         *           "reference": "booking-812",
+         *           "status": "COMPLETED",
+         *           "type": "CREDIT_USAGE",
+         *           "userId": "u-123"
+         *         }
+         *       ],
+         *       "hasMore": false,
+         *       "nextCursor": null
+         *     }
+         */
+        ExplanationPage: {
+            /** @description The account's balance now. */
+            balance: components["schemas"]["CustomerBalanceRead"];
+            /** Entries */
+            entries: components["schemas"]["ExplanationEntryRead"][];
+            /**
+             * Hasmore
+             * @description True iff a further page exists (then `nextCursor` fetches it).
+             */
+            hasMore: boolean;
+            /**
+             * Nextcursor
+             * @description Pass as `cursor` for the next page.
+             * @default null
+             */
+            nextCursor: string | null;
         };
         /**
          * FailMembershipPayment
@@ -1940,6 +2895,42 @@ export interface components {
             /** Userid */
             userId: string;
         };
+        /** NotificationRead */
+        NotificationRead: {
+            /** Attempts */
+            attempts: number;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /**
+             * Eventid
+             * Format: uuid
+             * @description The event the email was about.
+             */
+            eventId: string;
+            /**
+             * Recipient
+             * @default null
+             */
+            recipient: string | null;
+            /**
+             * Sentat
+             * @default null
+             */
+            sentAt: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "sent" | "skipped" | "failed";
+            /**
+             * Template
+             * @example receipt
+             */
+            template: string;
+        };
         /**
          * PackCreate
          * @example {
@@ -2215,6 +3206,32 @@ export interface components {
              * @default null
              */
             trialDays: number | null;
+        };
+        /**
+         * PostingRead
+         * @description One leg of a transaction: a user's or a system account's bucket moved by `amount`.
+         */
+        PostingRead: {
+            /**
+             * Account
+             * @description The user id, or the system account's code.
+             */
+            account: string;
+            /**
+             * Accountkind
+             * @enum {string}
+             */
+            accountKind: "user" | "system";
+            /**
+             * Amount
+             * @description Signed: the legs of a transaction sum to zero.
+             */
+            amount: number;
+            /**
+             * Bucket
+             * @enum {string}
+             */
+            bucket: "available" | "held";
         };
         /** PromoApplyRead */
         PromoApplyRead: {
@@ -2546,6 +3563,71 @@ export interface components {
              */
             valid: boolean;
         };
+        /** PromoRedemptionRead */
+        PromoRedemptionRead: {
+            /** Bonuscredits */
+            bonusCredits: number;
+            /** Code */
+            code: string;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /**
+             * Currency
+             * @default null
+             */
+            currency: string | null;
+            /**
+             * Discount
+             * @description Minor units off.
+             */
+            discount: number;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Kind */
+            kind: string;
+            /**
+             * Membershipid
+             * @default null
+             */
+            membershipId: string | null;
+            /**
+             * Purchaseid
+             * @default null
+             */
+            purchaseId: string | null;
+            /**
+             * Redeemedat
+             * @default null
+             */
+            redeemedAt: string | null;
+            /**
+             * Releasereason
+             * @default null
+             */
+            releaseReason: string | null;
+            /**
+             * Releasedat
+             * @default null
+             */
+            releasedAt: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "reserved" | "redeemed" | "released";
+            /** Targetid */
+            targetId: string;
+            /** Targetkind */
+            targetKind: string;
+            /** Trialdays */
+            trialDays: number;
+        };
         /** PromoStatsRead */
         PromoStatsRead: {
             /** Bonuscreditsclawedback */
@@ -2640,6 +3722,28 @@ export interface components {
              */
             stripePublishableKey: string;
         };
+        /** PurchaseDisputeRead */
+        PurchaseDisputeRead: {
+            /**
+             * Closedat
+             * @default null
+             */
+            closedAt: string | null;
+            /** Disputeid */
+            disputeId: string;
+            /** Frozencredits */
+            frozenCredits: number;
+            /**
+             * Openedat
+             * Format: date-time
+             */
+            openedAt: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "open" | "won" | "lost" | "warning_closed";
+        };
         /** PurchaseRead */
         PurchaseRead: {
             /** Amount */
@@ -2706,6 +3810,21 @@ export interface components {
              * @default null
              */
             url: string | null;
+        };
+        /** PurchaseRefundRead */
+        PurchaseRefundRead: {
+            /**
+             * Amount
+             * @description Money refunded, minor units of `currency`.
+             */
+            amount: number;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Currency */
+            currency: string;
         };
         /**
          * PurchaseRequest
@@ -3103,6 +4222,32 @@ export interface components {
              * @enum {string}
              */
             resolution: "cleared" | "confirmed";
+        };
+        /**
+         * ReturnedElsewhereRead
+         * @description Credits first taken from this batch that came back after it had expired, into a
+         *     fresh REFUNDED batch (they do not change this batch's `remaining`).
+         */
+        ReturnedElsewhereRead: {
+            /**
+             * Batchid
+             * Format: uuid
+             */
+            batchId: string;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Credits */
+            credits: number;
+            /**
+             * Transactionid
+             * Format: uuid
+             */
+            transactionId: string;
+            /** Transactiontype */
+            transactionType: string;
         };
         /**
          * RevokePurchase
@@ -3793,6 +4938,414 @@ export interface operations {
             };
         };
     };
+    getBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchStoryRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    finishAdminSignIn: {
+        parameters: {
+            query?: {
+                code?: string | null;
+                state?: string | null;
+                error?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Redirect Response */
+            303: {
+                headers: {
+                    /** @description target path for the redirect */
+                    location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getSupportConsole: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    searchCustomers: {
+        parameters: {
+            query: {
+                /** @description A user id, email, Stripe customer id, PaymentIntent id or transaction id, matched exactly (emails case-insensitively). */
+                q: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerSearchRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getCustomer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The customer's user id. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    explainBalance: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description The customer's user id. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExplanationPage"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     supportGrant: {
         parameters: {
             query?: never;
@@ -4403,6 +5956,75 @@ export interface operations {
             };
         };
     };
+    devAdminSignIn: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DevSignInRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminSessionRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     listFraudFlags: {
         parameters: {
             query?: {
@@ -4549,6 +6171,203 @@ export interface operations {
             };
             /** @description PAY004 Subscription already active: a live membership exists / PAY013 A request with this Idempotency-Key is in progress: retry when it has finished / PAY014 The operation does not fit the current state: e.g. the hold is not open, or nothing is left to refund */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getAdminSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminSessionRead"];
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY009 Authentication required: the token is missing, invalid or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    startAdminSignIn: {
+        parameters: {
+            query?: {
+                next?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Redirect Response */
+            302: {
+                headers: {
+                    /** @description target path for the redirect */
+                    location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY008 Not found: no such resource, or it is not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY006 Credit limit exceeded: the balance would pass `MAX_CREDIT_BALANCE` / PAY007 Request is not valid: the body, query, cursor or `Idempotency-Key`, nothing changed / PAY012 Idempotency-Key was used with a different request: the key, or a command id, was already used for another request / PAY016 Transaction limit exceeded: too many credits in one command, too few in a purchase, or too many today */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY011 Too many requests: `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY015 A dependency is unavailable; nothing was changed: Redis, Kafka or the JWKS did not answer, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    adminSignOut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": null;
+                };
+            };
+            /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAY010 Not allowed: the caller's role or account does not allow this */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
