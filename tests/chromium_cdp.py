@@ -11,6 +11,8 @@ import base64
 import contextlib
 import itertools
 import json
+import os
+import signal
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +42,9 @@ class Browser:
         self.size = (width, height)
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._profile = tempfile.TemporaryDirectory(prefix="pika-chromium-")
+        # Chromium's helper processes may still write to the profile as it is removed.
+        self._profile = tempfile.TemporaryDirectory(prefix="pika-chromium-",
+                                                    ignore_cleanup_errors=True)
         self._process: asyncio.subprocess.Process | None = None
         self._socket: Any = None
         self._reader: asyncio.Task[None] | None = None
@@ -53,6 +57,7 @@ class Browser:
             str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}",
             f"--window-size={self.size[0]},{self.size[1]}", "about:blank",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopped whole, helpers included
         )
         port_file = profile / "DevToolsActivePort"
         for _ in range(300):
@@ -81,7 +86,8 @@ class Browser:
             with contextlib.suppress(Exception):
                 await self._socket.close()
         if self._process is not None and self._process.returncode is None:
-            self._process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
             await self._process.wait()
         self._profile.cleanup()
 

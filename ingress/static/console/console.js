@@ -148,10 +148,11 @@
 
   $("dev-sign-in").addEventListener("submit", async (event) => {
     event.preventDefault();
+    document.body.dataset.ready = "false";
     try {
       await api("/payment/admin/dev-sign-in", { method: "POST", body: { subject: $("dev-subject").value } });
       await start();
-    } catch (error) { showError(error); }
+    } catch (error) { showError(error); ready("signed-out"); }
   });
   $("sign-out").addEventListener("click", async () => {
     try { await api("/payment/admin/sign-out", { method: "POST" }); } catch (error) { showError(error); }

@@ -1,0 +1,179 @@
+"""The support console in a real browser: Debian's chromium, headless, driven over the
+DevTools protocol against a development-mode ingress (as `make run` starts it) and the
+real worker, relay, Postgres, Redis, broker and Stripe emulator.
+
+A person signs in with the development sign-in, finds a customer by each key the issue
+names, reads where the credits went (the running balance must end at the API's
+balance), grants credits and refunds part of a purchase through the forms, finds both
+in the history and the audit trail, double-clicks a form (one effect), and the pages
+are saved as screenshots. A user's token is refused by every route the page reads.
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy import text
+
+from devtools.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
+from services.settings import Settings
+from tests.chromium_cdp import Browser
+from tests.conftest import ARTIFACTS, JWT_SECRET, Ingress, auth, start_ingress
+
+pytestmark = pytest.mark.timeout(240)
+ADMIN = auth("console-test-admin", "admin")
+READY = "document.body.dataset.ready === 'true' && document.body.dataset.view"
+XSS = '<img src=x onerror="document.title=\'owned\'">'
+
+
+@dataclass
+class Customer:
+    user: str
+    email: str
+    stripe_customer: str
+    payment_intent: str
+    purchase_id: str
+    charge_tx: str
+
+
+@pytest.fixture(scope="module")
+def dev_ingress(settings: Settings, worker, relay) -> Iterator[Ingress]:
+    """An ingress in development mode, as `make run` starts it (same database)."""
+    started = start_ingress(settings.model_copy(update={"payment_dev_mode": True}), "ingress-console")
+    yield started
+    started.process.stop()
+
+
+@pytest.fixture(scope="module")
+async def api(dev_ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=dev_ingress.url, timeout=30) as client:
+        yield client
+
+
+def user_token(user: str, email: str) -> dict[str, str]:
+    now = int(time.time())
+    claims = {"sub": user, "roles": ["user"], "aud": DEFAULT_AUDIENCE, "iss": DEFAULT_ISSUER,
+              "iat": now, "exp": now + 600, "email": email}
+    return {"Authorization": f"Bearer {jwt.encode(claims, JWT_SECRET, 'HS256')}"}
+
+
+async def balance_of(api: httpx.AsyncClient, user: str) -> dict[str, int]:
+    reply = await api.get("/payment/credits/balance", params={"userId": user}, headers=ADMIN)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+async def settled(api: httpx.AsyncClient, user: str, total: int, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await balance_of(api, user)
+        if found["total"] == total or time.monotonic() > deadline:
+            assert found["total"] == total, found
+            return found
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+async def customer(api: httpx.AsyncClient, engine, stripe_client, webhook_registered) -> Customer:
+    """A customer as the issue's seeded data has them: a paid pack, a grant, a charge
+    (its booking reference written by someone who tries markup), an open hold."""
+    user, email = f"u-{uuid.uuid4().hex[:12]}", f"{uuid.uuid4().hex[:10]}@example.test"
+    pack_id = f"pack_{uuid.uuid4().hex[:8]}"
+    made = await api.post("/payment/credit-packs/", headers=ADMIN, json={
+        "id": pack_id, "name": "Console 20", "credits": 20, "price": 2000, "currency": "usd"})
+    assert made.status_code == 201, made.text
+    started = await api.post(f"/payment/credit-packs/{pack_id}/purchase",
+                             json={"paymentMethodId": "pm_card_visa"},
+                             headers={**user_token(user, email), "Idempotency-Key": str(uuid.uuid4())})
+    assert started.status_code == 200, started.text
+    intent = started.json()["paymentIntentId"]
+    await stripe_client.v1.payment_intents.confirm_async(intent)
+    await settled(api, user, 20)
+    granted = await api.post("/payment/credits/grant",
+                             headers={**ADMIN, "Idempotency-Key": str(uuid.uuid4())},
+                             json={"userId": user, "credits": 5, "reason": "welcome"})
+    assert granted.status_code == 200, granted.text
+    service = auth("bookings", "service")
+    charged = await api.post("/payment/commands/", headers=service, json={
+        "id": str(uuid.uuid4()), "type": "credits.charge", "userId": user,
+        "payload": {"credits": 8, "reference": XSS}})
+    assert charged.status_code == 200, charged.text
+    held = await api.post("/payment/commands/", headers=service, json={
+        "id": str(uuid.uuid4()), "type": "credits.hold", "userId": user,
+        "payload": {"credits": 2, "reference": "booking-evening-yoga"}})
+    assert held.status_code == 200, held.text
+    async with engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT p.id, c.customer_id FROM purchases p JOIN stripe_customers c USING (user_id) "
+            "WHERE p.payment_intent_id = :pi"), {"pi": intent})).one()
+    return Customer(user=user, email=email, stripe_customer=row.customer_id, payment_intent=intent,
+                    purchase_id=str(row.id), charge_tx=charged.json()["transactionId"])
+
+
+async def sign_in(browser: Browser, ingress: Ingress, subject: str = "console-admin") -> None:
+    await browser.goto(f"{ingress.url}/payment/admin/console")
+    assert await browser.wait_for(READY) == "signed-out"
+    await browser.evaluate(f"document.getElementById('dev-subject').value = {subject!r}")
+    await browser.evaluate("document.body.dataset.ready = 'false';"
+                           "document.querySelector('#dev-sign-in button').click()")
+    assert await browser.wait_for(READY) == "home"
+
+
+async def show(browser: Browser, hash_: str) -> str:
+    """Navigate inside the page; the view it settles on."""
+    await browser.evaluate(f"document.body.dataset.ready = 'false'; location.hash = {hash_!r}")
+    view: str = await browser.wait_for(READY)
+    return view
+
+
+async def errors(browser: Browser) -> str:
+    found: str = await browser.evaluate("document.getElementById('errors').textContent")
+    return found
+
+
+async def test_a_customer_is_found_by_each_key(dev_ingress: Ingress, customer: Customer):
+    keys = {"userId": customer.user, "email": customer.email.upper(),
+            "stripeCustomerId": customer.stripe_customer, "paymentIntentId": customer.payment_intent,
+            "transactionId": customer.charge_tx}
+    async with Browser() as browser:
+        await sign_in(browser, dev_ingress)
+        for kind, key in keys.items():
+            await browser.evaluate(f"document.getElementById('q').value = {key!r}")
+            await browser.evaluate("document.body.dataset.ready = 'false';"
+                                   "document.querySelector('#search button').click()")
+            await browser.wait_for(f"location.hash.startsWith('#/customer/') && {READY} === 'customer'")
+            shown = await browser.evaluate(
+                "document.querySelector('#balance .tile:last-child b').textContent")
+            assert shown == customer.user, kind
+        assert await errors(browser) == ""
+
+
+async def test_the_balance_explanation_ends_at_the_apis_balance(
+    dev_ingress: Ingress, api: httpx.AsyncClient, customer: Customer
+):
+    balance = await balance_of(api, customer.user)
+    async with Browser() as browser:
+        await sign_in(browser, dev_ingress)
+        assert await show(browser, f"#/customer/{customer.user}/explain") == "customer"
+        newest = await browser.evaluate(
+            "document.querySelector('#explanation tbody tr').dataset.balanceAfter")
+        assert int(newest) == balance["available"]
+        # The markup in a booking reference is shown as text, never run or drawn.
+        assert await browser.evaluate("document.querySelector('#view img')") is None
+        assert XSS in await browser.evaluate("document.getElementById('explanation').textContent")
+        assert await browser.evaluate("document.title") != "owned"
+        # The charge names the batches that paid for it; one of them tells its story.
+        await browser.evaluate(
+            f"document.querySelector('tr[data-transaction=\"{customer.charge_tx}\"]').click()")
+        batch_link = await browser.wait_for(
+            f"(document.querySelector('tr[data-detail-of=\"{customer.charge_tx}\"] a') || {{}}).hash")
+        await browser.screenshot(ARTIFACTS / "console-explanation.png")
+        assert await show(browser, batch_link) == "batch"
+        story = await browser.evaluate("document.getElementById('view').textContent")
+        assert "CREDIT_USAGE" in story
+        assert await errors(browser) == ""
