@@ -10,10 +10,12 @@ are saved as screenshots. A user's token is refused by every route the page read
 """
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import jwt
@@ -177,3 +179,109 @@ async def test_the_balance_explanation_ends_at_the_apis_balance(
         story = await browser.evaluate("document.getElementById('view').textContent")
         assert "CREDIT_USAGE" in story
         assert await errors(browser) == ""
+
+
+async def audit_of(api: httpx.AsyncClient, user: str) -> list[dict[str, Any]]:
+    reply = await api.get("/payment/admin/audit", params={"userId": user}, headers=ADMIN)
+    assert reply.status_code == 200, reply.text
+    items: list[dict[str, Any]] = reply.json()["items"]
+    return items
+
+
+async def submit(browser: Browser, form: str, fields: dict[str, str], clicks: int = 1) -> str:
+    """Fill the action form `form`, click its button `clicks` times at once; its result."""
+    selector = f"form[data-action={json.dumps(form)}]"
+    for name, value in fields.items():
+        await browser.evaluate(
+            f"document.querySelector({json.dumps(selector)}).elements[{json.dumps(name)}].value"
+            f" = {json.dumps(value)}")
+    button = f"document.querySelector({json.dumps(selector + ' button[type=submit]')})"
+    await browser.evaluate("document.body.dataset.ready = 'false'; delete document.body.dataset.lastResult;"
+                           + "; ".join([f"{button}.click()"] * clicks))
+    result: str = await browser.wait_for(
+        "document.body.dataset.ready === 'true' && document.body.dataset.lastResult")
+    return result.removeprefix(f"{form}: ")
+
+
+async def test_a_grant_and_a_purchase_refund_from_the_forms_reach_the_history_and_the_audit(
+    dev_ingress: Ingress, api: httpx.AsyncClient, customer: Customer
+):
+    before = await balance_of(api, customer.user)
+    subject = f"console-admin-{uuid.uuid4().hex[:6]}"
+    async with Browser() as browser:
+        await sign_in(browser, dev_ingress, subject)
+        assert await show(browser, f"#/customer/{customer.user}") == "customer"
+        await browser.screenshot(ARTIFACTS / "console-customer.png")
+        assert await submit(browser, "grant", {"credits": "6", "reason": "late class, sorry"}) == "done"
+        refunded = await submit(browser, "refund-purchase", {
+            "purchaseId": customer.purchase_id, "amount": "500", "reason": "partial refund asked by phone"})
+        assert refunded == "done", refunded
+        assert await show(browser, f"#/customer/{customer.user}/explain") == "customer"
+        history = await browser.evaluate("document.getElementById('explanation').textContent")
+        newest = await browser.evaluate(
+            "document.querySelector('#explanation tbody tr').dataset.balanceAfter")
+        assert await show(browser, f"#/audit/{customer.user}") == "audit"
+        audit_text = await browser.evaluate("document.getElementById('view').textContent")
+        assert await errors(browser) == ""
+
+    # The grant (a PROMOTIONAL batch) and the money refund's take-back are in the history...
+    assert "PROMO_BONUS" in history or "ADJUSTMENT" in history
+    assert "PURCHASE_REVERSAL" in history
+    after = await balance_of(api, customer.user)
+    # 6 granted; 500 of 2000 cents refunded takes back a quarter of the 20 purchased.
+    assert after["available"] == before["available"] + 6 - 5
+    assert int(newest) == after["available"]
+    # ...and in the audit, with who and why.
+    actions = {item["action"]: item for item in await audit_of(api, customer.user)
+               if item["admin"] == subject}
+    assert set(actions) == {"grant", "refund_purchase"}
+    assert actions["grant"]["reason"] == "late class, sorry" and actions["grant"]["status"] == "applied"
+    assert actions["refund_purchase"]["request"]["amount"] == 500
+    assert "late class, sorry" in audit_text and "partial refund asked by phone" in audit_text
+
+
+async def test_a_double_click_on_a_form_is_one_action(
+    dev_ingress: Ingress, api: httpx.AsyncClient, customer: Customer
+):
+    before = await balance_of(api, customer.user)
+    subject = f"console-admin-{uuid.uuid4().hex[:6]}"
+    async with Browser() as browser:
+        await sign_in(browser, dev_ingress, subject)
+        assert await show(browser, f"#/customer/{customer.user}") == "customer"
+        result = await submit(browser, "grant", {"credits": "3", "reason": "double click"}, clicks=2)
+        assert result == "done", result
+
+    await asyncio.sleep(1.0)  # time for a second grant, were there one
+    assert (await balance_of(api, customer.user))["available"] == before["available"] + 3
+    mine = [item for item in await audit_of(api, customer.user) if item["admin"] == subject]
+    assert len(mine) == 1
+
+
+async def test_the_console_refuses_a_users_token_and_shows_nothing_signed_out(
+    dev_ingress: Ingress, api: httpx.AsyncClient, customer: Customer
+):
+    mine = auth(customer.user)
+    for path in (f"/payment/admin/customers/search?q={customer.user}",
+                 f"/payment/admin/customers/{customer.user}",
+                 f"/payment/admin/customers/{customer.user}/explanation",
+                 "/payment/admin/audit"):
+        assert (await api.get(path, headers=mine)).status_code == 403, path
+    refused = await api.post(f"/payment/admin/customers/{customer.user}/grant",
+                             headers={**mine, "Idempotency-Key": str(uuid.uuid4())},
+                             json={"credits": 100, "reason": "for me"})
+    assert refused.status_code == 403
+    async with Browser() as browser:
+        await browser.goto(f"{dev_ingress.url}/payment/admin/console#/customer/{customer.user}")
+        assert await browser.wait_for(READY) == "signed-out"
+        assert await browser.evaluate("document.getElementById('view').textContent") == ""
+
+
+async def test_the_console_is_served_with_its_policy_and_no_outside_url(api: httpx.AsyncClient):
+    page = await api.get("/payment/admin/console/")
+    assert page.status_code == 200
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    for name in ("console.js", "console.css"):
+        asset = await api.get(f"/payment/admin/console/static/{name}")
+        assert asset.status_code == 200 and "http://" not in asset.text and "https://" not in asset.text
+    assert "https://" not in page.text and "http://" not in page.text
+    assert (await api.get("/payment/admin/console/static/..%2Fdashboard%2Findex.html")).status_code == 404

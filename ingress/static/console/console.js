@@ -193,21 +193,25 @@
       button.disabled = true;
       result.className = "result";
       result.textContent = "sending…";
+      let outcome;
       try {
         const values = Object.fromEntries(new FormData(form).entries());
         const reply = await send(values, form.dataset.key);
-        result.className = "result ok";
-        result.textContent = reply.status === 202 ? "accepted: the ledger applies it shortly" : "done";
+        outcome = reply.status === 202 ? "accepted: the ledger applies it shortly" : "done";
         form.dataset.key = crypto.randomUUID();  // the next submission is another action
-        form.reset();
-        setTimeout(route, 300);
       } catch (error) {
         result.className = "result error";
         result.textContent = error instanceof ApiError ? `${error.code}: ${error.message}` : describe(error);
-      } finally {
+        document.body.dataset.lastResult = `${name}: ${result.textContent}`;
         form.dataset.busy = "false";
         button.disabled = false;
+        ready(document.body.dataset.view);
+        return;
       }
+      // Drawn again with what the action changed; the outcome stays in the status line.
+      document.body.dataset.lastResult = `${name}: ${outcome}`;
+      await route();
+      status(`${name}: ${outcome}`);
     });
     return form;
   }
