@@ -68,6 +68,7 @@ def run_stack(settings: Settings, *, with_seed: bool = True) -> int:
             f"  OpenAPI        {base}/openapi.json\n"
             f"  AsyncAPI docs  {base}/asyncapi\n"
             f"  Health         {base}/health   (ready: {base}/ready)\n"
+            f"  Console        {base}/admin/console   (support; reports: {base}/admin)\n"
             + (
                 "  Try it         TOKEN=$(PAYMENT_DEV_MODE=true .venv/bin/python -m devtools token "
                 f'--sub demo-alice) && curl -H "Authorization: Bearer $TOKEN" {base}/credits/balance\n'

@@ -215,7 +215,7 @@ async def test_a_grant_and_a_purchase_refund_from_the_forms_reach_the_history_an
         assert await submit(browser, "grant", {"credits": "6", "reason": "late class, sorry"}) == "done"
         refunded = await submit(browser, "refund-purchase", {
             "purchaseId": customer.purchase_id, "amount": "500", "reason": "partial refund asked by phone"})
-        assert refunded == "done", refunded
+        assert refunded == "done: 5.00 USD refunded in Stripe", refunded
         assert await show(browser, f"#/customer/{customer.user}/explain") == "customer"
         history = await browser.evaluate("document.getElementById('explanation').textContent")
         newest = await browser.evaluate(

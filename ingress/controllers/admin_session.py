@@ -35,7 +35,7 @@ from services.errors import Forbidden, NotFound, Unauthorized
 from services.settings import Settings
 
 # Where a signed-in admin lands when `next` is missing or not a path of this service.
-CONSOLE_PATH = "/payment/admin"
+CONSOLE_PATH = "/payment/admin/console"
 ADMIN_ROLE = "admin"
 
 

@@ -197,7 +197,10 @@
       try {
         const values = Object.fromEntries(new FormData(form).entries());
         const reply = await send(values, form.dataset.key);
-        outcome = reply.status === 202 ? "accepted: the ledger applies it shortly" : "done";
+        const body = reply.body || {};
+        outcome = reply.status === 202 ? "accepted: the ledger applies it shortly"
+          : body.amountRefunded !== undefined ? `done: ${money(body.amountRefunded, body.currency)} refunded in Stripe`
+            : "done";
         form.dataset.key = crypto.randomUUID();  // the next submission is another action
       } catch (error) {
         result.className = "result error";
