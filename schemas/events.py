@@ -308,9 +308,16 @@ REJECTABLE = Literal[
     "purchase.revoke.rejected",
     "purchase.freeze.rejected",
     "purchase.settle_dispute.rejected",
+    "membership.grant_period.rejected",
+    "membership.fail_payment.rejected",
+    "membership.sync.rejected",
+    "fraud.record_card.rejected",
     "fraud.resolve.rejected",
     "receipt.resend.rejected",
 ]
+"""Every command type's rejection event: a rejected command whose `.rejected` type were
+missing here could not announce its rejection, and its batch would fail again on every
+redelivery (tests/test_rejections.py keeps this list complete)."""
 
 
 class RejectedPayload(WireModel):

@@ -656,6 +656,10 @@ export interface CommandRejected {
     | "purchase.revoke.rejected"
     | "purchase.freeze.rejected"
     | "purchase.settle_dispute.rejected"
+    | "membership.grant_period.rejected"
+    | "membership.fail_payment.rejected"
+    | "membership.sync.rejected"
+    | "fraud.record_card.rejected"
     | "fraud.resolve.rejected"
     | "receipt.resend.rejected";
   userId: string;
