@@ -22,6 +22,9 @@ Credits = Annotated[
 NonNegative = Annotated[int, Field(ge=0), EXACTLY_INT]
 UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 Reference = Annotated[str, Field(min_length=1, max_length=200)]
+# Who an admin is: the `sub` of their token or console session, as the identity provider
+# writes it (`auth0|5f…`, an email, a GUID): any visible ASCII, unlike a user id.
+AdminSubject = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
 FREEZE_PREFIXES = ("dispute:", "fraud:")
 
@@ -361,7 +364,7 @@ class ResolvePayload(WireModel):
         description="cleared: frozen credits are released; confirmed: they are taken back."
     )
     note: Reason | None = None
-    resolved_by: UserId
+    resolved_by: AdminSubject
 
 
 class ResolveFraudFlag(CommandEnvelope):

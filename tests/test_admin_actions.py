@@ -25,7 +25,8 @@ from tests.test_fraud import charge_event, flags_of, paid
 from tests.test_notifications import address, notify, smtp  # noqa: F401 (fixtures)
 from tests.test_purchases import purchase, wait_balance
 
-ADMIN_NAME = "support-lead"
+# As an identity provider writes subjects (Auth0's `provider|id`): not a user id's alphabet.
+ADMIN_NAME = "auth0|support-lead"
 ADMIN = auth(ADMIN_NAME, "admin")
 
 
