@@ -322,6 +322,15 @@ def ingress(settings: Settings, worker: ChildProcess, relay: ChildProcess) -> It
     started.process.stop()
 
 
+@pytest.fixture(scope="session")
+def dev_ingress(settings: Settings, worker: ChildProcess, relay: ChildProcess) -> Iterator[Ingress]:
+    """An ingress in development mode, as `make run` starts it (same database): the
+    admin pages' development sign-in works there."""
+    started = start_ingress(settings.model_copy(update={"payment_dev_mode": True}), "ingress-dev")
+    yield started
+    started.process.stop()
+
+
 @pytest.fixture
 async def http(ingress: Ingress) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=ingress.url, timeout=20) as client:

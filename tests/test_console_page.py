@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +23,8 @@ import pytest
 from sqlalchemy import text
 
 from devtools.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
-from services.settings import Settings
 from tests.chromium_cdp import Browser
-from tests.conftest import ARTIFACTS, JWT_SECRET, Ingress, auth, start_ingress
+from tests.conftest import ARTIFACTS, JWT_SECRET, Ingress, auth
 
 pytestmark = pytest.mark.timeout(240)
 ADMIN = auth("console-test-admin", "admin")
@@ -41,14 +40,6 @@ class Customer:
     payment_intent: str
     purchase_id: str
     charge_tx: str
-
-
-@pytest.fixture(scope="module")
-def dev_ingress(settings: Settings, worker, relay) -> Iterator[Ingress]:
-    """An ingress in development mode, as `make run` starts it (same database)."""
-    started = start_ingress(settings.model_copy(update={"payment_dev_mode": True}), "ingress-console")
-    yield started
-    started.process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,14 @@ every script error into `<pre id="errors">`; the DOM is read from the browser.
 
 import re
 import uuid
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.settings import Settings
 from tests.chromium_cdp import Browser
-from tests.conftest import ARTIFACTS, Ingress, auth, start_ingress
+from tests.conftest import ARTIFACTS, Ingress, auth
 from tests.test_http_api import charge_http, grant_http
 from tests.test_purchases import purchase, wait_balance
 
@@ -66,14 +64,6 @@ def read_dom(dom: str) -> DomFacts:
     facts = DomFacts()
     facts.feed(dom)
     return facts
-
-
-@pytest.fixture(scope="module")
-def dev_ingress(settings: Settings, worker, relay) -> Iterator[Ingress]:
-    """An ingress in development mode, as `make run` starts it (same database)."""
-    started = start_ingress(settings.model_copy(update={"payment_dev_mode": True}), "ingress-dash-dev")
-    yield started
-    started.process.stop()
 
 
 async def signed_in(browser: Browser, ingress: Ingress, subject: str) -> str:
