@@ -14,7 +14,9 @@ from tests.test_http_api import grant_http
 
 SAMPLE = str(uuid.uuid4())
 # operation id -> (audience, method, path, body). Audiences: public (anyone), user (any
-# signed-in caller, own data only), privileged (service or admin), admin, stripe (signed).
+# signed-in caller, own data only), privileged (service or admin), admin, stripe (signed),
+# session (the console's sign-in: the identity provider or the session cookie decides who
+# gets in, tried in tests/test_admin_sign_in.py).
 ROUTES: dict[str, tuple[str, str, str, dict | None]] = {
     "health": ("public", "GET", "/payment/health", None),
     "ready": ("public", "GET", "/payment/ready", None),
@@ -26,6 +28,12 @@ ROUTES: dict[str, tuple[str, str, str, dict | None]] = {
     "listMembershipPlans": ("public", "GET", "/payment/memberships/", None),
     "getMembershipPlan": ("public", "GET", "/payment/memberships/plans/plan_basic", None),
     "getAdminDashboard": ("public", "GET", "/payment/admin", None),
+    "getSupportConsole": ("public", "GET", "/payment/admin/console", None),
+    "getAdminSession": ("session", "GET", "/payment/admin/session", None),
+    "startAdminSignIn": ("session", "GET", "/payment/admin/sign-in", None),
+    "finishAdminSignIn": ("session", "GET", "/payment/admin/callback", None),
+    "devAdminSignIn": ("session", "POST", "/payment/admin/dev-sign-in", {"subject": "x"}),
+    "adminSignOut": ("session", "POST", "/payment/admin/sign-out", None),
     "getPublicConfig": ("public", "GET", "/payment/config", None),
     "stripeWebhook": ("stripe", "POST", "/payment/webhooks/stripe", {}),
     "getBalance": ("user", "GET", "/payment/credits/balance", None),
