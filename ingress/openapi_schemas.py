@@ -49,7 +49,18 @@ def faithful(document: dict[str, Any]) -> dict[str, Any]:
             components.setdefault(def_name, definition)
         components[name] = schema
     _declare_pending_location(fixed)
+    _no_content_has_no_body(fixed)
     return fixed
+
+
+def _no_content_has_no_body(document: dict[str, Any]) -> None:
+    """A 204 sends no body; Litestar documents `Response[None]` as JSON `null`, which a
+    client (or schemathesis) would then expect with a Content-Type."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            empty = operation.get("responses", {}).get("204") if isinstance(operation, dict) else None
+            if isinstance(empty, dict):
+                empty.pop("content", None)
 
 
 def _declare_pending_location(document: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, Field
 
 from schemas.api import MinorUnits
-from schemas.base import StrictBool, StrictInt, WireModel, examples
+from schemas.base import PLAIN_TEXT, StrictBool, StrictInt, WireModel, examples
 from schemas.commands import Credits
 
 # Why the admin acts: required, 1 to 500 characters, not blank (the audit shows it).
@@ -20,6 +20,7 @@ ActionReason = Annotated[
     str,
     Field(min_length=1, max_length=500, pattern=r"\S",
           description="Why the admin acts (1 to 500 characters, not blank); kept in the audit."),
+    PLAIN_TEXT,
 ]
 
 AuditAction = Literal[

@@ -111,6 +111,8 @@ async def test_a_goodwill_grant_is_applied_and_audited_with_admin_reason_and_eff
     {"credits": 25, "reason": " \n\t"},
     {"credits": 25, "reason": "x" * 501},
     {"credits": 25, "reason": None},
+    {"credits": 25, "reason": "goodwill\x00"},  # Postgres text holds no NUL: a 500 before
+    {"credits": 25, "reason": "\x1b[31mgoodwill"},  # a terminal escape for whoever reads logs
 ])
 async def test_an_action_without_a_reason_is_refused_and_nothing_is_recorded(
     http, engine, user_id, body

@@ -6353,9 +6353,7 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": null;
-                };
+                content?: never;
             };
             /** @description PAY003 Invalid promo code: the code gives nothing here, `details.reason` says why / PAY005 Webhook signature invalid: bad, stale or missing `Stripe-Signature`, or the body is not an event */
             400: {

@@ -6,7 +6,7 @@ numbers and booleans that are JSON numbers and booleans."""
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticKnownError
 from pydantic_core.core_schema import ErrorType
@@ -40,6 +40,22 @@ EXACTLY_BOOL = BeforeValidator(_exactly(bool, "bool_type"))
 StrictInt = Annotated[int, EXACTLY_INT]
 StrictBool = Annotated[bool, EXACTLY_BOOL]
 SchemaVersion = Annotated[Literal[1], EXACTLY_INT]  # pydantic's Literal[1] takes true and 1.0
+
+
+_CONTROL = {*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F}
+
+
+def _no_control_characters(value: str) -> str:
+    """Free text (a reason, a reference) is shown in the console, written to logs and
+    CSVs and stored in Postgres, which cannot hold a NUL: control characters other than
+    tab and line breaks are refused instead of failing later or reaching a terminal."""
+    if any(ord(character) in _CONTROL for character in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+# Every free-text field of a wire model: `Annotated[str, Field(...), PLAIN_TEXT]`.
+PLAIN_TEXT = AfterValidator(_no_control_characters)
 
 
 class WireModel(BaseModel):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field, RootModel, TypeAdapter
 
-from pika_payment_client.contracts.base import EXACTLY_INT, SchemaVersion, StrictBool, WireModel
+from pika_payment_client.contracts.base import EXACTLY_INT, PLAIN_TEXT, SchemaVersion, StrictBool, WireModel
 
 SCHEMA_VERSION = 1
 Credits = Annotated[
@@ -23,11 +23,11 @@ Credits = Annotated[
 ]
 NonNegative = Annotated[int, Field(ge=0), EXACTLY_INT]
 UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
-Reference = Annotated[str, Field(min_length=1, max_length=200)]
+Reference = Annotated[str, Field(min_length=1, max_length=200), PLAIN_TEXT]
 # Who an admin is: the `sub` of their token or console session, as the identity provider
 # writes it (`auth0|5f…`, an email, a GUID): any visible ASCII, unlike a user id.
 AdminSubject = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
-Reason = Annotated[str, Field(min_length=1, max_length=500)]
+Reason = Annotated[str, Field(min_length=1, max_length=500), PLAIN_TEXT]
 FREEZE_PREFIXES = ("dispute:", "fraud:")
 
 
@@ -42,6 +42,7 @@ BookingReference = Annotated[
     Field(min_length=1, max_length=200,
           description="Business reference, e.g. booking-123; not dispute:… or fraud:…."),
     AfterValidator(_not_a_freeze),
+    PLAIN_TEXT,
 ]
 Metadata = Annotated[dict[str, Any], Field(default_factory=dict, max_length=50)]
 
