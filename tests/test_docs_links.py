@@ -57,3 +57,15 @@ def test_the_readme_stays_a_front_door():
     text = "\n".join(lines)
     assert "make run" in text and "make test" in text
     assert "docs/architecture.md" in text
+
+
+def test_every_test_the_docs_name_exists():
+    """The attack catalogue and the other pages cite the tests that replay each case: a
+    renamed or deleted test must not leave a citation behind that nothing runs."""
+    sources = "\n".join(path.read_text(encoding="utf-8")
+                        for folder in ("tests", "clients/python/tests")
+                        for path in (ROOT / folder).rglob("test_*.py"))
+    defined = set(re.findall(r"^(?:async )?def (test_\w+)", sources, re.M))
+    missing = {name for page in PAGES
+               for name in re.findall(r"::(test_\w+)", page.read_text(encoding="utf-8"))} - defined
+    assert not missing, sorted(missing)
