@@ -276,3 +276,24 @@ async def test_the_console_is_served_with_its_policy_and_no_outside_url(api: htt
         assert asset.status_code == 200 and "http://" not in asset.text and "https://" not in asset.text
     assert "https://" not in page.text and "http://" not in page.text
     assert (await api.get("/payment/admin/console/static/..%2Fdashboard%2Findex.html")).status_code == 404
+
+
+async def test_a_hold_released_from_the_console_gives_its_credits_back(
+    dev_ingress: Ingress, api: httpx.AsyncClient, customer: Customer
+):
+    held = await api.post("/payment/commands/", headers=auth("bookings", "service"), json={
+        "id": str(uuid.uuid4()), "type": "credits.hold", "userId": customer.user,
+        "payload": {"credits": 1, "reference": f"booking-{uuid.uuid4().hex[:6]}"}})
+    assert held.status_code == 200, held.text
+    hold_id = held.json()["holdId"]
+    before = await balance_of(api, customer.user)
+    async with Browser() as browser:
+        await sign_in(browser, dev_ingress)
+        assert await show(browser, f"#/customer/{customer.user}") == "customer"
+        result = await submit(browser, f"release-hold-{hold_id}", {"reason": "studio closed"})
+        assert result == "done", result
+        still_there = await browser.evaluate(
+            f"document.querySelector('form[data-action=\"release-hold-{hold_id}\"]') !== null")
+    after = await balance_of(api, customer.user)
+    assert (after["available"], after["held"]) == (before["available"] + 1, before["held"] - 1)
+    assert not still_there, "the released hold is no longer listed"
