@@ -42,7 +42,24 @@ BookingReference = Annotated[
     AfterValidator(_not_a_freeze),
     PLAIN_TEXT,
 ]
-Metadata = Annotated[dict[str, Any], Field(default_factory=dict, max_length=50)]
+def _storable(value: Any) -> Any:
+    """Postgres `jsonb` holds no NUL character: metadata carrying one would break the
+    ledger's insert after the command was accepted (a PAY500), so it is refused here."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("metadata cannot hold NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item)
+    return value
+
+
+Metadata = Annotated[
+    dict[str, Any], Field(default_factory=dict, max_length=50), AfterValidator(_storable)
+]
 
 _NAMESPACE = uuid.UUID("4b6f1c1e-5d4c-4f1e-9a57-70696b617061")
 

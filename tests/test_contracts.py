@@ -145,6 +145,10 @@ def test_unknown_fields_and_versions_are_refused():
         {**example, "payload": {**example["payload"], "credits": 0}},
         {**example, "payload": {**example["payload"], "credits": 1.5}},
         {**example, "userId": "x" * 200},
+        # Text Postgres cannot store (jsonb and text hold no NUL): refused, not a PAY500 later.
+        {**example, "payload": {**example["payload"], "metadata": {"note": "a\x00b"}}},
+        {**example, "payload": {**example["payload"], "metadata": {"a": [{"b": "\x00"}]}}},
+        {**example, "payload": {**example["payload"], "reference": "booking\x00"}},
     ):
         try:
             command_adapter.validate_python(broken)

@@ -1,4 +1,5 @@
-"""Every command the ledger refuses announces its refusal and never blocks its partition.
+"""Every command the ledger refuses announces its refusal and never blocks its partition;
+what it could not store is refused before it is accepted.
 
 The refusal event's type is `<command type>.rejected`; a type missing from the event
 contract made the rejection itself fail, and with it the whole batch on every
@@ -25,7 +26,8 @@ from services.db import make_engine
 from services.evidence.trusted_publisher import publish_with_evidence
 from services.evidence.zones import Evidence
 from services.settings import Settings
-from tests.conftest import ChildProcess, wait_processed
+from tests.conftest import ChildProcess, auth, wait_processed
+from tests.test_http_api import grant_http
 
 
 def test_every_command_type_has_its_rejection_event():
@@ -63,3 +65,18 @@ async def test_a_refused_period_grant_is_announced_and_the_batch_goes_on(
     [announced] = await events.wait_for(lambda e: e.get("commandId") == str(grant.id))
     assert announced["type"] == "membership.grant_period.rejected"
     assert announced["payload"]["code"] == "PAY008"
+
+
+async def test_text_postgres_cannot_store_is_refused_at_the_door_and_nothing_moves(
+    http, user_id: str
+):
+    assert (await grant_http(http, user_id, 5)).status_code == 200
+    refused = await http.post("/payment/commands/", headers=auth("bookings", "service"), json={
+        "id": str(uuid.uuid4()), "type": "credits.charge", "userId": user_id,
+        "payload": {"credits": 1, "reference": "booking-1", "metadata": {"note": "a\u0000b"}}})
+
+    # Before: accepted, then the ledger's insert failed (PAY500, dead-lettered).
+    assert (refused.status_code, refused.json()["code"]) == (422, "PAY007"), refused.text
+    balance = await http.get("/payment/credits/balance", params={"userId": user_id},
+                             headers=auth("ops", "admin"))
+    assert balance.json()["available"] == 5
