@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,8 +237,36 @@ def token(subject: str, *roles: str, ttl: int = 600) -> str:
     return make_token(JWT_SECRET, subject, list(roles) or ["user"], ttl)
 
 
+class FreshAuth(Mapping[str, str]):
+    """`Authorization` headers minting a new token each time they are read.
+
+    Modules keep their admin's headers in a constant made at import, that is when the
+    suite is collected; a plain token would expire during a long run and the module's
+    tests, late in the run, would fail with 401."""
+
+    def __init__(self, subject: str, roles: tuple[str, ...]) -> None:
+        self.subject, self.roles = subject, roles
+
+    def __getitem__(self, name: str) -> str:
+        if name != "Authorization":
+            raise KeyError(name)
+        return f"Bearer {token(self.subject, *self.roles)}"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("Authorization",))
+
+    def __len__(self) -> int:
+        return 1
+
+
 def auth(subject: str, *roles: str) -> dict[str, str]:
+    """Headers with a token minted now (valid for ten minutes)."""
     return {"Authorization": f"Bearer {token(subject, *roles)}"}
+
+
+def fresh_auth(subject: str, *roles: str) -> Mapping[str, str]:
+    """Headers for a module's constant: a new token at every use (see FreshAuth)."""
+    return FreshAuth(subject, roles)
 
 
 class ChildProcess:

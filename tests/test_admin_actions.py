@@ -20,14 +20,14 @@ from sqlalchemy.exc import DBAPIError
 
 from devtools.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 from services.ledger.invariant_queries import reconcile
-from tests.conftest import JWT_SECRET, auth, wait_processed
+from tests.conftest import JWT_SECRET, auth, fresh_auth, wait_processed
 from tests.test_fraud import charge_event, flags_of, paid
 from tests.test_notifications import address, notify, smtp  # noqa: F401 (fixtures)
 from tests.test_purchases import purchase, wait_balance
 
 # As an identity provider writes subjects (Auth0's `provider|id`): not a user id's alphabet.
 ADMIN_NAME = "auth0|support-lead"
-ADMIN = auth(ADMIN_NAME, "admin")
+ADMIN = fresh_auth(ADMIN_NAME, "admin")
 
 
 def keyed(key: str | None = None, headers: dict[str, str] | None = None) -> dict[str, str]:

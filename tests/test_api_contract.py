@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import auth
+from tests.conftest import auth, fresh_auth
 from tests.test_http_api import grant_http
 
-ADMIN = auth("contract-admin", "admin")
+ADMIN = fresh_auth("contract-admin", "admin")
 # POSTs with their own idempotency (the Stripe webhook dedupes by Stripe's event id), and
 # the console's development sign-in and sign-out, which change only the caller's own
 # session cookie: a replayed reply would carry no cookie, and doing either twice is harmless.

@@ -18,11 +18,11 @@ from sqlalchemy import text
 from adapters.stripe.events import envelope_of
 from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
 from services.ledger.invariant_queries import reconcile
-from tests.conftest import auth, dead_letters, publish, wait_processed
+from tests.conftest import auth, dead_letters, fresh_auth, publish, wait_processed
 from tests.test_purchases import bought, dispute_event, intent_event, post_event, refund_event
 
-SERVICE = auth("booking-service", "service")
-ADMIN = auth("support-admin", "admin")
+SERVICE = fresh_auth("booking-service", "service")
+ADMIN = fresh_auth("support-admin", "admin")
 
 
 async def send(http, user: str, kind: str, payload: dict, headers=SERVICE, **extra) -> Any:

@@ -24,10 +24,10 @@ from sqlalchemy import text
 
 from devtools.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 from tests.chromium_cdp import Browser
-from tests.conftest import ARTIFACTS, JWT_SECRET, Ingress, auth
+from tests.conftest import ARTIFACTS, JWT_SECRET, Ingress, auth, fresh_auth
 
 pytestmark = pytest.mark.timeout(240)
-ADMIN = auth("console-test-admin", "admin")
+ADMIN = fresh_auth("console-test-admin", "admin")
 READY = "document.body.dataset.ready === 'true' && document.body.dataset.view"
 XSS = '<img src=x onerror="document.title=\'owned\'">'
 

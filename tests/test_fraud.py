@@ -12,10 +12,10 @@ import uuid
 import pytest
 
 from services.ledger.invariant_queries import reconcile
-from tests.conftest import auth
+from tests.conftest import auth, fresh_auth
 from tests.test_purchases import intent_event, post_event, purchase, wait_balance
 
-ADMIN = auth("fraud-admin", "admin")
+ADMIN = fresh_auth("fraud-admin", "admin")
 
 
 async def paid(http, pack: dict, user: str) -> str:

@@ -16,7 +16,7 @@ from services.ledger.invariant_queries import reconcile
 from services.promos import reservations
 from services.promos.reservations import tidy_expired
 from services.promos.rules import Target
-from tests.conftest import auth
+from tests.conftest import auth, fresh_auth
 from tests.test_fraud import flags_of
 from tests.test_memberships import (
     invoice_event,
@@ -29,7 +29,7 @@ from tests.test_memberships import (
 )
 from tests.test_purchases import intent_event, post_event, wait_balance
 
-ADMIN = auth("promo-admin", "admin")
+ADMIN = fresh_auth("promo-admin", "admin")
 
 
 async def new_code(http, kind: str = "percentage", **fields) -> dict:

@@ -29,13 +29,13 @@ from schemas.base import WireModel
 from schemas.commands import ExpireCredits, ExpirePayload
 from services.ledger.invariant_queries import reconcile
 from services.support.running_balance import Step, balances_after
-from tests.conftest import JWT_SECRET, ChildProcess, Ingress, auth, publish, wait_processed
+from tests.conftest import JWT_SECRET, ChildProcess, Ingress, auth, fresh_auth, publish, wait_processed
 from tests.test_memberships import make_plan
 from tests.test_notifications import SmtpServer
 from tests.test_promos import new_code
 from tests.test_purchases import dispute_event, post_event
 
-ADMIN = auth("support-agent", "admin")
+ADMIN = fresh_auth("support-agent", "admin")
 ROUTES = (
     "/payment/admin/customers/search?q={user}",
     "/payment/admin/customers/{user}",
