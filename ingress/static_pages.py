@@ -49,11 +49,11 @@ def page(folder: str) -> Response[bytes]:
                     headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
 
 
-def asset(folder: str, name: str) -> Response[bytes]:
+def asset(folder: str, name: str, cache: str = "no-cache") -> Response[bytes]:
     """One of the page's scripts or styles, by its exact name."""
     found = page_files(folder).get(name)
     if found is None or name == "index.html":
         raise NotFoundException(f"no {folder} file {name!r}")
     body, media_type = found
     return Response(body, media_type=media_type,
-                    headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+                    headers={**SECURITY_HEADERS, "Cache-Control": cache})
