@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="charges to send (default: 20000)")
     bench.add_argument("--users", type=int, default=2_000,
                        help="distinct users the charges spread over (default: 2000)")
+    bench.add_argument("--workers", type=int, default=None,
+                       help="ledger worker processes, one consumer group (default: one per core)")
     reports = command(
         "bench-reports", "the five reports over a seeded year of ledger, timed (target < 1 s)"
     )

@@ -1,4 +1,4 @@
-"""`python -m devtools bench`: end-to-end charge throughput and latency, next to two baselines.
+"""`python -m devtools bench`: end-to-end throughput and latency of every command type, next to baselines.
 
 What it answers: is the Kafka-driven path (publish -> ledger worker -> outbox -> relay ->
 `balance.changed`) at least as fast as the obvious design, one database transaction
@@ -15,17 +15,28 @@ sees the same shape of data (three batches per user with different expiries; cha
 drain them earliest expiry first and cross batch boundaries):
 1. baseline (a): one transaction per charge through asyncpg on 8 connections;
 2. baseline (b): 100 charges per transaction, raw set-based SQL through asyncpg on one
-   connection (the statements of the ledger's stores, services/ledger/*_store.py): the ceiling;
+   connection (the statements of the ledger's stores, services/ledger/*_store.py);
 3. diagnostic (c): the worker's own code (`apply_commands`: SQLAlchemy + pydantic) in
    worker-sized batches without Kafka, which splits the end-to-end cost into "ledger
    code" and "Kafka + relay";
-4. end to end at full load: N charges published as fast as possible; the rate is
-   N / (last `balance.changed` - first publish);
-5. what the database invariants (the triggers of migration 0011) cost: the same full
+4. baseline (d), the bare ceiling: the least a correct charge needs (lock and update
+   the batches earliest expiry first, one ledger row with its unique command id),
+   100 per statement on 2 connections, on tables of its own with SQL fixed in
+   `bare_ceiling`: it measures the machine, never our schema, so e2e / (d) stays
+   comparable across changes of the design;
+5. end to end at full load: N charges published as fast as possible; the rate is
+   N / (last `balance.changed` - first publish), with one ledger worker process per
+   core (`--workers`), one consumer group, the partitions split between them;
+6. what the database invariants (the triggers of migration 0011) cost: the same full
    load with them disabled, then once more with them enabled, so the "with" figure is
    the mean of the phases either side of the "without" one (neither side gets the
    warm-up); the triggers are enabled again whatever happens, before the reconcile;
-6. end to end at half the rate of 4, paced, for a few seconds: the latency target.
+7. end to end at half the rate of 5, paced, for a few seconds: the latency target;
+8. grants: N/2 goodwill grants to users without an account, end to end (each creates
+   the account and a batch), evidence recorded before the clock as an admin's request
+   records it, published to the internal topic;
+9. the mix: N/2 commands in the fault suite's proportions (grants, charges, holds,
+   captures and releases; not its refunds, which need an applied charge's id).
 The ledger is then reconciled; a discrepancy or a missing event fails the run. The
 reconcile checks the invariants' rules after the fact, the "without" phase's rows too.
 
@@ -38,10 +49,12 @@ starts; PIKA_BENCH_PROFILE=<dir> also runs the worker and relay under cProfile.
 Modules, in the order a run uses them:
 - `command`: the CLI entry (`main`), signals, exit codes;
 - `sandbox`: the run's own database, broker and topics, and their teardown;
-- `workload`: the charges of each phase and the grants that fund them;
+- `workload`: the charges of each phase, the grants that fund them, the grant phase's
+  grants and the mix;
 - `sql`, `ledger_rows`: the ledger's own statements, rows and events, written through asyncpg;
 - `funding`: grants in set-based SQL before any clock starts;
-- `baselines`, `worker_code`, `timing`: phases (a), (b), (c) and how they are timed;
+- `baselines`, `worker_code`, `bare_ceiling`, `timing`: phases (a), (b), (c), (d) and
+  how they are timed; `evidence`: the grants' evidence, recorded up front;
 - `children`, `event_watch`, `end_to_end`: the worker and relay processes, reading
   `balance.changed` back, and one end-to-end phase;
 - `invariants`: the invariant triggers switched off and on, and what they cost;

@@ -29,14 +29,20 @@ from services.settings import Settings
 
 @dataclass
 class Child:
-    name: str
+    name: str  # "worker-2": the role, and which of its processes
     process: Process
     log: Path
     metrics_port: int
 
+    @property
+    def role(self) -> str:
+        """The `pika-payment` command it runs ("worker", "relay"): what the notes group by."""
+        return self.name.split("-", 1)[0]
+
 
 def spawn(name: str, settings: Settings, tag: str) -> Child:
-    """`pika-payment <name>` with the bench's settings and a /metrics port to scrape.
+    """`pika-payment <role>` (`name` is "<role>" or "<role>-<n>") with the bench's
+    settings and a /metrics port to scrape.
 
     With PIKA_BENCH_PROFILE=<dir> in the environment, each child runs under cProfile
     and leaves <dir>/<name>.prof (rates drop by the profiler's overhead).
@@ -49,7 +55,8 @@ def spawn(name: str, settings: Settings, tag: str) -> Child:
     if profile_dir:  # cProfile each child; the stats are written when it stops on SIGTERM
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
         profile_to = Path(profile_dir).resolve() / f"{name}.prof"
-    process = spawn_process(service_command(name, profile_to=profile_to), log=log, env=env, cwd=ROOT)
+    role = name.split("-", 1)[0]
+    process = spawn_process(service_command(role, profile_to=profile_to), log=log, env=env, cwd=ROOT)
     return Child(name, process, log, port)
 
 
@@ -66,8 +73,13 @@ def scrape(child: Child) -> dict[str, float]:
 
 
 async def scrape_all(children: list[Child]) -> dict[str, dict[str, float]]:
-    """Every child's samples, by child name (in a thread: urllib blocks)."""
-    return {c.name: await asyncio.to_thread(scrape, c) for c in children}
+    """Every role's samples, summed over its processes (in a thread: urllib blocks)."""
+    by_role: dict[str, dict[str, float]] = {}
+    for child in children:
+        samples = by_role.setdefault(child.role, {})
+        for name, value in (await asyncio.to_thread(scrape, child)).items():
+            samples[name] = samples.get(name, 0.0) + value
+    return by_role
 
 
 async def wait_started(child: Child, seconds: float = 30) -> None:

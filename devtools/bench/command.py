@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 import uuid
@@ -25,22 +26,33 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def default_workers(settings: Settings) -> int:
+    """One ledger worker per core this process may use, at most one per partition: the
+    worker alternates between Python and waiting for Postgres, so a second process
+    keeps both busy (in production, replicas of the worker Deployment do the same)."""
+    return max(1, min(len(os.sched_getaffinity(0)), settings.kafka_command_partitions))
+
+
 def main(settings: Settings, args: argparse.Namespace) -> int:
     """`python -m devtools bench`: 0 when the run completed (targets met or not), 1 when it failed."""
     charges = int(args.charges)
     users = min(int(args.users), charges)
-    if charges <= 0 or users <= 0:
-        console.print("[red]--charges and --users must be positive[/red]")
+    workers = int(args.workers or default_workers(settings))
+    if charges <= 0 or users <= 0 or workers <= 0:
+        console.print("[red]--charges, --users and --workers must be positive[/red]")
         return 2
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("pika.topics").setLevel(logging.WARNING)
     tag = uuid.uuid4().hex[:8]
     port = free_port()
-    run = Run(bench_settings(settings, tag, f"127.0.0.1:{port}"), tag)
+    run = Run(bench_settings(settings, tag, f"127.0.0.1:{port}"), tag, workers=workers)
     started = time.perf_counter()
     previous_term = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     try:
-        console.print(f"bench {tag}: tansu on 127.0.0.1:{port}, database pika_bench_{tag}")
+        console.print(
+            f"bench {tag}: tansu on 127.0.0.1:{port}, database pika_bench_{tag}, "
+            f"{workers} ledger worker process(es)"
+        )
         set_up(run, port)
         results = asyncio.run(bench(run, charges, users))
     except KeyboardInterrupt:

@@ -1,7 +1,9 @@
-"""One end-to-end phase: publish charges to Kafka, wait for each `balance.changed`, measure.
+"""One end-to-end phase: publish commands to Kafka, wait for each `balance.changed`, measure.
 
-The rate is N / (last `balance.changed` - first publish); a charge's latency runs
-from its publish to its `balance.changed` arriving here, queueing included.
+The rate is N / (last `balance.changed` - first publish); a command's latency runs
+from its publish to its `balance.changed` arriving here, queueing included. Every
+command the phases publish (charges, grants, holds, captures, releases) changes a
+balance, so one event per command id says it was applied and relayed.
 """
 
 import asyncio
@@ -19,6 +21,7 @@ from devtools.bench.event_watch import EventWatch
 from devtools.bench.sql import connect
 from devtools.bench.timing import cancel_unless_done
 from devtools.bench.workload import Charge
+from schemas.commands import CommandEnvelope
 from services.settings import Settings
 
 # perf_counter() -> Unix time, to compare with Kafka record timestamps and Postgres now().
@@ -81,17 +84,22 @@ async def run_e2e_phase(
     producer: AIOKafkaProducer,
     watch: EventWatch,
     settings: Settings,
-    charges: list[Charge],
+    commands: Sequence[Charge | CommandEnvelope],
     rate: float | None,
     timeout: float,
+    topic: str | None = None,
 ) -> Phase:
-    """Publish the charges, wait for every `balance.changed`, measure."""
-    wire = [(str(c.id), c.user_id.encode(), c.command().model_dump_json().encode()) for c in charges]
+    """Publish the commands (to `topic`, by default the public command topic), wait for
+    every `balance.changed`, measure."""
+    envelopes = [c.command() if isinstance(c, Charge) else c for c in commands]
+    wire = [(str(c.id), c.user_id.encode(), c.model_dump_json().encode()) for c in envelopes]
     phase = Phase(label, [c for c, _, _ in wire])
     watch.expect(phase.ids)
     pace = f" paced at {rate:,.0f}/s" if rate else " as fast as possible"
-    console.print(f"[bold]{label}[/bold]: {len(wire)} charges{pace}")
-    publishing = asyncio.create_task(publish(producer, settings.commands_topic, phase, wire, rate))
+    console.print(f"[bold]{label}[/bold]: {len(wire)} commands{pace}")
+    publishing = asyncio.create_task(
+        publish(producer, topic or settings.commands_topic, phase, wire, rate)
+    )
     deadline = time.perf_counter() + timeout
     try:
         while not watch.complete.is_set():
@@ -99,7 +107,7 @@ async def run_e2e_phase(
                 await publishing
             if watch.rejected:
                 reason = next(iter(watch.rejected.values()))
-                raise RuntimeError(f"{label}: {len(watch.rejected)} charges rejected (e.g. {reason})")
+                raise RuntimeError(f"{label}: {len(watch.rejected)} commands rejected (e.g. {reason})")
             if time.perf_counter() > deadline:
                 raise RuntimeError(
                     f"{label}: {len(watch.waiting)} of {len(wire)} balance.changed events "
@@ -115,7 +123,7 @@ async def run_e2e_phase(
     phase.rate = len(wire) / (last - phase.first)
     phase.latencies = [(watch.arrived[c] - phase.sent_at[c]) * 1000 for c in phase.ids]
     console.print(
-        f"  {len(wire)} charges in {last - phase.first:.2f}s: [bold]{phase.rate:,.0f} charges/s[/bold], "
+        f"  {len(wire)} commands in {last - phase.first:.2f}s: [bold]{phase.rate:,.0f}/s[/bold], "
         f"p50 {phase.p(0.5):.0f} ms, p99 {phase.p(0.99):.0f} ms "
         f"(publishing took {phase.last_published - phase.first:.2f}s)"
     )

@@ -8,25 +8,37 @@ import asyncio
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
 from devtools import processes
+from devtools.bench.bare_ceiling import baseline_bare
 from devtools.bench.baselines import baseline_set, baseline_single
 from devtools.bench.children import scrape_all, spawn, wait_started
 from devtools.bench.console import console
 from devtools.bench.end_to_end import Phase, latency_stages, run_e2e_phase
 from devtools.bench.event_watch import EventWatch
+from devtools.bench.evidence import record_evidence
 from devtools.bench.funding import fund
 from devtools.bench.invariants import cost_note, triggers_disabled
 from devtools.bench.machine import CpuMeter, background_load, postgres_pids
 from devtools.bench.sandbox import Run
 from devtools.bench.sql import connect
 from devtools.bench.worker_code import worker_code
-from devtools.bench.workload import Charge, credits_needed, funding_rounds, plan_charges
+from devtools.bench.workload import (
+    Charge,
+    credits_needed,
+    funding_rounds,
+    plan_charges,
+    plan_grants,
+    plan_mix,
+)
 from devtools.stack import RUN_DIR
+from schemas.commands import CommandEnvelope, GrantCredits
 from services.db import make_engine
 from services.kafka_security import kafka_client_options
 from services.ledger.invariant_queries import reconcile
@@ -34,6 +46,7 @@ from services.settings import Settings
 
 PACED_SECONDS = 8.0  # half-load phase length: enough samples for a stable p99
 PACED_MAX_FACTOR = 3  # the half-load phase may use up to 3 N charges (funded up front)
+BARE_FACTOR = 3  # baseline (d) runs 3 N charges
 BUSY_WARNING = 0.25  # cores busy before the start that make the figures suspect
 
 
@@ -45,11 +58,15 @@ class Results:
     users: int
     single_rate: float = math.nan
     set_rate: float = math.nan
+    bare_rate: float = math.nan  # (d): the machine's ceiling, fixed SQL on tables of its own
     worker_code_rate: float = math.nan
     full: Phase | None = None
     half: Phase | None = None
     invariants_off: Phase | None = None  # full load again, the invariant triggers disabled
     invariants_on_again: Phase | None = None  # and once more with them on, after the "off" phase
+    grants: Phase | None = None  # goodwill grants end to end, users without an account yet
+    mix: Phase | None = None  # the fault suite's mix (grants, charges, holds, captures, releases)
+    worker_rss: list[int] = field(default_factory=list)  # bytes, each worker process at the end
     half_target: float = math.nan
     rejected: int = 0
     discrepancies: list[str] = field(default_factory=list)
@@ -107,12 +124,18 @@ class MeasuredPhases:
     notes: list[str]
 
     async def phase(
-        self, name: str, label: str, charges: list[Charge], rate: float | None, timeout: float
+        self,
+        name: str,
+        label: str,
+        commands: Sequence[Charge | CommandEnvelope],
+        rate: float | None,
+        timeout: float,
+        topic: str | None = None,
     ) -> Phase:
         self.meter.begin()
         started = time.perf_counter()
         phase = await run_e2e_phase(
-            label, self.producer, self.watch, self.run.settings, charges, rate, timeout
+            label, self.producer, self.watch, self.run.settings, commands, rate, timeout, topic
         )
         wall = time.perf_counter() - started
         phase.cpu = self.meter.used()
@@ -123,6 +146,25 @@ class MeasuredPhases:
         return phase
 
 
+@dataclass
+class OtherLoads:
+    """The phases after the charges: other command types through the same worker."""
+
+    grants: list[GrantCredits]
+    mix: list[CommandEnvelope]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (VmRSS), 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 async def end_to_end(
     run: Run,
     results: Results,
@@ -130,8 +172,10 @@ async def end_to_end(
     full_load: list[Charge],
     invariant_loads: tuple[list[Charge], list[Charge]],
     paced_cap: int,
+    others: OtherLoads,
 ) -> None:
-    """Start the worker and relay, warm up, then the full-load and half-load phases.
+    """Start the worker and relay, warm up, then the full-load and half-load phases,
+    then the grant and mixed phases (`others`).
 
     Between them, what the invariant triggers cost: `invariant_loads` (full-load
     workloads on fresh users) run with the triggers off, then on again; the full-load
@@ -151,14 +195,17 @@ async def end_to_end(
     )
     await producer.start()
     try:
-        for name in ("worker", "relay"):
+        workers = [f"worker-{n}" for n in range(1, run.workers + 1)]
+        for name in (*workers, "relay"):
             run.children.append(spawn(name, settings, run.tag))
         for child in run.children:
             await wait_started(child)
         console.print(f"  running; logs in {RUN_DIR}/bench-{run.tag}-*.log")
         await run_e2e_phase("warm-up (group join, caches)", producer, watch, settings, warm_up, None, 60)
 
-        pids = {"bench": [os.getpid()], **{c.name: [c.process.pid] for c in run.children}}
+        pids: dict[str, list[int]] = {"bench": [os.getpid()]}
+        for child in run.children:
+            pids.setdefault(child.role, []).append(child.process.pid)
         pids["tansu"] = [p.pid for p in run.stack.children]
         pids["postgres"] = await postgres_pids(settings)
         meter = CpuMeter(pids)
@@ -185,6 +232,14 @@ async def end_to_end(
             "half load", "end to end, half load", plan_charges("p", count, results.users),
             results.half_target, PACED_SECONDS * 3 + max(60.0, count / 300),
         )
+        internal = settings.internal_commands_topic
+        results.grants = await measured.phase(
+            "grants", "end to end, goodwill grants", others.grants, None, timeout, internal
+        )
+        results.mix = await measured.phase(
+            "mix", "end to end, the fault suite's mix", others.mix, None, timeout, internal
+        )
+        results.worker_rss = [rss_bytes(c.process.pid) for c in run.children if c.role == "worker"]
     finally:
         await producer.stop()
         await watch.stop()
@@ -206,6 +261,9 @@ async def bench(run: Run, charges: int, users: int) -> Results:
     paced_cap = PACED_MAX_FACTOR * charges
     # Users per phase; x and y: end to end with the invariant triggers off, then on again.
     spread = {"a": users, "b": users, "c": users, "e": users, "x": users, "y": users, "w": warm_users}
+    # (d) funds its own tables (no ledger grants) and runs three times the charges: at its
+    # rate one N would last under a second, too short to time.
+    bare = plan_charges("d", BARE_FACTOR * charges, users)
     workloads = {phase: plan_charges(phase, charges, n) for phase, n in spread.items() if phase != "w"}
     workloads["w"] = plan_charges("w", warm_count, warm_users)
     console.print(
@@ -217,7 +275,14 @@ async def bench(run: Run, charges: int, users: int) -> Results:
         for phase, planned in workloads.items()
     }
     funding["p"] = funding_rounds("p", credits_needed(paced_cap, users), now)
+    # Grants and the mix: half as many commands as a charge phase each; the mix's users
+    # are funded for its charges and holds, its grants' users get an account from them.
+    others = OtherLoads(plan_grants("g", charges // 2, users, now), [])
+    others.mix, mix_need = plan_mix("m", charges // 2, users, now)
+    funding["m"] = funding_rounds("m", mix_need, now)
     await fund(settings, funding)
+    recorded = await record_evidence(settings, [*others.grants, *others.mix])
+    console.print(f"  evidence recorded for {recorded} grants of the grant and mixed phases")
 
     results.single_rate, cpu = await baseline_single(settings, workloads["a"])
     results.notes.append(cpu)
@@ -225,9 +290,11 @@ async def bench(run: Run, charges: int, users: int) -> Results:
     results.notes.append(cpu)
     results.worker_code_rate, cpu = await worker_code(settings, workloads["c"])
     results.notes.append(cpu)
+    results.bare_rate, cpu = await baseline_bare(settings, bare, now)
+    results.notes.append(cpu)
 
     invariant_loads = (workloads["x"], workloads["y"])
-    await end_to_end(run, results, workloads["w"], workloads["e"], invariant_loads, paced_cap)
+    await end_to_end(run, results, workloads["w"], workloads["e"], invariant_loads, paced_cap, others)
 
     console.print("[bold]reconcile[/bold]: every account, every transaction, every outbox row")
     results.rejected = await count_rejected(settings)

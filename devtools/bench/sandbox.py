@@ -55,6 +55,7 @@ class Run:
     stack: Stack = field(default_factory=Stack)
     children: list[Child] = field(default_factory=list)
     database_created: bool = False
+    workers: int = 1  # ledger worker processes in the end-to-end phases (one group)
 
 
 def set_up(run: Run, port: int) -> None:

@@ -4,11 +4,24 @@ Every phase gets its own users with the same shape of data (three batches per us
 with different expiries), so the phases compare like with like.
 """
 
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from schemas.commands import ChargeCredits, ChargePayload, GrantCredits, GrantPayload
+from schemas.commands import (
+    CaptureCredits,
+    CapturePayload,
+    ChargeCredits,
+    ChargePayload,
+    CommandEnvelope,
+    GrantCredits,
+    GrantPayload,
+    HoldCredits,
+    HoldPayload,
+    ReleaseCredits,
+    ReleasePayload,
+)
 
 
 @dataclass(frozen=True)
@@ -93,3 +106,81 @@ def funding_rounds(phase: str, need: dict[int, int], now: datetime) -> list[list
                 Grant(uuid.uuid4(), user, credits, now + timedelta(days=days), f"bench funding {days}d")
             )
     return rounds
+
+
+def plan_grants(phase: str, count: int, users: int, now: datetime) -> list[GrantCredits]:
+    """Goodwill grants round-robin over users that have no account yet: each creates
+    one, then a batch, as a bulk grant or a wave of renewals would."""
+    return [
+        GrantCredits(
+            id=uuid.uuid4(), user_id=user_name(phase, i % users), source="bench-grants",
+            payload=GrantPayload(
+                credits=1 + i % 10, reason="bench grant", expires_at=now + timedelta(days=90)
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+# The fault suite's mix of commands by weight (devtools/faults/load.py), without its
+# refunds: a refund names the transaction id of an applied charge, which only the
+# ledger knows, so it cannot be planned before the clock starts.
+MIX = (("grant", 22), ("charge", 40), ("hold", 12), ("capture", 10), ("release", 3))
+HOLD_CREDITS = 4
+
+
+def plan_mix(
+    phase: str, count: int, users: int, now: datetime
+) -> tuple[list[CommandEnvelope], dict[int, int]]:
+    """`count` commands round-robin over users in MIX's proportions, and the credits
+    each user index needs up front (charges and holds, before any grant lands).
+
+    Captures and releases target the user's oldest open hold, by reference; with none
+    open, the slot becomes a hold. The draw is seeded: every run plans the same mix.
+    """
+    rng = random.Random(14)
+    kinds = [k for k, _ in MIX]
+    weights = [w for _, w in MIX]
+    open_holds: dict[int, list[str]] = {}
+    need: dict[int, int] = {}
+    commands: list[CommandEnvelope] = []
+    for i in range(count):
+        index = i % users
+        user = user_name(phase, index)
+        kind = rng.choices(kinds, weights)[0]
+        holds = open_holds.setdefault(index, [])
+        if kind in ("capture", "release") and not holds:
+            kind = "hold"
+        reference = f"booking-{phase}-{i}"
+        command: CommandEnvelope
+        if kind == "grant":
+            command = GrantCredits(
+                user_id=user, source="bench-mix",
+                payload=GrantPayload(credits=5, reason="bench mix", expires_at=now + timedelta(days=90)),
+            )
+        elif kind == "charge":
+            credits = charge_credits(i)
+            need[index] = need.get(index, 0) + credits
+            command = ChargeCredits(
+                user_id=user, source="booking-service",
+                payload=ChargePayload(credits=credits, reference=reference),
+            )
+        elif kind == "hold":
+            need[index] = need.get(index, 0) + HOLD_CREDITS
+            holds.append(reference)
+            command = HoldCredits(
+                user_id=user, source="booking-service",
+                payload=HoldPayload(credits=HOLD_CREDITS, reference=reference),
+            )
+        elif kind == "capture":
+            command = CaptureCredits(
+                user_id=user, source="booking-service",
+                payload=CapturePayload(reference=holds.pop(0), credits=HOLD_CREDITS - 1),
+            )
+        else:
+            command = ReleaseCredits(
+                user_id=user, source="booking-service",
+                payload=ReleasePayload(reference=holds.pop(0)),
+            )
+        commands.append(command)
+    return commands, need
