@@ -8,7 +8,7 @@ the tests build it the same way.
 
 from services.fraud.handlers import HANDLERS as FRAUD_HANDLERS
 from services.ledger.handlers import HANDLERS as LEDGER_HANDLERS
-from services.ledger.handlers import Handler
+from services.ledger.handlers import SET_HANDLERS, Handler
 from services.ledger.registry import CommandRegistry
 from services.memberships.handlers import HANDLERS as MEMBERSHIP_HANDLERS
 from services.purchases.claims import claim_returned_credits
@@ -44,4 +44,6 @@ def command_handlers() -> dict[str, Handler]:
 
 def command_registry() -> CommandRegistry:
     """Every handler, and purchases as the claimant of credits returned to bought batches."""
-    return CommandRegistry(command_handlers(), return_claims=claim_returned_credits)
+    return CommandRegistry(
+        command_handlers(), set_handlers=SET_HANDLERS, return_claims=claim_returned_credits
+    )

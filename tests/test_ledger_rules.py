@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -291,6 +291,60 @@ async def test_charges_of_many_users_in_one_batch_each_follow_spend_order(engine
         assert outcome.result["balance"]["available"] == 5 - from_last[u]
         charged = next(e for e in outcome.events if e.type == "credits.charged")
         assert [(b["batchId"], b["credits"]) for b in charged.payload.batches] == expected
+    await assert_reconciled(engine)
+
+
+async def _statements(
+    engine: AsyncEngine, settings: Settings, commands: list[CommandEnvelope]
+) -> tuple[BatchReport, int]:
+    """Apply one batch; how many SQL statements it sent (every cursor execute counted)."""
+    sent = 0
+
+    def count(*_: Any) -> None:
+        nonlocal sent
+        sent += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        report = await apply(engine, settings, *commands)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    return report, sent
+
+
+async def test_grants_of_many_users_in_one_batch_are_set_based(engine, settings, user_id):
+    """A round of goodwill grants costs the statements of one grant, whatever its size
+    (a bulk grant or a wave of renewals must not queue for hours); a grant refused for
+    its expiry creates no account, one over the balance cap changes nothing, and the
+    others are applied."""
+    limited = settings.model_copy(update={"max_credit_balance": 100})
+    capped = f"{user_id}-capped"
+    await ok(engine, limited, grant(capped, 99))  # also warms what a worker reads once
+    few = [grant(f"{user_id}-few-{n}", 3) for n in range(3)]
+    _, few_statements = await _statements(engine, limited, list(few))
+    many = [grant(f"{user_id}-many-{n}", 1 + n % 7, days(30 + n)) for n in range(60)]
+    past = grant(f"{user_id}-past", 5, datetime.now(UTC) - timedelta(seconds=1))
+    over = grant(capped, 2)
+    report, many_statements = await _statements(engine, limited, [*many, past, over])
+    assert many_statements == few_statements, (few_statements, many_statements)
+    by_id = {o.command.id: o for o in report.outcomes}
+    assert [by_id[c.id].status for c in many] == ["applied"] * len(many)
+    for command in many:
+        result = by_id[command.id].result
+        assert result["credits"] == command.payload.credits
+        assert result["balance"]["available"] == command.payload.credits
+        assert result["expiresAt"] == command.payload.expires_at.isoformat()
+    assert (by_id[past.id].status, by_id[past.id].error_code) == ("rejected", "PAY007")
+    assert (by_id[over.id].status, by_id[over.id].error_code) == ("rejected", "PAY006")
+    async with engine.connect() as conn:
+        created = await conn.scalar(
+            text("SELECT count(*) FROM accounts WHERE user_id = :u"), {"u": past.user_id}
+        )
+        capped_balance = await conn.scalar(
+            text("SELECT available FROM accounts WHERE user_id = :u"), {"u": capped}
+        )
+    assert created == 0
+    assert capped_balance == 99
     await assert_reconciled(engine)
 
 

@@ -5,8 +5,9 @@ Order of work, all inside one transaction:
    copy applied by another worker) are skipped;
 2. split the rest into rounds so a user appears at most once per round, keeping each
    user's commands in their arrival (partition) order;
-3. per round, charges go through one set-based path, other commands each in a
-   savepoint; a refusal becomes a stored rejection, never a failed batch;
+3. per round, the types with a set-based handler (charges, goodwill grants) go through
+   it, a statement per step for all of them, other commands each in a savepoint; a
+   refusal becomes a stored rejection, never a failed batch;
 4. record every outcome in `processed_commands` and its events in the outbox.
 The caller commits, and only then acknowledges the Kafka offsets. The handlers come
 from the registry the caller passes (services/bootstrap.py builds it), so the ledger
@@ -24,7 +25,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.commands import (
-    ChargeCredits,
     CommandEnvelope,
     TransferCredits,
     command_fingerprint,
@@ -36,7 +36,7 @@ from services.ledger import account_store, command_store, outbox_store
 from services.ledger.command_store import Processed
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
-from services.ledger.handlers import APPLIED, charge_credits_many
+from services.ledger.handlers import APPLIED
 from services.ledger.outbox_store import OutboxRow
 from services.ledger.registry import CommandRegistry
 from services.settings import Settings
@@ -165,23 +165,25 @@ async def _apply_one(
     return outcome
 
 
-async def _apply_charges(
-    ctx: LedgerContext, registry: CommandRegistry, charges: list[ChargeCredits]
+async def _apply_set(
+    ctx: LedgerContext, registry: CommandRegistry, type_: str, commands: list[CommandEnvelope]
 ) -> list[Outcome]:
+    """A round's commands of one type through its set-based handler; if the set fails
+    for another reason than a refusal, each command alone in its own savepoint."""
     savepoint = await ctx.conn.begin_nested()
     try:
-        results = await charge_credits_many(ctx, charges)
+        results = await registry.set_handlers[type_](ctx, commands)
     except Exception as error:
         if is_transient(error):
             raise
-        # Something in the set went wrong: isolate the culprit one charge at a time.
+        # Something in the set went wrong: isolate the culprit one command at a time.
         await savepoint.rollback()
-        log.warning("set-based charge failed (%s); applying one by one", type(error).__name__)
-        return [await _apply_one(ctx, registry, charge) for charge in charges]
+        log.warning("set-based %s failed (%s); applying one by one", type_, type(error).__name__)
+        return [await _apply_one(ctx, registry, command) for command in commands]
     await savepoint.commit()
     return [
         _rejection(c, r) if isinstance(r, PaymentError) else r
-        for c in charges
+        for c in commands
         for r in (results[c.id],)
     ]
 
@@ -251,11 +253,16 @@ async def apply_in(
     ctx = LedgerContext(conn, settings, await account_store.system_accounts(conn), datetime.now(UTC),
                         return_claims=registry.return_claims)
     for round_ in split_rounds(fresh):
-        charges = [c for c in round_ if isinstance(c, ChargeCredits)]
-        outcomes = await _apply_charges(ctx, registry, charges) if charges else []
+        sets: dict[str, list[CommandEnvelope]] = {}
+        singles: list[CommandEnvelope] = []
         for command in round_:
-            if not isinstance(command, ChargeCredits):
-                outcomes.append(await _apply_one(ctx, registry, command))
+            kind = command.type  # type: ignore[attr-defined]
+            (sets.setdefault(kind, []) if kind in registry.set_handlers else singles).append(command)
+        outcomes: list[Outcome] = []
+        for kind, of_kind in sets.items():
+            outcomes += await _apply_set(ctx, registry, kind, of_kind)
+        for command in singles:
+            outcomes.append(await _apply_one(ctx, registry, command))
         await _record(ctx, outcomes, trace_contexts)
         report.outcomes += outcomes
     return report

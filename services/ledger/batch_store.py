@@ -57,6 +57,24 @@ INSERT_BATCH = text(
             :expires_at, :tx, :ref, :purchase)
     """
 )
+# The same, set-based: one row per new batch, in the order given (clock_timestamp()
+# per row keeps acquired_at increasing in that order).
+INSERT_BATCHES = text(
+    """
+    INSERT INTO credit_batches (id, account_id, user_id, source, amount, remaining,
+                                acquired_at, expires_at, transaction_id, source_ref,
+                                purchase_id)
+    SELECT id, account, user_id, source, credits, credits, clock_timestamp(),
+           expires_at, tx, ref, purchase
+      FROM unnest(CAST(:id AS uuid[]), CAST(:account AS bigint[]), CAST(:user_id AS text[]),
+                  CAST(:source AS text[]), CAST(:credits AS bigint[]),
+                  CAST(:expires_at AS timestamptz[]), CAST(:tx AS uuid[]), CAST(:ref AS text[]),
+                  CAST(:purchase AS uuid[]))
+           WITH ORDINALITY AS b(id, account, user_id, source, credits, expires_at, tx, ref,
+                                purchase, n)
+     ORDER BY n
+    """
+)
 INSERT_ALLOCATIONS = text(
     """
     INSERT INTO batch_allocations (transaction_id, batch_id, amount, origin_batch_id,
@@ -175,6 +193,41 @@ async def insert_batch(
             "tx": transaction_id,
             "ref": source_ref,
             "purchase": purchase_id,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """A batch a grant creates (INSERT_BATCHES' row)."""
+
+    id: uuid.UUID
+    account_id: int
+    user_id: str
+    source: str
+    credits: int
+    expires_at: datetime
+    transaction_id: uuid.UUID
+    source_ref: str | None
+    purchase_id: uuid.UUID | None = None
+
+
+async def insert_batches(conn: AsyncConnection, batches: Sequence[NewBatch]) -> None:
+    """New batches, one statement for all of them, acquired in the order given."""
+    if not batches:
+        return
+    await conn.execute(
+        INSERT_BATCHES,
+        {
+            "id": [b.id for b in batches],
+            "account": [b.account_id for b in batches],
+            "user_id": [b.user_id for b in batches],
+            "source": [b.source for b in batches],
+            "credits": [b.credits for b in batches],
+            "expires_at": [b.expires_at for b in batches],
+            "tx": [b.transaction_id for b in batches],
+            "ref": [b.source_ref for b in batches],
+            "purchase": [b.purchase_id for b in batches],
         },
     )
 

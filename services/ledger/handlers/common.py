@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from schemas.commands import CommandEnvelope
-from services.errors import CreditLimitExceeded, InsufficientCredits, TransactionLimitExceeded
+from services.errors import CreditLimitExceeded, InsufficientCredits, PaymentError, TransactionLimitExceeded
 from services.ledger import account_store, batch_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.models import Account, Allocation, TransactionDraft
@@ -13,6 +13,9 @@ from services.ledger.models import Account, Allocation, TransactionDraft
 APPLIED = "applied"
 
 Handler = Callable[[LedgerContext, Any], Awaitable[Outcome]]
+SetHandler = Callable[[LedgerContext, list[Any]], Awaitable[dict[uuid.UUID, Outcome | PaymentError]]]
+"""Applies commands of one type for distinct users with a fixed number of statements:
+each command's outcome, or the error that refused it."""
 
 
 def check_amount(ctx: LedgerContext, credits: int) -> None:
