@@ -348,6 +348,38 @@ async def test_grants_of_many_users_in_one_batch_are_set_based(engine, settings,
     await assert_reconciled(engine)
 
 
+async def test_holds_of_many_users_in_one_batch_are_set_based(engine, settings, user_id):
+    """A round of holds costs the statements of one hold, whatever its size; each hold
+    takes its own user's batches earliest expiry first; a second open hold for the same
+    booking (PAY014) and one short of credits (PAY001) are refused and change nothing."""
+    users = [f"{user_id}-h{n}" for n in range(40)]
+    soon, later = days(10), days(50)
+    await apply(engine, settings, *(grant(u, 3, later) for u in users))
+    report = await apply(engine, settings, *(grant(u, 2, soon) for u in users))
+    first_batch = {o.command.user_id: o.result["batchId"] for o in report.outcomes}
+    few = [hold(u, 1, "booking-warm") for u in users[:3]]
+    _, few_statements = await _statements(engine, settings, list(few))
+    twice = hold(users[0], 1, "booking-warm")  # its hold from `few` is still open
+    poor = hold(users[1], 99, "booking-poor")
+    many = [hold(u, 3, f"booking-{n}") for n, u in enumerate(users[3:])]
+    report, many_statements = await _statements(engine, settings, [twice, poor, *many])
+    assert many_statements == few_statements, (few_statements, many_statements)
+    by_id = {o.command.id: o for o in report.outcomes}
+    assert (by_id[twice.id].status, by_id[twice.id].error_code) == ("rejected", "PAY014")
+    assert (by_id[poor.id].status, by_id[poor.id].error_code) == ("rejected", "PAY001")
+    for command in many:
+        outcome = by_id[command.id]
+        assert outcome.status == "applied", outcome.result
+        assert outcome.result["balance"] == {"available": 2, "held": 3, "total": 5}
+        held_event = next(e for e in outcome.events if e.type == "credits.held")
+        taken = [(b["batchId"], b["credits"]) for b in held_event.payload.batches]
+        assert taken[0] == (first_batch[command.user_id], 2)  # the earliest expiry first
+        assert sum(n for _, n in taken) == 3
+    for user in users[:2]:  # the refused ones: only `few`'s hold of 1 is held
+        assert await balance(engine, user) == (4, 1)
+    await assert_reconciled(engine)
+
+
 # --- limits and refusals --------------------------------------------------------------
 
 

@@ -36,6 +36,26 @@ OPEN_HOLD_EXISTS = text(
     "SELECT 1 FROM holds WHERE user_id = :u AND reference = :r AND status = 'open' "
     "AND kind = 'booking'"
 )
+# Set-based forms for many users at once (holds of a round, each user at most once).
+INSERT_HOLDS = text(
+    """
+    INSERT INTO holds (id, account_id, user_id, reference, credits, status,
+                       expires_at, transaction_id, kind)
+    SELECT id, account, user_id, reference, credits, 'open', expires_at, tx, kind
+      FROM unnest(CAST(:id AS uuid[]), CAST(:account AS bigint[]), CAST(:user_id AS text[]),
+                  CAST(:reference AS text[]), CAST(:credits AS bigint[]),
+                  CAST(:expires_at AS timestamptz[]), CAST(:tx AS uuid[]), CAST(:kind AS text[]))
+           AS h(id, account, user_id, reference, credits, expires_at, tx, kind)
+    """
+)
+OPEN_HOLDS_AMONG = text(
+    """
+    SELECT DISTINCT h.user_id, h.reference FROM holds h
+      JOIN unnest(CAST(:u AS text[]), CAST(:r AS text[])) AS q(user_id, reference)
+        ON h.user_id = q.user_id AND h.reference = q.reference
+     WHERE h.status = 'open' AND h.kind = 'booking'
+    """
+)
 SETTLE_HOLD = text("UPDATE holds SET status = :status, settled_transaction_id = :tx WHERE id = :id")
 
 
@@ -80,6 +100,37 @@ async def open_freezes(conn: AsyncConnection, user_id: str, reference: str) -> l
 async def open_hold_exists(conn: AsyncConnection, user_id: str, reference: str) -> bool:
     found = await conn.scalar(OPEN_HOLD_EXISTS, {"u": user_id, "r": reference})
     return found is not None
+
+
+async def insert_holds(conn: AsyncConnection, holds: list[Hold]) -> None:
+    """New open holds, one statement for all of them."""
+    if not holds:
+        return
+    await conn.execute(
+        INSERT_HOLDS,
+        {
+            "id": [h.id for h in holds],
+            "account": [h.account_id for h in holds],
+            "user_id": [h.user_id for h in holds],
+            "reference": [h.reference for h in holds],
+            "credits": [h.credits for h in holds],
+            "expires_at": [h.expires_at for h in holds],
+            "tx": [h.transaction_id for h in holds],
+            "kind": [h.kind for h in holds],
+        },
+    )
+
+
+async def open_holds_among(
+    conn: AsyncConnection, wanted: list[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (user id, reference) pairs already have an open booking hold."""
+    if not wanted:
+        return set()
+    rows = await conn.execute(
+        OPEN_HOLDS_AMONG, {"u": [w[0] for w in wanted], "r": [w[1] for w in wanted]}
+    )
+    return {(row.user_id, row.reference) for row in rows}
 
 
 async def settle_hold(

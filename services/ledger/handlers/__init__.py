@@ -4,7 +4,7 @@ Each handler runs inside the batch's DB transaction (and its own savepoint), loc
 accounts it touches first, raises a `PaymentError` to reject (the savepoint then undoes
 everything it wrote) and returns an `Outcome` whose events go to the outbox.
 
-Charges, the hot path, and goodwill grants are applied set-based for many users at
+Charges, the hot path, goodwill grants and holds are applied set-based for many users at
 once (`SET_HANDLERS`); a single one is the same code with one element.
 """
 
@@ -12,7 +12,13 @@ from services.ledger.handlers.charges import charge_credits, charge_credits_many
 from services.ledger.handlers.common import APPLIED, Handler, SetHandler
 from services.ledger.handlers.expiry import expire_credits
 from services.ledger.handlers.grants import grant_batch, grant_credits, grant_credits_many
-from services.ledger.handlers.holds import capture_credits, hold_credits, release_credits, release_hold
+from services.ledger.handlers.holds import (
+    capture_credits,
+    hold_credits,
+    hold_credits_many,
+    release_credits,
+    release_hold,
+)
 from services.ledger.handlers.refunds import refund_credits
 from services.ledger.handlers.returns import return_to_batches
 from services.ledger.handlers.transfers import transfer_credits
@@ -31,6 +37,7 @@ HANDLERS: dict[str, Handler] = {
 SET_HANDLERS: dict[str, SetHandler] = {
     "credits.charge": charge_credits_many,
     "credits.grant": grant_credits_many,
+    "credits.hold": hold_credits_many,
 }
 
 __all__ = [
@@ -46,6 +53,7 @@ __all__ = [
     "grant_credits",
     "grant_credits_many",
     "hold_credits",
+    "hold_credits_many",
     "refund_credits",
     "release_credits",
     "release_hold",

@@ -4,7 +4,7 @@ import uuid
 
 from schemas.commands import ChargeCredits
 from services.errors import PaymentError
-from services.ledger import account_store, batch_store, journal_store
+from services.ledger import account_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import (
@@ -13,7 +13,7 @@ from services.ledger.handlers.common import (
     check_amount,
     check_daily,
     check_funds,
-    write,
+    spend,
 )
 from services.ledger.models import AVAILABLE, Account, Allocation, Leg, TransactionDraft
 
@@ -55,15 +55,7 @@ async def charge_credits_many(
         accepted.append((command, account, draft))
     if not accepted:
         return outcomes
-    drafts = [draft for _, _, draft in accepted]
-    await journal_store.insert_transactions(ctx.conn, drafts)
-    allocations = await batch_store.take_from_batches(
-        ctx.conn, [(d.id, a.id, d.credits) for _, a, d in accepted]
-    )
-    by_tx: dict[uuid.UUID, list[Allocation]] = {}
-    for allocation in allocations:
-        by_tx.setdefault(allocation.transaction_id, []).append(allocation)
-    after = await write(ctx, drafts, {a.id: (-d.credits, 0) for _, a, d in accepted})
+    after, by_tx = await spend(ctx, [(draft, account.id) for _, account, draft in accepted])
     for command, account, draft in accepted:
         outcomes[command.id] = charged(command, draft, after[account.id], by_tx[draft.id])
     return outcomes

@@ -81,6 +81,25 @@ async def write(
     return after
 
 
+async def spend(
+    ctx: LedgerContext, debits: Sequence[tuple[TransactionDraft, int]], to_held: bool = False
+) -> tuple[dict[int, tuple[int, int]], dict[uuid.UUID, list[Allocation]]]:
+    """Write (draft, account id) debits of distinct accounts, set-based: the transactions,
+    their credits taken from open batches earliest expiry first, the balances (moved to
+    held with `to_held`, a hold) and the postings. Returns the balances after, by account,
+    and the batches each transaction took from, by transaction id."""
+    drafts = [draft for draft, _ in debits]
+    await journal_store.insert_transactions(ctx.conn, drafts)
+    taken = await batch_store.take_from_batches(
+        ctx.conn, [(d.id, account, d.credits) for d, account in debits]
+    )
+    by_tx: dict[uuid.UUID, list[Allocation]] = {}
+    for allocation in taken:
+        by_tx.setdefault(allocation.transaction_id, []).append(allocation)
+    deltas = {account: (-d.credits, d.credits if to_held else 0) for d, account in debits}
+    return await write(ctx, drafts, deltas), by_tx
+
+
 def take_in_order(
     transaction_id: uuid.UUID, batches: Sequence[batch_store.OpenBatch], credits: int
 ) -> list[Allocation]:

@@ -4,8 +4,8 @@ import uuid
 from datetime import timedelta
 
 from schemas.commands import CaptureCredits, CommandEnvelope, HoldCredits, ReleaseCredits
-from services.errors import Forbidden, InvalidState, NotFound, ValidationFailed
-from services.ledger import batch_store, hold_store, journal_store
+from services.errors import Forbidden, InvalidState, NotFound, PaymentError, ValidationFailed
+from services.ledger import account_store, hold_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import (
@@ -15,6 +15,7 @@ from services.ledger.handlers.common import (
     check_daily,
     check_funds,
     lock_one,
+    spend,
     write,
 )
 from services.ledger.handlers.returns import claim_returns, return_to_batches
@@ -30,62 +31,106 @@ from services.ledger.models import (
 )
 
 
-async def hold_credits(ctx: LedgerContext, command: HoldCredits) -> Outcome:
-    """Move credits from available to held, remembering the batches they came from."""
-    payload = command.payload
-    check_amount(ctx, payload.credits)
-    account = check_funds(await lock_one(ctx, command.user_id), payload.credits)
-    await check_daily(ctx, command.user_id)  # a booking is decided at its hold
-    if await hold_store.open_hold_exists(ctx.conn, command.user_id, payload.reference):
-        raise InvalidState(
-            f"an open hold for {payload.reference!r} exists already", reference=payload.reference
+async def hold_credits_many(
+    ctx: LedgerContext, commands: list[HoldCredits]
+) -> dict[uuid.UUID, Outcome | PaymentError]:
+    """Holds of distinct users with a fixed number of statements: move credits from
+    available to held, remembering the batches they came from.
+
+    Refusals (limits, funds, an open hold for the same booking) are decided up front
+    from the locked balances, so one refused hold costs nothing to the others.
+    """
+    users = [c.user_id for c in commands]
+    if len(set(users)) != len(users):
+        raise ValueError("hold_credits_many takes each user at most once")
+    accounts = await account_store.lock_accounts(ctx.conn, users)
+    today = await journal_store.transactions_today(ctx.conn, users)
+    open_already = await hold_store.open_holds_among(
+        ctx.conn, [(c.user_id, c.payload.reference) for c in commands]
+    )
+    outcomes: dict[uuid.UUID, Outcome | PaymentError] = {}
+    accepted: list[tuple[HoldCredits, Account, TransactionDraft, Hold]] = []
+    for command in commands:
+        payload = command.payload
+        try:
+            check_amount(ctx, payload.credits)
+            account = check_funds(accounts.get(command.user_id), payload.credits)
+            # A booking is decided at its hold: the daily limit counts here.
+            await check_daily(ctx, command.user_id, today.get(command.user_id, 0))
+            if (command.user_id, payload.reference) in open_already:
+                raise InvalidState(
+                    f"an open hold for {payload.reference!r} exists already", reference=payload.reference
+                )
+        except PaymentError as error:
+            outcomes[command.id] = error
+            continue
+        draft = TransactionDraft(
+            type="CREDIT_HOLD",
+            user_id=command.user_id,
+            credits=payload.credits,
+            command_id=command.id,
+            reference=payload.reference,
+            metadata=payload.metadata,
+            legs=[Leg(account.id, AVAILABLE, -payload.credits), Leg(account.id, HELD, payload.credits)],
         )
-    ttl = payload.ttl_seconds or ctx.settings.hold_ttl_seconds
-    draft = TransactionDraft(
-        type="CREDIT_HOLD",
-        user_id=command.user_id,
-        credits=payload.credits,
-        command_id=command.id,
-        reference=payload.reference,
-        metadata=payload.metadata,
-        legs=[Leg(account.id, AVAILABLE, -payload.credits), Leg(account.id, HELD, payload.credits)],
+        ttl = payload.ttl_seconds or ctx.settings.hold_ttl_seconds
+        hold = Hold(
+            id=uuid.uuid4(),
+            account_id=account.id,
+            user_id=command.user_id,
+            reference=payload.reference,
+            credits=payload.credits,
+            status="open",
+            expires_at=ctx.now + timedelta(seconds=ttl),
+            transaction_id=draft.id,
+        )
+        draft.hold_id = hold.id
+        accepted.append((command, account, draft, hold))
+    if not accepted:
+        return outcomes
+    after, by_tx = await spend(
+        ctx, [(draft, account.id) for _, account, draft, _ in accepted], to_held=True
     )
-    hold = Hold(
-        id=uuid.uuid4(),
-        account_id=account.id,
-        user_id=command.user_id,
-        reference=payload.reference,
-        credits=payload.credits,
-        status="open",
-        expires_at=ctx.now + timedelta(seconds=ttl),
-        transaction_id=draft.id,
-    )
-    draft.hold_id = hold.id
-    await journal_store.insert_transactions(ctx.conn, [draft])
-    taken = await batch_store.take_from_batches(ctx.conn, [(draft.id, account.id, payload.credits)])
-    after = await write(ctx, [draft], {account.id: (-payload.credits, payload.credits)})
-    await hold_store.insert_hold(ctx.conn, hold)
+    await hold_store.insert_holds(ctx.conn, [hold for _, _, _, hold in accepted])
+    for command, account, draft, hold in accepted:
+        outcomes[command.id] = held(command, draft, hold, after[account.id], by_tx[draft.id])
+    return outcomes
+
+
+def held(
+    command: HoldCredits, draft: TransactionDraft, hold: Hold, after: tuple[int, int],
+    taken: list[Allocation],
+) -> Outcome:
+    """An applied hold: its stored result and its two events."""
     return applied(
         command,
         {
             "transactionId": str(draft.id),
             "holdId": str(hold.id),
-            "credits": payload.credits,
-            "reference": payload.reference,
+            "credits": draft.credits,
+            "reference": hold.reference,
             "expiresAt": hold.expires_at.isoformat(),
-            "balance": balance(after[account.id]),
+            "balance": balance(after),
         },
         announce(
             "credits.held",
             command,
             command.user_id,
             draft,
-            after=after[account.id],
-            delta=-payload.credits,
-            held_delta=payload.credits,
+            after=after,
+            delta=-draft.credits,
+            held_delta=draft.credits,
             allocations=taken,
         ),
     )
+
+
+async def hold_credits(ctx: LedgerContext, command: HoldCredits) -> Outcome:
+    """One hold (`hold_credits_many` with one element)."""
+    outcome = (await hold_credits_many(ctx, [command]))[command.id]
+    if isinstance(outcome, PaymentError):
+        raise outcome
+    return outcome
 
 
 async def _open_hold(
