@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-reports faults token clean install browser lock strimzi-schemas ts-types typescript-generators client-contracts
+.PHONY: run test lint typecheck bench bench-reports bench-sockets faults token clean install browser lock strimzi-schemas ts-types typescript-generators client-contracts
 
 # Dependencies come from the lock (exact versions, every file's hash checked); the
 # project itself is installed on top without resolving anything again. So is the Python
@@ -113,6 +113,9 @@ bench: $(STAMP)
 
 bench-reports: $(STAMP)
 	$(DEVTOOLS) bench-reports
+
+bench-sockets: $(STAMP)
+	$(DEVTOOLS) bench-sockets
 
 faults: $(STAMP)
 	$(DEVTOOLS) faults

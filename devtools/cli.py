@@ -70,6 +70,12 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return bench_main(settings, args)
 
 
+def cmd_bench_sockets(settings: Settings, args: argparse.Namespace) -> int:
+    from devtools.bench_sockets import main as bench_sockets_main
+
+    return bench_sockets_main(settings, args)
+
+
 def cmd_bench_reports(settings: Settings, args: argparse.Namespace) -> int:
     from devtools.bench.reports_bench import main as bench_reports_main
 
@@ -118,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="distinct users the charges spread over (default: 2000)")
     bench.add_argument("--workers", type=int, default=None,
                        help="ledger worker processes, one consumer group (default: one per core)")
+    sockets = command("bench-sockets", "live-balance WebSocket fan-out on one ingress, Kafka -> socket")
+    sockets.add_argument("--sockets", type=int, default=2_000,
+                         help="WebSockets to open on the ingress (default: 2000)")
+    sockets.add_argument("--users", type=int, default=500,
+                         help="users the sockets belong to, sockets/users each (default: 500)")
+    sockets.add_argument("--seconds", type=float, default=10.0,
+                         help="length of the measured phase at half the peak (default: 10)")
+    sockets.add_argument("--peak", type=float, default=None,
+                         help="the worker's peak in charges/s; default: measured in a full-load burst")
+    sockets.add_argument("--burst", type=int, default=8_000,
+                         help="charges of the burst that measures the peak (default: 8000)")
+    sockets.add_argument("--no-compression", action="store_true",
+                         help="offer no permessage-deflate (browsers offer it, so the default does)")
     reports = command(
         "bench-reports", "the five reports over a seeded year of ledger, timed (target < 1 s)"
     )
@@ -141,6 +160,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "token": cmd_token,
     "bench": cmd_bench,
     "bench-reports": cmd_bench_reports,
+    "bench-sockets": cmd_bench_sockets,
     "faults": cmd_faults,
     "ts-types": cmd_ts_types,
     "client-contracts": cmd_client_contracts,

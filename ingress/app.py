@@ -1,6 +1,7 @@
 """The Litestar ingress: HTTP API, docs and the WebSocket on PAYMENT_SERVICE_PORT; metrics on
 INGRESS_METRICS_PORT (ingress.metrics_server)."""
 
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -92,6 +93,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.resources = await Resources.open(settings)
+        # Everything loaded so far (modules, the app, the pools: ~190k objects) lives as
+        # long as the process: out of the collector's sight, a full collection no longer
+        # walks it. Walking it stalled every socket's live balance by 0.5-1 s under load
+        # (docs/benchmarks.md, `make bench-sockets`).
+        gc.freeze()
         try:
             with metrics_listener(settings):
                 yield

@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import OrderedDict
-from typing import Any
+from collections import OrderedDict, deque
 
 from aiokafka import AIOKafkaConsumer
+from litestar.serialization import encode_json
 
 from services.kafka_security import kafka_client_options
 from services.settings import Settings
@@ -24,6 +24,7 @@ from services.settings import Settings
 log = logging.getLogger("pika.live")
 QUEUE_SIZE = 100
 REMEMBERED_EVENTS = 10_000
+EVENT_TYPE_HEADER = "event-type"  # set by the relay on every record: skip others unparsed
 
 
 class SlowClient(Exception):
@@ -31,16 +32,50 @@ class SlowClient(Exception):
 
 
 class Subscription:
+    """One socket's pending frames (at most QUEUE_SIZE), already serialized.
+
+    The hub serializes each event once and offers the same text to every socket of
+    the user; the socket's sender waits on one future only while nothing is pending
+    (no task per frame). A full queue marks the client slow: it gets nothing more
+    and its sender ends with SlowClient, which the route turns into a 4429 close.
+    """
+
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
-        self.overflowed = asyncio.Event()
+        self.pending: deque[str] = deque()
+        self.overflowed = False
+        self._waiter: asyncio.Future[None] | None = None
 
-    def offer(self, message: dict[str, Any]) -> None:
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.overflowed.set()
+    def offer(self, frame: str) -> None:
+        if self.overflowed:
+            return
+        if len(self.pending) >= QUEUE_SIZE:
+            self.overflowed = True
+        else:
+            self.pending.append(frame)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self, timeout: float) -> str | None:
+        """The next frame to send; None when none came within `timeout` (time to ping).
+
+        Raises SlowClient once the queue has overflowed.
+        """
+        if not self.pending and not self.overflowed:
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, self._wake)
+            try:
+                await self._waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if self.overflowed:
+            raise SlowClient
+        return self.pending.popleft() if self.pending else None
 
 
 class BalanceHub:
@@ -88,7 +123,9 @@ class BalanceHub:
                     batch = await consumer.getmany(timeout_ms=500)
                     for records in batch.values():
                         for record in records:
-                            self.dispatch(record.value)
+                            kinds = [v for k, v in record.headers if k == EVENT_TYPE_HEADER]
+                            if not kinds or kinds[0] == b"balance.changed":
+                                self.dispatch(record.value)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # broker away: retry, the sockets stay open
@@ -113,5 +150,6 @@ class BalanceHub:
             self.seen.popitem(last=False)
         message = {"type": "balance.changed", "eventId": event["id"],
                    "occurredAt": event.get("occurredAt"), **event.get("payload", {})}
+        frame = encode_json(message).decode()  # once per event, not once per socket
         for subscription in list(subscribers):
-            subscription.offer(message)
+            subscription.offer(frame)

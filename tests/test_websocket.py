@@ -139,7 +139,7 @@ async def test_token_in_the_url_is_not_needed_and_not_used(ingress, user_id):
 
 
 def test_hub_drops_repeats_keeps_users_apart_and_marks_a_slow_client(settings):
-    from ingress.live import QUEUE_SIZE, BalanceHub
+    from ingress.live import QUEUE_SIZE, BalanceHub, SlowClient
 
     hub = BalanceHub(settings)
     mine, theirs = hub.subscribe("u-1"), hub.subscribe("u-2")
@@ -151,10 +151,15 @@ def test_hub_drops_repeats_keeps_users_apart_and_marks_a_slow_client(settings):
     first = str(uuid.uuid4())
     hub.dispatch(event("u-1", first))
     hub.dispatch(event("u-1", first))  # the relay may deliver twice
-    assert mine.queue.qsize() == 1 and theirs.queue.qsize() == 0
+    assert len(mine.pending) == 1 and len(theirs.pending) == 0
+    assert json.loads(mine.pending[0]) == {"type": "balance.changed", "eventId": first,
+                                           "occurredAt": None, "available": 1}
     for _ in range(QUEUE_SIZE):
         hub.dispatch(event("u-1", str(uuid.uuid4())))
-    assert mine.overflowed.is_set() and not theirs.overflowed.is_set()
+    assert mine.overflowed and not theirs.overflowed
+    with pytest.raises(SlowClient):
+        asyncio.run(mine.next(1.0))
+    assert asyncio.run(theirs.next(0.01)) is None, "nothing pending: time to ping"
     hub.unsubscribe(mine)
     hub.dispatch(event("u-1", str(uuid.uuid4())))
     assert "u-1" not in hub.subscribers

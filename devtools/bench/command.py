@@ -5,25 +5,18 @@ ledger did not reconcile, 2 for bad arguments, 130 when interrupted.
 """
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 import time
 import uuid
 
 from devtools.bench.charges_table import print_results
 from devtools.bench.console import console
 from devtools.bench.phases import bench
-from devtools.bench.sandbox import Run, bench_settings, clean_up, set_up
+from devtools.bench.sandbox import Run, bench_settings, run_sandboxed
 from devtools.processes import free_port
 from devtools.stack import RUN_DIR
 from services.settings import Settings
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def default_workers(settings: Settings) -> int:
@@ -47,33 +40,10 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     port = free_port()
     run = Run(bench_settings(settings, tag, f"127.0.0.1:{port}"), tag, workers=workers)
     started = time.perf_counter()
-    previous_term = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
-    try:
-        console.print(
-            f"bench {tag}: tansu on 127.0.0.1:{port}, database pika_bench_{tag}, "
-            f"{workers} ledger worker process(es)"
-        )
-        set_up(run, port)
-        results = asyncio.run(bench(run, charges, users))
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]")
-        return 130
-    except Exception as error:
-        console.print(f"[red]bench failed: {type(error).__name__}: {error}[/red]")
-        for child in run.children:
-            with contextlib.suppress(OSError):
-                tail = child.log.read_text(errors="replace")[-1500:]
-                console.print(f"--- {child.name} log tail ({child.log}) ---\n{tail}")
-        return 1
-    finally:
-        # A second Ctrl-C or kill must not cut the cleanup short.
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            clean_up(run)
-        finally:
-            signal.signal(signal.SIGINT, previous_int)
-            signal.signal(signal.SIGTERM, previous_term)
+    console.print(f"bench {tag}: {workers} ledger worker process(es)")
+    results = run_sandboxed("bench", run, port, lambda r: bench(r, charges, users))
+    if isinstance(results, int):
+        return results
     print_results(results)
     console.print(f"total bench time {time.perf_counter() - started:.0f}s")
     if results.discrepancies:

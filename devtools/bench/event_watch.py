@@ -31,6 +31,7 @@ class EventWatch:
         )
         self.arrived: dict[str, float] = {}
         self.relayed: dict[str, float] = {}  # Unix time the relay sent it (record timestamp)
+        self.event_ids: dict[str, str] = {}  # command id -> its balance.changed's event id
         self.waiting: set[str] = set()
         self.rejected: dict[str, str] = {}  # command id -> why, for awaited charges refused
         self.complete = asyncio.Event()
@@ -74,6 +75,7 @@ class EventWatch:
                     if command_id not in self.arrived:
                         self.arrived[command_id] = now
                         self.relayed[command_id] = record.timestamp / 1000
+                        self.event_ids[command_id] = str(event.get("id"))
                         self.waiting.discard(command_id)
             if not self.waiting:
                 self.complete.set()

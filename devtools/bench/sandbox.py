@@ -8,8 +8,11 @@ stops what the run started and drops the database.
 
 import asyncio
 import contextlib
+import signal
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -21,6 +24,8 @@ from devtools.stack import Stack
 from ops.migrate import migrate
 from ops.topics import provision_topics
 from services.settings import Settings
+
+T = TypeVar("T")
 
 
 def bench_settings(settings: Settings, tag: str, kafka: str) -> Settings:
@@ -101,3 +106,45 @@ def clean_up(run: Run) -> None:
             console.print(f"dropped database {name}")
         except Exception as error:
             console.print(f"[red]could not drop database {name}: {error}[/red]")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_sandboxed(
+    label: str,
+    run: Run,
+    port: int,
+    measure: Callable[[Run], Coroutine[Any, Any, T]],
+    runner: Callable[[Coroutine[Any, Any, T]], T] = asyncio.run,
+) -> T | int:
+    """Set up the run's world on `port`, run `measure` in it, clean up whatever happens.
+
+    Returns what `measure` returned, or an exit code: 1 when it failed (the children's
+    log tails are printed), 130 when interrupted by Ctrl-C or a kill, which clean up
+    alike; a second Ctrl-C or kill cannot cut the cleanup short.
+    """
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        console.print(f"{label} {run.tag}: tansu on 127.0.0.1:{port}, database pika_bench_{run.tag}")
+        set_up(run, port)
+        return runner(measure(run))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]")
+        return 130
+    except Exception as error:
+        console.print(f"[red]{label} failed: {type(error).__name__}: {error}[/red]")
+        for child in run.children:
+            with contextlib.suppress(OSError):
+                tail = child.log.read_text(errors="replace")[-1500:]
+                console.print(f"--- {child.name} log tail ({child.log}) ---\n{tail}")
+        return 1
+    finally:
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            clean_up(run)
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
+            signal.signal(signal.SIGTERM, previous_term)

@@ -19,9 +19,10 @@ from typing import Any
 
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.serialization import encode_json
 
 from ingress.auth import Principal, decode_token, verifier_of
-from ingress.live import BalanceHub, Subscription
+from ingress.live import BalanceHub, SlowClient, Subscription
 from schemas.live import LiveBalance, LivePing
 from services.errors import PaymentError, Unauthorized
 from services.ledger.use_cases import read_balance
@@ -45,30 +46,34 @@ async def _authenticate(socket: WebSocket[Any, Any, Any]) -> Principal | None:
         return None
 
 
-async def _token_expiry(principal: Principal) -> None:
-    """Returns when the token that opened the socket expires."""
-    await asyncio.sleep(max(0.0, principal.expires_at - time.time()))
-
-
 async def _pump(socket: WebSocket[Any, Any, Any], subscription: Subscription) -> None:
+    """Sends the user's frames as the hub offers them, a ping when idle; 4429 when too slow."""
+    ping = encode_json(LivePing().model_dump()).decode()
     while True:
-        getter = asyncio.ensure_future(subscription.queue.get())
-        overflow = asyncio.ensure_future(subscription.overflowed.wait())
-        done, pending = await asyncio.wait(
-            {getter, overflow}, timeout=PING_SECONDS, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
-        if overflow in done:
+        try:
+            frame = await subscription.next(PING_SECONDS)
+        except SlowClient:
             await socket.close(code=4429, reason="too slow to keep up")
             return
-        await socket.send_json(getter.result() if getter in done else LivePing().model_dump())
+        await socket.send_data(ping if frame is None else frame)
 
 
-async def _listen(socket: WebSocket[Any, Any, Any]) -> None:
-    """Reads client messages; returns when the client goes idle."""
+async def _listen(socket: WebSocket[Any, Any, Any], expires_at: float) -> str:
+    """Reads client messages until the client goes idle ("idle") or the token that
+    opened the socket expires ("expired"); raises WebSocketDisconnect when it goes away.
+
+    In the connection's own task, with a timeout rather than a task per wait: tasks
+    and their coroutines are what the collector walks, thousands of sockets at a time.
+    """
     while True:
-        await asyncio.wait_for(socket.receive_data("text"), IDLE_SECONDS)
+        left = expires_at - time.time()
+        if left <= 0:
+            return "expired"
+        try:
+            async with asyncio.timeout(min(IDLE_SECONDS, left)):
+                await socket.receive_data("text")
+        except TimeoutError:
+            return "idle" if left > IDLE_SECONDS else "expired"
 
 
 @websocket("/payment/ws")
@@ -86,19 +91,18 @@ async def balance_socket(socket: WebSocket[Any, Any, Any]) -> None:
         hello = LiveBalance(user_id=user_id, available=balance["available"],
                             held=balance["held"], total=balance["total"])
         await socket.send_json(hello.model_dump(mode="json"))
-        pump = asyncio.create_task(_pump(socket, subscription))
-        listen = asyncio.create_task(_listen(socket))
-        expiry = asyncio.create_task(_token_expiry(principal))
-        done, pending = await asyncio.wait(
-            {pump, listen, expiry}, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
-        if expiry in done:
-            with contextlib.suppress(Exception):
+        pump = asyncio.create_task(_pump(socket, subscription))  # ends the socket with 4429 when slow
+        try:
+            ended = await _listen(socket, principal.expires_at)
+        finally:
+            pump.cancel()
+            await asyncio.wait({pump})
+            if not pump.cancelled():
+                pump.exception()  # it ended first (4429, or the client went away): retrieved
+        with contextlib.suppress(Exception):
+            if ended == "expired":
                 await socket.close(code=4401, reason="the token has expired")
-        elif listen in done and isinstance(listen.exception(), TimeoutError):
-            with contextlib.suppress(Exception):
+            else:
                 await socket.close(code=4408, reason="idle")
     except WebSocketDisconnect:
         pass
