@@ -64,6 +64,10 @@ def cmd_ingress(settings: Settings, _: argparse.Namespace) -> int:
         # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; the ingress
         # decides who the client is itself, from TRUSTED_PROXIES (ingress.client_address).
         proxy_headers=False,
+        # Live balances are ~300-byte JSON frames: permessage-deflate saves a few hundred
+        # bytes per frame and costs ~45 KB of memory per socket and half the fan-out's CPU
+        # (make bench-sockets: p99 86 -> 47 ms, 0.52 -> 0.28 ms of ingress CPU per event).
+        ws_per_message_deflate=False,
     )
     return 0
 

@@ -163,3 +163,13 @@ def test_hub_drops_repeats_keeps_users_apart_and_marks_a_slow_client(settings):
     hub.unsubscribe(mine)
     hub.dispatch(event("u-1", str(uuid.uuid4())))
     assert "u-1" not in hub.subscribers
+
+
+async def test_the_live_socket_declines_compression(ingress, user_id):
+    """Browsers offer permessage-deflate; the ingress declines it (live frames are a few
+    hundred bytes: compression would cost each socket memory and the fan-out CPU)."""
+    socket = await websockets.connect(ws_url(ingress), compression="deflate")
+    try:
+        assert socket.response.headers.get("Sec-WebSocket-Extensions") is None
+    finally:
+        await socket.close()
