@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.stripe.client import StripeProvider
+from ingress.db_metrics import count_round_trips
 from ingress.gateway import CommandGateway
 from ingress.idempotency import ReplayStore, in_flight_seconds
 from ingress.live import BalanceHub
@@ -42,6 +43,7 @@ class Resources:
     @classmethod
     async def open(cls, settings: Settings) -> "Resources":
         engine = make_engine(settings)
+        count_round_trips(engine)
         redis = Redis.from_url(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=False
         )

@@ -6,23 +6,14 @@ ledger did not reconcile, 2 for bad arguments, 130 when interrupted.
 
 import argparse
 import asyncio
-import contextlib
-import logging
-import signal
 import time
-import uuid
 
 from devtools.bench.charges_table import print_results
 from devtools.bench.console import console
-from devtools.bench.phases import bench
-from devtools.bench.sandbox import Run, bench_settings, clean_up, set_up
-from devtools.processes import free_port
+from devtools.bench.phases import Results, bench
+from devtools.bench.sandbox import bench_settings, guarded, new_run, set_up
 from devtools.stack import RUN_DIR
 from services.settings import Settings
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
@@ -32,36 +23,18 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     if charges <= 0 or users <= 0:
         console.print("[red]--charges and --users must be positive[/red]")
         return 2
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("pika.topics").setLevel(logging.WARNING)
-    tag = uuid.uuid4().hex[:8]
-    port = free_port()
-    run = Run(bench_settings(settings, tag, f"127.0.0.1:{port}"), tag)
+    run, port = new_run(lambda tag, kafka: bench_settings(settings, tag, kafka))
+    tag = run.tag
     started = time.perf_counter()
-    previous_term = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
-    try:
+
+    def work() -> Results:
         console.print(f"bench {tag}: tansu on 127.0.0.1:{port}, database pika_bench_{tag}")
         set_up(run, port)
-        results = asyncio.run(bench(run, charges, users))
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]")
-        return 130
-    except Exception as error:
-        console.print(f"[red]bench failed: {type(error).__name__}: {error}[/red]")
-        for child in run.children:
-            with contextlib.suppress(OSError):
-                tail = child.log.read_text(errors="replace")[-1500:]
-                console.print(f"--- {child.name} log tail ({child.log}) ---\n{tail}")
-        return 1
-    finally:
-        # A second Ctrl-C or kill must not cut the cleanup short.
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            clean_up(run)
-        finally:
-            signal.signal(signal.SIGINT, previous_int)
-            signal.signal(signal.SIGTERM, previous_term)
+        return asyncio.run(bench(run, charges, users))
+
+    results, code = guarded(run, "bench", work)
+    if results is None:
+        return code
     print_results(results)
     console.print(f"total bench time {time.perf_counter() - started:.0f}s")
     if results.discrepancies:

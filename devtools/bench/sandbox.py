@@ -8,8 +8,13 @@ stops what the run started and drops the database.
 
 import asyncio
 import contextlib
+import logging
+import signal
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -21,6 +26,8 @@ from devtools.stack import Stack
 from ops.migrate import migrate
 from ops.topics import provision_topics
 from services.settings import Settings
+
+T = TypeVar("T")
 
 
 def bench_settings(settings: Settings, tag: str, kafka: str) -> Settings:
@@ -55,6 +62,16 @@ class Run:
     stack: Stack = field(default_factory=Stack)
     children: list[Child] = field(default_factory=list)
     database_created: bool = False
+
+
+def new_run(settings_for: Callable[[str, str], Settings]) -> tuple[Run, int]:
+    """A run with a fresh tag and a free port for its broker; `settings_for(tag, kafka)`
+    gives its settings. Migration and topic chatter is kept off the console."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("pika.topics").setLevel(logging.WARNING)
+    tag = uuid.uuid4().hex[:8]
+    port = processes.free_port()
+    return Run(settings_for(tag, f"127.0.0.1:{port}"), tag), port
 
 
 def set_up(run: Run, port: int) -> None:
@@ -100,3 +117,35 @@ def clean_up(run: Run) -> None:
             console.print(f"dropped database {name}")
         except Exception as error:
             console.print(f"[red]could not drop database {name}: {error}[/red]")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def guarded(run: Run, name: str, work: Callable[[], T]) -> tuple[T | None, int]:
+    """`work()` (set-up and phases), then `clean_up` whatever happens: (its result, 0), or
+    (None, 130) when interrupted (Ctrl-C or SIGTERM), (None, 1) when it failed (with
+    the children's log tails)."""
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
+    try:
+        return work(), 0
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]")
+        return None, 130
+    except Exception as error:
+        console.print(f"[red]{name} failed: {type(error).__name__}: {error}[/red]")
+        for child in run.children:
+            with contextlib.suppress(OSError):
+                tail = child.log.read_text(errors="replace")[-1500:]
+                console.print(f"--- {child.name} log tail ({child.log}) ---\n{tail}")
+        return None, 1
+    finally:
+        # A second Ctrl-C or kill must not cut the cleanup short.
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            clean_up(run)
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
+            signal.signal(signal.SIGTERM, previous_term)
