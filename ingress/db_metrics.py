@@ -1,23 +1,20 @@
 """How many round trips the ingress makes to Postgres, by kind (a Prometheus counter).
 
-`payment_ingress_db_round_trips_total{kind}`: `statement` (SQL the use cases run),
+`payment_db_round_trips_total{kind}` (services.metrics): `statement` (SQL the use cases run),
 `begin`, `commit`, `rollback`, `ping` (the pool's pre-ping at checkout) and `listen`
-(the reply listener's own). `make bench-http` divides them by the requests of a phase
+(the reply listener's own); the read pool (services.db.ReadPool) counts its statements
+itself. `make bench-http` divides them by the requests of a phase
 ("queries per request"); in production they show what a route costs the database.
-Counted from SQLAlchemy's engine events, so nothing on the request path changes.
+Counted from SQLAlchemy's engine events, so the request path does not change.
 """
 
 from typing import Any
 
-from prometheus_client import Counter
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-DB_ROUND_TRIPS = Counter(
-    "payment_ingress_db_round_trips_total",
-    "Round trips of the ingress to Postgres, by kind (statement, begin, commit, rollback, ping, listen)",
-    ["kind"],
-)
+from services.metrics import DB_ROUND_TRIPS
+
 _STATEMENT = DB_ROUND_TRIPS.labels(kind="statement")
 _BEGIN = DB_ROUND_TRIPS.labels(kind="begin")
 _COMMIT = DB_ROUND_TRIPS.labels(kind="commit")

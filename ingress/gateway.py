@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import CommandEnvelope, means_another
-from services.db import UnitOfWork
+from services.db import ReadPool, UnitOfWork
 from services.errors import DependencyUnavailable, IdempotencyKeyReused, PaymentError, status_of
 from services.evidence.use_cases import record_command_evidence
 from services.evidence.zones import Evidence
@@ -60,11 +60,16 @@ def reply_for(stored: dict[str, Any], command: CommandEnvelope | None = None) ->
 
 class CommandGateway:
     def __init__(
-        self, producer: AIOKafkaProducer, engine: AsyncEngine, redis: Redis, settings: Settings
+        self,
+        producer: AIOKafkaProducer,
+        engine: AsyncEngine,
+        redis: Redis,
+        settings: Settings,
+        reads: ReadPool | None = None,
     ) -> None:
         self.producer = producer
         self.engine = engine
-        self.uow = UnitOfWork(engine)
+        self.uow = UnitOfWork(engine, reads)
         self.redis = redis
         self.settings = settings
 

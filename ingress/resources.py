@@ -13,9 +13,10 @@ from ingress.db_metrics import count_round_trips
 from ingress.gateway import CommandGateway
 from ingress.idempotency import ReplayStore, in_flight_seconds
 from ingress.live import BalanceHub
+from ingress.rate_limits import WindowCounter
 from ingress.readiness import Readiness
 from ingress.reply_seal import ReplySeal
-from services.db import UnitOfWork, make_engine
+from services.db import ReadPool, UnitOfWork, make_engine
 from services.kafka_security import kafka_client_options
 from services.kafka_start import KafkaUnreachable, start_kafka_client
 from services.settings import Settings
@@ -33,12 +34,14 @@ class Resources:
     payments: StripeProvider
     hub: BalanceHub
     replies: ReplayStore
+    reads: ReadPool
+    window_counter: WindowCounter
     readiness: Readiness = field(default_factory=Readiness)
 
     @property
     def uow(self) -> UnitOfWork:
         """The database as the use cases take it (they choose their transactions)."""
-        return UnitOfWork(self.engine)
+        return UnitOfWork(self.engine, self.reads)
 
     @classmethod
     async def open(cls, settings: Settings) -> "Resources":
@@ -62,7 +65,8 @@ class Resources:
             await redis.aclose()
             await engine.dispose()
             raise
-        gateway = CommandGateway(producer, engine, redis, settings)
+        reads = await ReadPool.open(settings)
+        gateway = CommandGateway(producer, engine, redis, settings, reads)
         hub = BalanceHub(settings)
         await hub.start()
         replies = ReplayStore(
@@ -72,7 +76,8 @@ class Resources:
             in_flight_ttl=in_flight_seconds(settings.payment_reply_timeout),
         )
         return cls(
-            settings, engine, redis, producer, gateway, StripeProvider(settings), hub, replies
+            settings, engine, redis, producer, gateway, StripeProvider(settings), hub, replies, reads,
+            WindowCounter(redis),
         )
 
     async def close(self) -> None:
@@ -82,3 +87,5 @@ class Resources:
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.engine.dispose()
+        with contextlib.suppress(Exception):
+            await self.reads.close()

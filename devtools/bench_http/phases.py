@@ -12,8 +12,13 @@ Postgres round trips per request (from its /metrics, ingress.db_metrics).
 import asyncio
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -31,7 +36,7 @@ from services.ledger.invariant_queries import reconcile
 
 WARM_UP_SECONDS = 2.0
 TOKEN_TTL = 3600
-ROUND_TRIPS = "payment_ingress_db_round_trips_total"
+ROUND_TRIPS = "payment_db_round_trips_total"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,22 @@ def trips_of(child: Child) -> dict[str, float]:
     }
 
 
+def start_profiler(server: Child, prefix: str, seconds: float) -> subprocess.Popen[bytes] | None:
+    """With PIKA_BENCH_PROFILE=<dir>, py-spy samples the server during the measured run and
+    leaves <dir>/<phase>.txt (collapsed stacks, `-f raw`); figures drop by its overhead."""
+    folder = os.environ.get("PIKA_BENCH_PROFILE")
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not folder or not Path(py_spy).exists():
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    out = Path(folder).resolve() / f"{prefix}.txt"
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(server.process.pid), "--format", "raw", "--output", str(out),
+         "--duration", str(max(1, round(seconds))), "--rate", "250", "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
 async def measure(
     label: str, url: str, lua: str, server: Child, options: Options, run: Run, *, prefix: str
 ) -> Figure:
@@ -82,10 +103,13 @@ async def measure(
     counting = server.metrics_port != 0
     before_trips = await asyncio.to_thread(trips_of, server) if counting else {}
     before_cpu = cpu_seconds(server.process.pid) or 0.0
+    profiler = start_profiler(server, prefix, options.seconds)
     result = await asyncio.to_thread(run_wrk, url, path, seconds=options.seconds,
                                      connections=options.connections, threads=options.threads,
                                      key_prefix=f"{run.tag}-{prefix}")
     cpu = (cpu_seconds(server.process.pid) or 0.0) - before_cpu
+    if profiler is not None:
+        await asyncio.to_thread(profiler.wait, 30)
     after_trips = await asyncio.to_thread(trips_of, server) if counting else {}
     per = max(1, result.requests)
     trips = {k: (v - before_trips.get(k, 0.0)) / per for k, v in after_trips.items()}
