@@ -16,6 +16,7 @@ from ingress.live import BalanceHub
 from ingress.rate_limits import WindowCounter
 from ingress.readiness import Readiness
 from ingress.reply_seal import ReplySeal
+from ingress.reply_waiters import ReplyWaiters
 from services.db import ReadPool, UnitOfWork, make_engine
 from services.kafka_security import kafka_client_options
 from services.kafka_start import KafkaUnreachable, start_kafka_client
@@ -66,7 +67,9 @@ class Resources:
             await engine.dispose()
             raise
         reads = await ReadPool.open(settings)
-        gateway = CommandGateway(producer, engine, redis, settings, reads)
+        waiters = ReplyWaiters(settings)
+        await waiters.start()
+        gateway = CommandGateway(producer, engine, redis, settings, waiters, reads)
         hub = BalanceHub(settings)
         await hub.start()
         replies = ReplayStore(
@@ -82,6 +85,7 @@ class Resources:
 
     async def close(self) -> None:
         await self.hub.stop()
+        await self.gateway.waiters.stop()
         with contextlib.suppress(Exception):
             await self.producer.stop()
         with contextlib.suppress(Exception):

@@ -37,6 +37,9 @@ from services.ledger.invariant_queries import reconcile
 WARM_UP_SECONDS = 2.0
 TOKEN_TTL = 3600
 ROUND_TRIPS = "payment_db_round_trips_total"
+ANSWERED = "payment_http_requests_total"
+SETTLE_POLLS = 40  # 40 x 0.25 s: longer than PAYMENT_REPLY_TIMEOUT's default 5 s
+SETTLE_POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -63,16 +66,33 @@ class Results:
     discrepancies: list[str] = field(default_factory=list)
 
 
-def trips_of(child: Child) -> dict[str, float]:
-    """The ingress's Postgres round trips so far, by kind (`scrape` sums labels away)."""
+def counters_of(child: Child) -> tuple[dict[str, float], float]:
+    """The ingress's Postgres round trips so far by kind, and the HTTP requests it answered
+    (`scrape` sums labels away, so the kinds are read here)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{child.metrics_port}/metrics", timeout=2) as r:
         text = r.read().decode()
-    return {
-        sample.labels["kind"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == ROUND_TRIPS
-    }
+    trips: dict[str, float] = {}
+    answered = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == ROUND_TRIPS:
+                trips[sample.labels["kind"]] = sample.value
+            elif sample.name == ANSWERED:
+                answered += sample.value
+    return trips, answered
+
+
+async def settled_counters(child: Child) -> tuple[dict[str, float], float]:
+    """The counters once the server has answered the requests still running (wrk stops
+    counting at its deadline; the server finishes them, queries included)."""
+    trips, answered = await asyncio.to_thread(counters_of, child)
+    for _ in range(SETTLE_POLLS):
+        await asyncio.sleep(SETTLE_POLL_SECONDS)
+        trips, now = await asyncio.to_thread(counters_of, child)
+        if now == answered:
+            break
+        answered = now
+    return trips, answered
 
 
 def start_profiler(server: Child, prefix: str, seconds: float) -> subprocess.Popen[bytes] | None:
@@ -101,7 +121,7 @@ async def measure(
     await asyncio.to_thread(run_wrk, url, path, seconds=WARM_UP_SECONDS, connections=options.connections,
                             threads=options.threads, key_prefix=f"{run.tag}-{prefix}-warm")
     counting = server.metrics_port != 0
-    before_trips = await asyncio.to_thread(trips_of, server) if counting else {}
+    before_trips, before_answered = await settled_counters(server) if counting else ({}, 0.0)
     before_cpu = cpu_seconds(server.process.pid) or 0.0
     profiler = start_profiler(server, prefix, options.seconds)
     result = await asyncio.to_thread(run_wrk, url, path, seconds=options.seconds,
@@ -110,9 +130,10 @@ async def measure(
     cpu = (cpu_seconds(server.process.pid) or 0.0) - before_cpu
     if profiler is not None:
         await asyncio.to_thread(profiler.wait, 30)
-    after_trips = await asyncio.to_thread(trips_of, server) if counting else {}
+    after_trips, after_answered = await settled_counters(server) if counting else ({}, 0.0)
+    answered = max(1.0, after_answered - before_answered)  # with the stragglers wrk left
+    trips = {k: (v - before_trips.get(k, 0.0)) / answered for k, v in after_trips.items()}
     per = max(1, result.requests)
-    trips = {k: (v - before_trips.get(k, 0.0)) / per for k, v in after_trips.items()}
     figure = Figure(label, result, cpu * 1000 / per, trips)
     path.unlink(missing_ok=True)
     console.print(f"    {result.rate:,.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms"

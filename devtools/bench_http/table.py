@@ -25,12 +25,12 @@ def _trips(figure: Figure) -> str:
 def print_results(results: Results) -> None:
     bare = results.figures.get("bare")
     rows = [("phase", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "queries (round trips)/req", "x bare")]
-    for figure in results.figures.values():
+    for name, figure in results.figures.items():
         w = figure.wrk
         rows.append((
             figure.label, f"{w.rate:,.0f}", f"{w.p50_ms:.1f}", f"{w.p99_ms:.1f}",
             "-" if math.isnan(figure.cpu_ms) else f"{figure.cpu_ms:.2f}", _trips(figure),
-            "1" if figure is bare else (_ratio(figure, bare) if figure.label != "grant" else "-"),
+            "1" if figure is bare else (_ratio(figure, bare) if name != "grant" else "-"),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -50,8 +50,9 @@ def print_results(results: Results) -> None:
                   f"{figure.wrk.socket_errors} socket errors")
     print()
     print("notes:")
-    print("- queries = SQL statements the ingress sent per request; round trips add BEGIN, "
-          "COMMIT/ROLLBACK and the pool's pre-ping (ingress.db_metrics)")
+    print("- queries = SQL statements the ingress sent per request it answered (its /metrics, "
+          "after the requests still running finished); round trips add BEGIN, COMMIT/ROLLBACK "
+          "and SQLAlchemy's pre-ping (ingress.db_metrics)")
     print("- CPU ms/req: the server process's own CPU (user + system) over the measured run")
     for note in results.notes:
         print(f"- {note}")
