@@ -36,6 +36,9 @@ STORE_ANSWER = text(
 )
 
 
+FORGET_ANSWERS = text("DELETE FROM processed_commands WHERE command_id = ANY(CAST(:ids AS uuid[]))")
+
+
 class ScriptedGateway(CommandGateway):
     """The real gateway, whose `publish` runs `then` instead of going to Kafka, and which
     counts its reads of the stored answer."""
@@ -59,16 +62,33 @@ def charge(user: str) -> ChargeCredits:
                          payload=ChargePayload(credits=1, reference="wake-test"))
 
 
-async def store_answer(engine: AsyncEngine, command: CommandEnvelope, *, notify: bool) -> None:
-    """What the worker's commit leaves: the stored answer, and (when `notify`) the NOTIFY."""
+class Answers:
+    """What the worker's commit leaves: stored answers and (when asked) their NOTIFY. The
+    rows are deleted after the test: they have no ledger rows or events, and `reconcile`
+    in other tests on this database must not find them."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.ids: list[uuid.UUID] = []
+
+    async def store(self, command: CommandEnvelope, *, notify: bool) -> None:
+        self.ids.append(command.id)
+        async with self.engine.begin() as conn:
+            await conn.execute(STORE_ANSWER, {
+                "id": command.id, "type": command.type, "user_id": command.user_id,  # type: ignore[attr-defined]
+                "result": json.dumps({"answer": str(command.id)}),
+                "fingerprint": command_fingerprint(command),
+            })
+            if notify:
+                await reply_store.notify_answered(conn, [command.id])
+
+
+@pytest.fixture
+async def answers(engine: AsyncEngine) -> AsyncIterator[Answers]:
+    stored = Answers(engine)
+    yield stored
     async with engine.begin() as conn:
-        await conn.execute(STORE_ANSWER, {
-            "id": command.id, "type": command.type, "user_id": command.user_id,  # type: ignore[attr-defined]
-            "result": json.dumps({"answer": str(command.id)}),
-            "fingerprint": command_fingerprint(command),
-        })
-        if notify:
-            await reply_store.notify_answered(conn, [command.id])
+        await conn.execute(FORGET_ANSWERS, {"ids": stored.ids})
 
 
 @pytest.fixture
@@ -89,11 +109,11 @@ async def reads(settings: Settings) -> AsyncIterator[ReadPool]:
 
 
 async def test_a_waiting_write_is_answered_when_the_answer_is_notified(
-    settings: Settings, engine: AsyncEngine, waiters: ReplyWaiters, reads: ReadPool
+    settings: Settings, answers: Answers, waiters: ReplyWaiters, reads: ReadPool
 ) -> None:
     async def worker_commits_soon(command: CommandEnvelope) -> None:
         asyncio.get_running_loop().call_later(
-            0.3, lambda: asyncio.ensure_future(store_answer(engine, command, notify=True))
+            0.3, lambda: asyncio.ensure_future(answers.store(command, notify=True))
         )
 
     gateway = ScriptedGateway(settings, waiters, reads, worker_commits_soon)
@@ -107,7 +127,7 @@ async def test_a_waiting_write_is_answered_when_the_answer_is_notified(
 
 
 async def test_a_dropped_listener_still_answers_its_waiters(
-    settings: Settings, engine: AsyncEngine, waiters: ReplyWaiters, reads: ReadPool
+    settings: Settings, answers: Answers, waiters: ReplyWaiters, reads: ReadPool
 ) -> None:
     """The answer is stored while the listener is down, its NOTIFY lost: the reconnect
     wakes every waiter, which reads its answer."""
@@ -120,7 +140,7 @@ async def test_a_dropped_listener_still_answers_its_waiters(
             await conn.execute("SELECT pg_terminate_backend($1)", listener_pid)
         finally:
             await conn.close()
-        await store_answer(engine, command, notify=False)
+        await answers.store(command, notify=False)
 
     gateway = ScriptedGateway(settings, waiters, reads, answered_while_nobody_listens)
     command = charge(f"drop-{uuid.uuid4().hex[:8]}")
@@ -150,12 +170,12 @@ async def test_no_answer_in_time_is_202_with_the_status_url(
 
 
 async def test_another_commands_answer_never_answers_this_one(
-    settings: Settings, engine: AsyncEngine, waiters: ReplyWaiters, reads: ReadPool
+    settings: Settings, answers: Answers, waiters: ReplyWaiters, reads: ReadPool
 ) -> None:
     other = charge(f"other-{uuid.uuid4().hex[:8]}")
 
     async def only_the_other_is_answered(_: CommandEnvelope) -> None:
-        await store_answer(engine, other, notify=True)
+        await answers.store(other, notify=True)
 
     gateway = ScriptedGateway(settings, waiters, reads, only_the_other_is_answered)
     mine = charge(f"mine-{uuid.uuid4().hex[:8]}")
