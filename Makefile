@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-reports bench-sockets faults token clean install browser lock strimzi-schemas ts-types typescript-generators client-contracts
+.PHONY: run test lint typecheck bench bench-http bench-reports bench-sockets faults token clean install browser wrk lock strimzi-schemas ts-types typescript-generators client-contracts
 
 # Dependencies come from the lock (exact versions, every file's hash checked); the
 # project itself is installed on top without resolving anything again. So is the Python
@@ -110,6 +110,20 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(DEVTOOLS) bench
+
+# The HTTP bench drives the ingress with Debian's wrk; installed once where we may.
+wrk:
+	@if command -v wrk >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing wrk for make bench-http"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) \
+			|| echo "could not install wrk: make bench-http will fail"; \
+	else echo "make bench-http needs wrk (apt-get install wrk as root)"; fi
+
+# HTTP reads and waiting writes against a bare endpoint, then the WebSocket fan-out.
+bench-http: $(STAMP) wrk
+	$(DEVTOOLS) bench-http
+	$(DEVTOOLS) bench-sockets
 
 bench-reports: $(STAMP)
 	$(DEVTOOLS) bench-reports

@@ -74,6 +74,10 @@ def cmd_bench_sockets(settings: Settings, args: argparse.Namespace) -> int:
     from devtools.bench_sockets import main as bench_sockets_main
 
     return bench_sockets_main(settings, args)
+def cmd_bench_http(settings: Settings, args: argparse.Namespace) -> int:
+    from devtools.bench_http import main as bench_http_main
+
+    return bench_http_main(settings, args)
 
 
 def cmd_bench_reports(settings: Settings, args: argparse.Namespace) -> int:
@@ -137,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="charges of the burst that measures the peak (default: 8000)")
     sockets.add_argument("--no-compression", action="store_true",
                          help="offer no permessage-deflate (browsers offer it, so the default does)")
+    http = command("bench-http", "HTTP reads and waiting writes of the ingress against a bare "
+                   "Litestar endpoint (needs wrk)")
+    http.add_argument("--seconds", type=float, default=10.0,
+                      help="measured seconds of each phase (default: 10)")
+    http.add_argument("--users", type=int, default=500,
+                      help="seeded users the requests spread over (default: 500)")
+    http.add_argument("--connections", type=int, default=32,
+                      help="wrk connections (default: 32)")
+    http.add_argument("--threads", type=int, default=1, help="wrk threads (default: 1)")
+    http.add_argument("--no-grants", action="store_true",
+                      help="skip the write phase (no ledger worker or relay)")
     reports = command(
         "bench-reports", "the five reports over a seeded year of ledger, timed (target < 1 s)"
     )
@@ -159,6 +174,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "seed": cmd_seed,
     "token": cmd_token,
     "bench": cmd_bench,
+    "bench-http": cmd_bench_http,
     "bench-reports": cmd_bench_reports,
     "bench-sockets": cmd_bench_sockets,
     "faults": cmd_faults,

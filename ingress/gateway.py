@@ -1,12 +1,18 @@
 """Publishing commands from HTTP and waiting for the ledger's answer (docs/architecture.md, "The flow").
 
 The caller waits up to PAYMENT_REPLY_TIMEOUT for the command's stored result; after
-that it gets 202 with the status URL. A command published here is marked pending in
-Redis with its owner, so `GET /payment/commands/{id}` can tell "pending" from
-"unknown" and refuse other users.
+that it gets 202 with the status URL. It does not poll: the ledger worker NOTIFYs the
+ids it answered and the request wakes (ingress.reply_waiters), then reads its stored
+answer once; it also reads it at the deadline and once a second in case a notification
+was lost. A write that waits costs at most three statements: the status before
+publishing, its evidence where it has one, the status once woken.
+
+A command published here is marked pending in Redis with its owner, so
+`GET /payment/commands/{id}` can tell "pending" from "unknown" and refuse other users.
 """
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,8 +24,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ingress.reply_waiters import SAFETY_RECHECK_SECONDS, ReplyWaiters
 from schemas.commands import CommandEnvelope, means_another
-from services.db import UnitOfWork
+from services.db import ReadPool, UnitOfWork
 from services.errors import DependencyUnavailable, IdempotencyKeyReused, PaymentError, status_of
 from services.evidence.use_cases import record_command_evidence
 from services.evidence.zones import Evidence
@@ -27,7 +34,6 @@ from services.ledger.use_cases import find_command_status
 from services.settings import Settings
 from services.tracing import trace_headers
 
-POLL_INTERVAL = 0.02
 # Records a command's evidence (None: it needs none) and what goes with it, committed
 # before the command is published.
 Recorder = Callable[[CommandEnvelope, Evidence | None], Awaitable[None]]
@@ -60,11 +66,18 @@ def reply_for(stored: dict[str, Any], command: CommandEnvelope | None = None) ->
 
 class CommandGateway:
     def __init__(
-        self, producer: AIOKafkaProducer, engine: AsyncEngine, redis: Redis, settings: Settings
+        self,
+        producer: AIOKafkaProducer,
+        engine: AsyncEngine,
+        redis: Redis,
+        settings: Settings,
+        waiters: ReplyWaiters,
+        reads: ReadPool | None = None,
     ) -> None:
+        self.waiters = waiters
         self.producer = producer
         self.engine = engine
-        self.uow = UnitOfWork(engine)
+        self.uow = UnitOfWork(engine, reads)
         self.redis = redis
         self.settings = settings
 
@@ -116,14 +129,17 @@ class CommandGateway:
         existing = await self.stored(command.id)
         if existing:
             return reply_for(existing, command)
-        await self.publish(command, evidence, record)
         wait = self.settings.payment_reply_timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            await asyncio.sleep(POLL_INTERVAL)
-            found = await self.stored(command.id)
-            if found:
-                return reply_for(found, command)
+        with self.waiters.waiter(command.id) as woken:
+            await self.publish(command, evidence, record)
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(left, SAFETY_RECHECK_SECONDS))
+                woken.clear()
+                found = await self.stored(command.id)
+                if found:
+                    return reply_for(found, command)
         location = f"/payment/commands/{command.id}"
         return Reply(
             202,

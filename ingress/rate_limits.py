@@ -11,7 +11,9 @@ carries an Idempotency-Key still answers 503 from the idempotency layer, so noth
 apply twice.
 """
 
+import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -19,7 +21,7 @@ from typing import Any
 
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ingress.auth import scope_principal
 from ingress.client_address import client_address_of
@@ -39,13 +41,84 @@ EXEMPT_PREFIXES = (
 )
 
 
+# Count this request in each window (the address's, the user's) in ONE command: a window
+# gets its expiry when it is created, so every counter still expires.
+COUNT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+  counts[i] = n
+end
+return counts
+"""
+COUNT_SHA = hashlib.sha1(COUNT.encode()).hexdigest()
+
+
+class WindowCounter:
+    """Counts requests in Redis, the requests of one moment in one round trip.
+
+    Requests that arrive while a round trip is out wait for it, then go together in the
+    next: under load, one EVALSHA counts dozens of requests, each of which still gets
+    its own count back (the script increments key after key, so two requests of one
+    user get n and n + 1). Nothing is counted locally: replicas share the windows, as
+    before. Per request this was a Redis round trip and a tenth of a balance read's CPU.
+    """
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.waiting: list[tuple[list[str], asyncio.Future[list[int]]]] = []
+        self.sending = False
+
+    async def count(self, keys: list[str]) -> list[int]:
+        """Each key's count after this request (RedisError when Redis fails)."""
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((keys, future))
+        if not self.sending:
+            self.sending = True
+            asyncio.get_running_loop().call_soon(self._send_next)  # this moment's arrivals too
+        return await future
+
+    def _send_next(self) -> None:
+        batch, self.waiting = self.waiting, []
+        if not batch:
+            self.sending = False
+            return
+        task = asyncio.ensure_future(self._send(batch))
+        task.add_done_callback(lambda _: self._send_next())
+
+    async def _send(self, batch: list[tuple[list[str], asyncio.Future[list[int]]]]) -> None:
+        try:
+            counts = await _count(self.redis, [key for keys, _ in batch for key in keys])
+        except BaseException as error:  # every waiter learns it (RedisError: fail open)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        at = 0
+        for keys, future in batch:
+            if not future.done():
+                future.set_result(counts[at : at + len(keys)])
+            at += len(keys)
+
+
+async def _count(redis: Any, keys: list[str]) -> list[int]:
+    """Each key's count after this request: EVALSHA, loading the script on a server that
+    does not have it yet (a restart, a failover)."""
+    try:
+        counts = await redis.evalsha(COUNT_SHA, len(keys), *keys, WINDOW + 5)
+    except NoScriptError:
+        counts = await redis.eval(COUNT, len(keys), *keys, WINDOW + 5)
+    return [int(c) for c in counts]
+
+
 def _limits(settings: Any, group: str) -> tuple[int, int]:
     if group == "read":
         return settings.rate_limit_reads_per_minute, settings.rate_limit_ip_per_minute
     return settings.rate_limit_writes_per_minute, settings.rate_limit_ip_per_minute
 
 
-async def check(redis: Any, settings: Any, *, group: str, user: str | None, ip: str) -> None:
+async def check(counter: WindowCounter, settings: Any, *, group: str, user: str | None, ip: str) -> None:
     """Count this request; raise RateLimited when a window is full."""
     window = int(time.time()) // WINDOW
     retry_after = WINDOW - int(time.time()) % WINDOW
@@ -54,11 +127,7 @@ async def check(redis: Any, settings: Any, *, group: str, user: str | None, ip: 
     keys = [(f"{prefix}:ip:{ip}:{window}", ip_limit)]
     if user:
         keys.append((f"{prefix}:user:{user}:{window}", user_limit))
-    async with redis.pipeline(transaction=False) as pipe:
-        for key, _ in keys:
-            pipe.incr(key)
-            pipe.expire(key, WINDOW + 5)
-        counts = (await pipe.execute())[::2]
+    counts = await counter.count([key for key, _ in keys])
     for (key, limit), count in zip(keys, counts, strict=True):
         if count > limit:
             who = "user" if ":user:" in key else "client address"
@@ -90,7 +159,7 @@ class RateLimits(ASGIMiddleware):
         ip = client_address_of(scope, settings.trusted_proxy_networks) or "unknown"
         try:
             if resources is not None:
-                await check(resources.redis, settings, group=group, user=user, ip=ip)
+                await check(resources.window_counter, settings, group=group, user=user, ip=ip)
         except RateLimited as error:
             await _reject(send, error)
             return

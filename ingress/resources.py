@@ -9,12 +9,15 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.stripe.client import StripeProvider
+from ingress.db_metrics import count_round_trips
 from ingress.gateway import CommandGateway
 from ingress.idempotency import ReplayStore, in_flight_seconds
 from ingress.live import BalanceHub
+from ingress.rate_limits import WindowCounter
 from ingress.readiness import Readiness
 from ingress.reply_seal import ReplySeal
-from services.db import UnitOfWork, make_engine
+from ingress.reply_waiters import ReplyWaiters
+from services.db import ReadPool, UnitOfWork, make_engine
 from services.kafka_security import kafka_client_options
 from services.kafka_start import KafkaUnreachable, start_kafka_client
 from services.settings import Settings
@@ -32,16 +35,19 @@ class Resources:
     payments: StripeProvider
     hub: BalanceHub
     replies: ReplayStore
+    reads: ReadPool
+    window_counter: WindowCounter
     readiness: Readiness = field(default_factory=Readiness)
 
     @property
     def uow(self) -> UnitOfWork:
         """The database as the use cases take it (they choose their transactions)."""
-        return UnitOfWork(self.engine)
+        return UnitOfWork(self.engine, self.reads)
 
     @classmethod
     async def open(cls, settings: Settings) -> "Resources":
         engine = make_engine(settings)
+        count_round_trips(engine)
         redis = Redis.from_url(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=False
         )
@@ -60,7 +66,10 @@ class Resources:
             await redis.aclose()
             await engine.dispose()
             raise
-        gateway = CommandGateway(producer, engine, redis, settings)
+        reads = await ReadPool.open(settings)
+        waiters = ReplyWaiters(settings)
+        await waiters.start()
+        gateway = CommandGateway(producer, engine, redis, settings, waiters, reads)
         hub = BalanceHub(settings)
         await hub.start()
         replies = ReplayStore(
@@ -70,13 +79,17 @@ class Resources:
             in_flight_ttl=in_flight_seconds(settings.payment_reply_timeout),
         )
         return cls(
-            settings, engine, redis, producer, gateway, StripeProvider(settings), hub, replies
+            settings, engine, redis, producer, gateway, StripeProvider(settings), hub, replies, reads,
+            WindowCounter(redis),
         )
 
     async def close(self) -> None:
         await self.hub.stop()
+        await self.gateway.waiters.stop()
         with contextlib.suppress(Exception):
             await self.producer.stop()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.engine.dispose()
+        with contextlib.suppress(Exception):
+            await self.reads.close()

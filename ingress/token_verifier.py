@@ -14,9 +14,19 @@ Every token must carry `sub`, `aud` (PAYMENT_JWT_AUDIENCE), `iss`
 PAYMENT_JWT_MAX_LIFETIME_SECONDS. `iat` is required rather than inferred: without it
 the lifetime the issuer granted is unknown, and `exp - now` would accept a token
 minted for a year once it had only a day left.
+
+A token that passed every check is remembered (its claims, by the SHA-256 of the whole
+token) until its `exp`, at most VERIFIED_CACHE_SIZE of them: a client sends the same
+token with every request, and checking its signature again each time was a tenth of a
+balance read's CPU (docs/benchmarks.md, "HTTP"). Only the exact token, byte for byte,
+hits; a remembered token stops being accepted at its `exp` as before. A signing key
+withdrawn from the JWKS stops new tokens at once; tokens it already signed and that were
+seen here live to their `exp` (at most PAYMENT_JWT_MAX_LIFETIME_SECONDS).
 """
 
 import asyncio
+import hashlib
+import time
 from typing import Any
 
 import jwt
@@ -29,6 +39,7 @@ REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
 JWKS_CACHE_SECONDS = 300  # a rotated-out key stops verifying within this long
 JWKS_TIMEOUT_SECONDS = 5.0  # a request waits at most this long for the key set
 JWKS_REFETCH_COOLDOWN_SECONDS = 30  # unknown `kid`s cannot make us fetch more often
+VERIFIED_CACHE_SIZE = 10_000  # tokens remembered; the oldest goes first beyond it
 
 _REASONS: dict[type[jwt.PyJWTError], str] = {
     jwt.ExpiredSignatureError: "the token has expired",
@@ -54,6 +65,7 @@ class TokenVerifier:
         self.max_lifetime = settings.payment_jwt_max_lifetime_seconds
         self.jwks: jwt.PyJWKClient | None = None
         self.key: Any = settings.payment_jwt_secret
+        self.verified: dict[bytes, dict[str, Any]] = {}  # sha256(token) -> claims, oldest first
         if settings.payment_jwt_jwks_url:
             self.jwks = jwt.PyJWKClient(
                 settings.payment_jwt_jwks_url,
@@ -80,6 +92,20 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or Unauthorized saying which check failed."""
+        digest = hashlib.sha256(token.encode()).digest()
+        claims = self.verified.get(digest)
+        if claims is not None:
+            if time.time() < claims["exp"]:  # PyJWT's own rule: expired once now >= exp
+                return claims
+            del self.verified[digest]
+        claims = await self._check(token)
+        if len(self.verified) >= VERIFIED_CACHE_SIZE:
+            del self.verified[next(iter(self.verified))]
+        self.verified[digest] = claims
+        return claims
+
+    async def _check(self, token: str) -> dict[str, Any]:
+        """Every check of the module docstring, on the token itself."""
         key = await self._key_for(token)
         try:
             claims: dict[str, Any] = jwt.decode(

@@ -39,3 +39,9 @@ READINESS_CHECKS = Counter(
     "payment_readiness_checks_total",
     "Backend checks run by /payment/ready (answers within a second reuse the last one)",
 )
+DB_ROUND_TRIPS = Counter(
+    "payment_db_round_trips_total",
+    "Round trips to Postgres by kind (statement, begin, commit, rollback, ping, listen); counted "
+    "by the ingress (ingress.db_metrics and its read pool)",
+    ["kind"],
+)

@@ -260,8 +260,8 @@ def test_the_product_command_line_has_no_development_command():
     """Local stack, seed, tokens, benchmarks, faults and the clients' generated files live in
     `python -m devtools` only."""
     product, toolkit = set(_subcommands(build_parser())), set(_subcommands(build_devtools_parser()))
-    assert toolkit == {"run", "seed", "token", "bench", "bench-reports", "bench-sockets", "faults",
-                       "ts-types", "client-contracts"}
+    assert toolkit == {"run", "seed", "token", "bench", "bench-http", "bench-reports", "bench-sockets",
+                       "faults", "ts-types", "client-contracts"}
     assert not product & toolkit
 
 

@@ -5,16 +5,13 @@ ledger did not reconcile, 2 for bad arguments, 130 when interrupted.
 """
 
 import argparse
-import logging
 import os
 import time
-import uuid
 
 from devtools.bench.charges_table import print_results
 from devtools.bench.console import console
 from devtools.bench.phases import bench
-from devtools.bench.sandbox import Run, bench_settings, run_sandboxed
-from devtools.processes import free_port
+from devtools.bench.sandbox import bench_settings, new_run, run_sandboxed
 from devtools.stack import RUN_DIR
 from services.settings import Settings
 
@@ -34,13 +31,10 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     if charges <= 0 or users <= 0 or workers <= 0:
         console.print("[red]--charges, --users and --workers must be positive[/red]")
         return 2
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("pika.topics").setLevel(logging.WARNING)
-    tag = uuid.uuid4().hex[:8]
-    port = free_port()
-    run = Run(bench_settings(settings, tag, f"127.0.0.1:{port}"), tag, workers=workers)
+    run, port = new_run(lambda tag, kafka: bench_settings(settings, tag, kafka))
+    run.workers = workers
     started = time.perf_counter()
-    console.print(f"bench {tag}: {workers} ledger worker process(es)")
+    console.print(f"bench {run.tag}: {workers} ledger worker process(es)")
     results = run_sandboxed("bench", run, port, lambda r: bench(r, charges, users))
     if isinstance(results, int):
         return results

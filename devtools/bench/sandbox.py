@@ -8,8 +8,10 @@ stops what the run started and drops the database.
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -63,6 +65,16 @@ class Run:
     workers: int = 1  # ledger worker processes in the end-to-end phases (one group)
 
 
+def new_run(settings_for: Callable[[str, str], Settings]) -> tuple[Run, int]:
+    """A run with a fresh tag and a free port for its broker; `settings_for(tag, kafka)`
+    gives its settings. Migration and topic chatter is kept off the console."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("pika.topics").setLevel(logging.WARNING)
+    tag = uuid.uuid4().hex[:8]
+    port = processes.free_port()
+    return Run(settings_for(tag, f"127.0.0.1:{port}"), tag), port
+
+
 def set_up(run: Run, port: int) -> None:
     """Start the run's broker on `port`, create and migrate its database, provision its topics."""
     run.stack.start_tansu("127.0.0.1", port)
@@ -112,35 +124,25 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_sandboxed(
-    label: str,
-    run: Run,
-    port: int,
-    measure: Callable[[Run], Coroutine[Any, Any, T]],
-    runner: Callable[[Coroutine[Any, Any, T]], T] = asyncio.run,
-) -> T | int:
-    """Set up the run's world on `port`, run `measure` in it, clean up whatever happens.
-
-    Returns what `measure` returned, or an exit code: 1 when it failed (the children's
-    log tails are printed), 130 when interrupted by Ctrl-C or a kill, which clean up
-    alike; a second Ctrl-C or kill cannot cut the cleanup short.
-    """
-    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+def guarded(run: Run, name: str, work: Callable[[], T]) -> tuple[T | None, int]:
+    """`work()` (set-up and phases), then `clean_up` whatever happens: (its result, 0), or
+    (None, 130) when interrupted (Ctrl-C or SIGTERM), (None, 1) when it failed (with
+    the children's log tails)."""
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     try:
-        console.print(f"{label} {run.tag}: tansu on 127.0.0.1:{port}, database pika_bench_{run.tag}")
-        set_up(run, port)
-        return runner(measure(run))
+        return work(), 0
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
-        return 130
+        return None, 130
     except Exception as error:
-        console.print(f"[red]{label} failed: {type(error).__name__}: {error}[/red]")
+        console.print(f"[red]{name} failed: {type(error).__name__}: {error}[/red]")
         for child in run.children:
             with contextlib.suppress(OSError):
                 tail = child.log.read_text(errors="replace")[-1500:]
                 console.print(f"--- {child.name} log tail ({child.log}) ---\n{tail}")
-        return 1
+        return None, 1
     finally:
+        # A second Ctrl-C or kill must not cut the cleanup short.
         previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
@@ -148,3 +150,23 @@ def run_sandboxed(
         finally:
             signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous_term)
+
+
+def run_sandboxed(
+    label: str,
+    run: Run,
+    port: int,
+    measure: Callable[[Run], Coroutine[Any, Any, T]],
+    runner: Callable[[Coroutine[Any, Any, T]], T] = asyncio.run,
+) -> T | int:
+    """Set up the run's world on `port`, run `measure` in it (with `runner`: asyncio's
+    or uvloop's), clean up whatever happens (`guarded`): what `measure` returned, or
+    the exit code 1 (failed) or 130 (interrupted)."""
+
+    def work() -> T:
+        console.print(f"{label} {run.tag}: tansu on 127.0.0.1:{port}, database pika_bench_{run.tag}")
+        set_up(run, port)
+        return runner(measure(run))
+
+    result, code = guarded(run, label, work)
+    return code if result is None else result

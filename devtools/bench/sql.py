@@ -9,18 +9,15 @@ purpose and do not come from here.
 """
 
 import contextlib
-import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 from sqlalchemy import TextClause
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
+from services.db import positional
 from services.ledger.account_store import ADJUST_ACCOUNTS, SYSTEM_ACCOUNTS, adjustment_rows
 from services.settings import Settings
-
-_DIALECT = asyncpg_dialect()
 
 
 @contextlib.asynccontextmanager
@@ -31,13 +28,6 @@ async def connect(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
-
-
-@functools.cache
-def positional(statement: TextClause) -> tuple[str, tuple[str, ...]]:
-    """`statement` in asyncpg's form, and its parameter names in `$n` order."""
-    compiled = statement.compile(dialect=_DIALECT)
-    return str(compiled), tuple(compiled.positiontup or ())
 
 
 async def fetch(

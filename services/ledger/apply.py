@@ -32,7 +32,7 @@ from schemas.commands import (
 )
 from services.db import unit_of_work
 from services.errors import IdempotencyKeyReused, PaymentError
-from services.ledger import account_store, command_store, outbox_store
+from services.ledger import account_store, command_store, outbox_store, reply_store
 from services.ledger.command_store import Processed
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import rejected
@@ -282,5 +282,8 @@ async def apply_commands(
     async with unit_of_work(engine) as conn:
         report = await apply_in(conn, settings, commands, registry, trace_contexts)
         await conn.execute(outbox_store.NOTIFY_OUTBOX)
+        # Every id of the batch has a stored answer now (duplicates had one already):
+        # wake the HTTP requests waiting for them, at commit.
+        await reply_store.notify_answered(conn, list(dict.fromkeys(c.id for c in commands)))
         await conn.commit()
     return report

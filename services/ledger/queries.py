@@ -1,25 +1,36 @@
-"""Read side of the ledger: balance, history and command status, straight from Postgres."""
+"""Read side of the ledger: balance, history and command status, straight from Postgres.
+
+Each read is one statement, so it sees one snapshot and costs one round trip, on a
+use case's SQLAlchemy connection or on the ingress's read pool alike (services.db.Reader).
+"""
 
 import base64
+import functools
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import TextClause, text
 
+from services.db import Reader, rows_of
 from services.errors import ValidationFailed
 
-BALANCE = text("SELECT id, available, held FROM accounts WHERE user_id = :u")
-OPEN_BATCHES = text(
+# The account and its open batches (none: one row of NULL batch columns), in spend order.
+BALANCE = text(
     """
-    SELECT id, source, amount, remaining, acquired_at, expires_at FROM credit_batches
-     WHERE account_id = :account AND status = 'open' AND remaining > 0
-     ORDER BY expires_at, acquired_at, id
+    SELECT a.available, a.held, b.id, b.source, b.amount, b.remaining, b.acquired_at,
+           b.expires_at
+      FROM accounts a
+      LEFT JOIN credit_batches b
+        ON b.account_id = a.id AND b.status = 'open' AND b.remaining > 0
+     WHERE a.user_id = :u
+     ORDER BY b.expires_at, b.acquired_at, b.id
     """
 )
+BATCH_COLUMNS = ("id", "source", "amount", "remaining", "acquired_at", "expires_at")
 HISTORY = """
-    WITH mine AS (
+    WITH account AS (SELECT id FROM accounts WHERE user_id = :u),
+    mine AS (
         (SELECT seq FROM ledger_transactions WHERE user_id = :u {where} ORDER BY seq DESC
           LIMIT :limit)
         UNION
@@ -36,14 +47,23 @@ HISTORY = """
                      AS avail_delta,
                  coalesce(sum(amount) FILTER (WHERE bucket = 'held'), 0)::bigint AS held_delta,
                  max(available_after) AS available_after, max(held_after) AS held_after
-            FROM postings WHERE transaction_id = t.id AND account_id = :account
+            FROM postings
+           WHERE transaction_id = t.id AND account_id = (SELECT id FROM account)
       ) p ON true
+     WHERE EXISTS (SELECT 1 FROM account)
      ORDER BY t.seq DESC LIMIT :limit
 """
 COMMAND = text(
     "SELECT command_id, type, user_id, status, error_code, result, fingerprint "
     "FROM processed_commands WHERE command_id = :id"
 )
+
+
+@functools.cache
+def history_statement(where: str) -> TextClause:
+    """HISTORY with these filters; one statement object per combination of filters, so
+    its compiled (and prepared) form is reused."""
+    return text(HISTORY.format(where=where))
 
 
 def encode_cursor(seq: int) -> str:
@@ -60,22 +80,22 @@ def decode_cursor(cursor: str) -> int:
         raise ValidationFailed("cursor is not valid", cursor=cursor[:100]) from error
 
 
-async def balance(conn: AsyncConnection, user_id: str) -> dict[str, Any]:
-    account = (await conn.execute(BALANCE, {"u": user_id})).first()
-    if account is None:
+async def balance(source: Reader, user_id: str) -> dict[str, Any]:
+    rows = await rows_of(source, BALANCE, {"u": user_id})
+    if not rows:
         return {"user_id": user_id, "available": 0, "held": 0, "total": 0, "batches": []}
-    batches = (await conn.execute(OPEN_BATCHES, {"account": account.id})).mappings().all()
+    account = rows[0]
     return {
         "user_id": user_id,
-        "available": account.available,
-        "held": account.held,
-        "total": account.available + account.held,
-        "batches": [dict(b) for b in batches],
+        "available": account["available"],
+        "held": account["held"],
+        "total": account["available"] + account["held"],
+        "batches": [{c: r[c] for c in BATCH_COLUMNS} for r in rows if r["id"] is not None],
     }
 
 
 async def history(
-    conn: AsyncConnection,
+    source: Reader,
     user_id: str,
     *,
     limit: int,
@@ -85,10 +105,7 @@ async def history(
     until: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; the cursor is the last item's sequence number (opaque to clients)."""
-    account_id = await conn.scalar(text("SELECT id FROM accounts WHERE user_id = :u"), {"u": user_id})
-    if account_id is None:
-        return [], None
-    params: dict[str, Any] = {"u": user_id, "account": account_id, "limit": limit + 1}
+    params: dict[str, Any] = {"u": user_id, "limit": limit + 1}
     where = []
     if cursor:
         params["before"] = decode_cursor(cursor)
@@ -102,8 +119,7 @@ async def history(
     if until:
         params["until"] = until
         where.append("AND created_at < :until")
-    sql = HISTORY.format(where=" ".join(where))
-    rows = (await conn.execute(text(sql), params)).mappings().all()
+    rows = await rows_of(source, history_statement(" ".join(where)), params)
     items = [
         {
             "id": r["id"],
@@ -131,6 +147,6 @@ async def history(
     return items[:limit], next_cursor
 
 
-async def command_status(conn: AsyncConnection, command_id: uuid.UUID) -> dict[str, Any] | None:
-    row = (await conn.execute(COMMAND, {"id": command_id})).mappings().first()
-    return dict(row) if row else None
+async def command_status(source: Reader, command_id: uuid.UUID) -> dict[str, Any] | None:
+    rows = await rows_of(source, COMMAND, {"id": command_id})
+    return dict(rows[0]) if rows else None
