@@ -223,7 +223,8 @@ class Recorder:
 
 async def test_tracing_off_publishes_commands_without_trace_headers(settings):
     recorder = Recorder()
-    gateway = CommandGateway(recorder, None, recorder, settings)  # type: ignore[arg-type]
+    # `publish` neither waits for a reply nor reads: no reply waiters, no engine.
+    gateway = CommandGateway(recorder, None, recorder, settings, None)  # type: ignore[arg-type]
     await gateway.publish(GrantCredits(user_id="u-1", payload=GrantPayload(credits=1, reason="fund")))
     assert trace_headers() == []
     assert [key for key, _ in recorder.sent[0]["headers"]] == ["content-type"]

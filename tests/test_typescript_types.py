@@ -101,7 +101,7 @@ def test_the_hub_sends_the_typed_balance_changed_frame() -> None:
     hub = BalanceHub(cast(Any, None))
     subscription = hub.subscribe("ts-user")
     hub.dispatch(event.model_dump_json().encode())
-    frame = subscription.queue.get_nowait()
+    frame = json.loads(subscription.pending.popleft())  # the hub queues serialized text
     typed = live_server_adapter.validate_python(frame)
     assert isinstance(typed, LiveBalanceChanged) and typed.event_id == event.id
     assert set(frame) == set(LiveBalanceChanged.model_json_schema(by_alias=True)["properties"])
