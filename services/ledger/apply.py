@@ -5,7 +5,7 @@ Order of work, all inside one transaction:
    copy applied by another worker) are skipped;
 2. split the rest into rounds so a user appears at most once per round, keeping each
    user's commands in their arrival (partition) order;
-3. per round, the types with a set-based handler (charges, goodwill grants) go through
+3. per round, the types with a set-based handler (charges, goodwill grants, holds) go through
    it, a statement per step for all of them, other commands each in a savepoint; a
    refusal becomes a stored rejection, never a failed batch;
 4. record every outcome in `processed_commands` and its events in the outbox.

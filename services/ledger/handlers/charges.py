@@ -4,15 +4,12 @@ import uuid
 
 from schemas.commands import ChargeCredits
 from services.errors import PaymentError
-from services.ledger import account_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import (
     applied,
     balance,
-    check_amount,
-    check_daily,
-    check_funds,
+    lock_debtors,
     spend,
 )
 from services.ledger.models import AVAILABLE, Account, Allocation, Leg, TransactionDraft
@@ -26,20 +23,14 @@ async def charge_credits_many(
     Rejections (limits, insufficient credits) are decided up front from the locked
     balances, so one refused charge costs nothing to the others.
     """
-    users = [c.user_id for c in commands]
-    if len(set(users)) != len(users):
-        raise ValueError("charge_credits_many takes each user at most once")
-    accounts = await account_store.lock_accounts(ctx.conn, users)
-    today = await journal_store.transactions_today(ctx.conn, users)
+    debtors = await lock_debtors(ctx, [c.user_id for c in commands])
     outcomes: dict[uuid.UUID, Outcome | PaymentError] = {}
     accepted: list[tuple[ChargeCredits, Account, TransactionDraft]] = []
     bookings = ctx.system("bookings")
     for command in commands:
         credits = command.payload.credits
         try:
-            check_amount(ctx, credits)
-            account = check_funds(accounts.get(command.user_id), credits)
-            await check_daily(ctx, command.user_id, today.get(command.user_id, 0))
+            account = await debtors.check(ctx, command.user_id, credits)
         except PaymentError as error:
             outcomes[command.id] = error
             continue

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from schemas.commands import CommandEnvelope
@@ -79,6 +80,32 @@ async def write(
     after = await account_store.adjust_accounts(ctx.conn, deltas)
     await journal_store.insert_postings(ctx.conn, drafts, after)
     return after
+
+
+@dataclass(frozen=True)
+class Debtors:
+    """The locked accounts of a set-based round's users, and how many counted
+    transactions each has made today: what every debit of the round is checked against."""
+
+    accounts: dict[str, Account]
+    today: dict[str, int]
+
+    async def check(self, ctx: LedgerContext, user_id: str, credits: int) -> Account:
+        """The user's account if a debit of `credits` passes the amount limit, the funds
+        and the daily limit; the PaymentError that refuses it otherwise."""
+        check_amount(ctx, credits)
+        account = check_funds(self.accounts.get(user_id), credits)
+        await check_daily(ctx, user_id, self.today.get(user_id, 0))
+        return account
+
+
+async def lock_debtors(ctx: LedgerContext, users: Sequence[str]) -> Debtors:
+    """Lock the accounts of a round's users (each at most once) and count their
+    transactions today: the start of every set-based debit (charges, holds)."""
+    if len(set(users)) != len(users):
+        raise ValueError("a set-based round takes each user at most once")
+    accounts = await account_store.lock_accounts(ctx.conn, users)
+    return Debtors(accounts, await journal_store.transactions_today(ctx.conn, users))
 
 
 async def spend(

@@ -5,15 +5,13 @@ from datetime import timedelta
 
 from schemas.commands import CaptureCredits, CommandEnvelope, HoldCredits, ReleaseCredits
 from services.errors import Forbidden, InvalidState, NotFound, PaymentError, ValidationFailed
-from services.ledger import account_store, hold_store, journal_store
+from services.ledger import hold_store, journal_store
 from services.ledger.context import LedgerContext, Outcome
 from services.ledger.events import announce
 from services.ledger.handlers.common import (
     applied,
     balance,
-    check_amount,
-    check_daily,
-    check_funds,
+    lock_debtors,
     lock_one,
     spend,
     write,
@@ -40,11 +38,7 @@ async def hold_credits_many(
     Refusals (limits, funds, an open hold for the same booking) are decided up front
     from the locked balances, so one refused hold costs nothing to the others.
     """
-    users = [c.user_id for c in commands]
-    if len(set(users)) != len(users):
-        raise ValueError("hold_credits_many takes each user at most once")
-    accounts = await account_store.lock_accounts(ctx.conn, users)
-    today = await journal_store.transactions_today(ctx.conn, users)
+    debtors = await lock_debtors(ctx, [c.user_id for c in commands])
     open_already = await hold_store.open_holds_among(
         ctx.conn, [(c.user_id, c.payload.reference) for c in commands]
     )
@@ -53,10 +47,8 @@ async def hold_credits_many(
     for command in commands:
         payload = command.payload
         try:
-            check_amount(ctx, payload.credits)
-            account = check_funds(accounts.get(command.user_id), payload.credits)
             # A booking is decided at its hold: the daily limit counts here.
-            await check_daily(ctx, command.user_id, today.get(command.user_id, 0))
+            account = await debtors.check(ctx, command.user_id, payload.credits)
             if (command.user_id, payload.reference) in open_already:
                 raise InvalidState(
                     f"an open hold for {payload.reference!r} exists already", reference=payload.reference
